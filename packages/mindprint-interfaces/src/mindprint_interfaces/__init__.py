@@ -1,0 +1,42 @@
+"""mindprint-interfaces: the contracts every mindprint package shares.
+
+Protocols, configs, results, errors, the data layer and the backend registry. Standard
+library only: importing this never pulls in torch, mlx, transformers or numpy.
+"""
+
+from .configs import AdapterConfig, BackendConfig, DPOConfig, GenerationConfig, SFTConfig
+from .errors import (
+    AdapterFormatError,
+    BackendMismatchError,
+    BackendNotFoundError,
+    ConfigError,
+    DataIssue,
+    DataValidationError,
+    DeviceUnavailableError,
+    MergeVerificationError,
+    MindprintError,
+    TrainingError,
+)
+from .protocols import (
+    AdapterManager,
+    Backend,
+    BaseCallback,
+    DeviceManager,
+    Evaluator,
+    Model,
+    Tokenizer,
+    Trainer,
+    TrainerCallback,
+)
+from .registry import BackendRegistry, create_backend, resolve_backend_name
+from .results import ForwardOutput, Generation, TrainingResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdapterConfig", "AdapterFormatError", "AdapterManager", "Backend", "BackendConfig", "BackendMismatchError",
+    "BackendNotFoundError", "BackendRegistry", "BaseCallback", "ConfigError", "DPOConfig", "DataIssue",
+    "DataValidationError", "DeviceManager", "DeviceUnavailableError", "Evaluator", "ForwardOutput", "Generation",
+    "GenerationConfig", "MergeVerificationError", "MindprintError", "Model", "SFTConfig", "Tokenizer", "Trainer",
+    "TrainerCallback", "TrainingError", "TrainingResult", "create_backend", "resolve_backend_name",
+]

@@ -1,0 +1,143 @@
+"""Backend registry: name -> lazy factory, with install hints for backends that are not installed.
+
+Backends register themselves through the ``mindprint.backends`` entry-point group (so a host
+installs only the backend it needs), or explicitly with :meth:`BackendRegistry.register`.
+Nothing is imported until a backend is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from ._validation import suggest
+from .configs import BackendConfig
+from .errors import BackendNotFoundError, ConfigError
+from .protocols import Backend
+
+ENTRY_POINT_GROUP = "mindprint.backends"
+ENV_VAR = "MINDPRINT_BACKEND"
+
+BackendFactory = Callable[[BackendConfig], Backend]
+
+
+@dataclass(frozen=True)
+class KnownBackend:
+    """A backend mindprint knows about even when it is not installed."""
+
+    name: str
+    distribution: str
+    extra: str
+    description: str
+
+    @property
+    def install_hint(self) -> str:
+        return f"pip install {self.distribution}  (or: pip install 'mindprint-trainer[{self.extra}]')"
+
+
+KNOWN_BACKENDS: Mapping[str, KnownBackend] = {
+    "pytorch": KnownBackend("pytorch", "mindprint-torch", "torch", "PyTorch + transformers + PEFT + TRL (CUDA, MPS, CPU)"),
+    "mlx": KnownBackend("mlx", "mindprint-mlx", "mlx", "MLX + mlx-lm (Apple silicon; CPU on Linux)"),
+}
+
+ALIASES: Mapping[str, str] = {"torch": "pytorch", "pt": "pytorch", "mlx-lm": "mlx", "mlx_lm": "mlx"}
+
+
+def canonical_name(name: str) -> str:
+    key = name.strip().lower()
+    return ALIASES.get(key, key)
+
+
+class BackendRegistry:
+    """Process-wide registry. Explicit registrations win over entry points of the same name."""
+
+    _factories: dict[str, BackendFactory | str] = {}
+    _entry_points_loaded: bool = False
+
+    @classmethod
+    def register(cls, name: str, factory: BackendFactory | str) -> None:
+        """Register ``factory`` (a callable, or a lazy ``"module:attr"`` path) under ``name``."""
+        cls._factories[canonical_name(name)] = factory
+
+    @classmethod
+    def unregister(cls, name: str) -> None:
+        cls._factories.pop(canonical_name(name), None)
+
+    @classmethod
+    def _load_entry_points(cls) -> None:
+        if cls._entry_points_loaded:
+            return
+        cls._entry_points_loaded = True
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            cls._factories.setdefault(canonical_name(ep.name), ep.value)
+
+    @classmethod
+    def available(cls) -> list[str]:
+        """Names of registered backends (installed packages; their libraries are checked on create)."""
+        cls._load_entry_points()
+        return sorted(cls._factories)
+
+    @classmethod
+    def _resolve_factory(cls, name: str) -> BackendFactory:
+        cls._load_entry_points()
+        target = cls._factories.get(name)
+        if target is None:
+            known = sorted(set(cls._factories) | set(KNOWN_BACKENDS))
+            msg = f"Unknown backend: {name}. Known backends: {', '.join(known)}"
+            if name in KNOWN_BACKENDS:
+                kb = KNOWN_BACKENDS[name]
+                msg = (f"Unknown backend: {name} is not installed. Known backends: {', '.join(known)}. "
+                       f"It is provided by the package {kb.distribution}: {kb.install_hint}")
+            else:
+                msg += suggest(name, known)
+            raise BackendNotFoundError(msg)
+        if isinstance(target, str):
+            module_name, _, attr = target.partition(":")
+            module = importlib.import_module(module_name)
+            factory: BackendFactory = getattr(module, attr)
+            cls._factories[name] = factory
+            return factory
+        return target
+
+    @classmethod
+    def create(cls, config: BackendConfig, **options: Any) -> Backend:
+        if config.backend_type is None:
+            raise ConfigError(
+                "no backend chosen: pass a backend name, set MINDPRINT_BACKEND, or set backend.type in the config file "
+                f"(installed: {', '.join(cls.available()) or 'none'})",
+                key="backend.type",
+            )
+        name = canonical_name(config.backend_type)
+        factory = cls._resolve_factory(name)
+        if name != config.backend_type or options:
+            config = BackendConfig(
+                backend_type=name, device=config.device, dtype=config.dtype, seed=config.seed,
+                options={**config.options, **options},
+            )
+        return factory(config)
+
+
+def resolve_backend_name(argument: str | None = None, config_value: str | None = None,
+                         env: Mapping[str, str] | None = None) -> str | None:
+    """Selection order: explicit argument > MINDPRINT_BACKEND > config file. None when none is set."""
+    env = os.environ if env is None else env
+    for candidate in (argument, env.get(ENV_VAR), config_value):
+        if candidate:
+            return canonical_name(candidate)
+    return None
+
+
+def create_backend(name: str | None = None, *, device: str = "auto", dtype: str = "auto", seed: int = 42,
+                   config_value: str | None = None, **options: Any) -> Backend:
+    """Create a backend by name (``"pytorch"``/``"torch"`` or ``"mlx"``).
+
+    ``name`` wins over ``MINDPRINT_BACKEND``, which wins over ``config_value`` (the config file's
+    ``backend.type``). There is no silent default: with none of them set this raises.
+    """
+    resolved = resolve_backend_name(name, config_value)
+    config = BackendConfig.from_dict({"backend_type": resolved, "device": device, "dtype": dtype, "seed": seed})
+    return BackendRegistry.create(config, **options)
