@@ -28,6 +28,7 @@ from .protocols import (
     Trainer,
     TrainerCallback,
 )
+from .hf_tokenizer import HFTokenizer
 from .registry import BackendRegistry, create_backend, resolve_backend_name
 from .results import ForwardOutput, Generation, TrainingResult
 
@@ -37,6 +38,6 @@ __all__ = [
     "AdapterConfig", "AdapterFormatError", "AdapterManager", "Backend", "BackendConfig", "BackendMismatchError",
     "BackendNotFoundError", "BackendRegistry", "BaseCallback", "ConfigError", "DPOConfig", "DataIssue",
     "DataValidationError", "DeviceManager", "DeviceUnavailableError", "Evaluator", "ForwardOutput", "Generation",
-    "GenerationConfig", "MergeVerificationError", "MindprintError", "Model", "SFTConfig", "Tokenizer", "Trainer",
+    "GenerationConfig", "HFTokenizer", "MergeVerificationError", "MindprintError", "Model", "SFTConfig", "Tokenizer", "Trainer",
     "TrainerCallback", "TrainingError", "TrainingResult", "create_backend", "resolve_backend_name",
 ]
