@@ -132,9 +132,12 @@ def tokenize_sft(tokenizer: Tokenizer, examples: Sequence[SFTExample], *, max_le
                 out.dropped.append(issue)
                 continue
             ids, labels = ids[:max_length], labels[:max_length]
+            if not any(t != IGNORE_INDEX for t in labels[1:]):
+                out.dropped.append(DataIssue(ex.line, "messages", f"no completion tokens left within max_length={max_length}"))
+                continue
             out.truncated += 1
         if not any(t != IGNORE_INDEX for t in labels[1:]):
-            out.dropped.append(DataIssue(ex.line, "messages", f"no completion tokens left within max_length={max_length}"))
+            out.dropped.append(DataIssue(ex.line, "messages", "no completion tokens to train on"))
             continue
         out.examples.append(TokenizedExample(tuple(ids), tuple(labels), ex.line))
     if errors:
