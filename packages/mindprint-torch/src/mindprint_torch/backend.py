@@ -1,0 +1,90 @@
+"""TorchBackend: the ``pytorch`` backend factory (entry point ``mindprint.backends: pytorch``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mindprint_interfaces import BackendConfig, ConfigError, DPOConfig, SFTConfig
+from mindprint_interfaces.protocols import Model, PathLike, TrainerCallback
+
+from .adapters import TorchAdapterManager, load_adapter
+from .device import TorchDeviceManager
+from .dpo import TorchDPOTrainer
+from .model import PyTorchModel, ensure_torch_model
+from .sft import TorchSFTTrainer
+
+
+class TorchBackend:
+    """PyTorch + transformers + PEFT + TRL. ``TorchBackend(BackendConfig("pytorch", device=..., dtype=...))``."""
+
+    name = "pytorch"
+
+    def __init__(self, config: BackendConfig | Mapping[str, Any] | None = None) -> None:
+        cfg = BackendConfig.coerce(config)
+        if cfg.backend_type is None:
+            cfg = BackendConfig(backend_type="pytorch", device=cfg.device, dtype=cfg.dtype, seed=cfg.seed, options=cfg.options)
+        self.config: BackendConfig = cfg
+        self._device_manager = TorchDeviceManager(cfg.device, cfg.dtype)
+        self._adapter_manager = TorchAdapterManager()
+        torch.manual_seed(cfg.seed)
+
+    @property
+    def device_manager(self) -> TorchDeviceManager:
+        return self._device_manager
+
+    @property
+    def adapter_manager(self) -> TorchAdapterManager:
+        return self._adapter_manager
+
+    def load_model(self, model_path: PathLike, tokenizer_path: PathLike | None = None,
+                   adapter_path: PathLike | None = None) -> PyTorchModel:
+        """Load an HF directory (or a local ``.gguf`` file) on this backend's device and dtype."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(model_path)
+        if not path.exists():
+            raise ConfigError(f"model_path: {path} does not exist (mindprint never downloads implicitly)", key="model_path")
+        kwargs: dict[str, Any] = {"dtype": self._device_manager.torch_dtype}
+        if path.is_file():
+            if path.suffix != ".gguf":
+                raise ConfigError(f"model_path: {path} is a file but not a .gguf; pass the model directory", key="model_path")
+            source, kwargs["gguf_file"] = str(path.parent), path.name
+        else:
+            source = str(path)
+        tok_source = str(tokenizer_path) if tokenizer_path is not None else source
+        tok_kwargs = {"gguf_file": kwargs["gguf_file"]} if "gguf_file" in kwargs and tokenizer_path is None else {}
+        tokenizer = AutoTokenizer.from_pretrained(tok_source, **tok_kwargs)
+        hf_model: Any = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        if "gguf_file" in kwargs:
+            hf_model.hf_quantizer = None  # dequantised to self.dtype; the Trainer refuses "quantized" models
+            if hasattr(hf_model.config, "quantization_config"):
+                del hf_model.config.quantization_config
+        hf_model.to(self._device_manager.torch_device)
+        hf_model.eval()
+        model = PyTorchModel(hf_model, tokenizer, name_or_path=str(path))
+        if adapter_path is not None:
+            load_adapter(model, adapter_path)
+        return model
+
+    def wrap(self, model: Any, tokenizer: Any) -> PyTorchModel:
+        """Wrap a user's transformers model (or PeftModel) + tokenizer (the pipeline's legacy mode)."""
+        if isinstance(model, PyTorchModel):
+            return model
+        if not isinstance(model, torch.nn.Module) or not hasattr(model, "generate"):
+            raise TypeError(f"wrap: expected a transformers causal LM, got {type(model).__name__}")
+        return PyTorchModel(model, tokenizer)
+
+    def create_sft_trainer(self, model: Model, config: SFTConfig | Mapping[str, Any],
+                           *, callbacks: Sequence[TrainerCallback] = ()) -> TorchSFTTrainer:
+        return TorchSFTTrainer(ensure_torch_model(model), config, callbacks)
+
+    def create_dpo_trainer(self, model: Model, config: DPOConfig | Mapping[str, Any], ref_model: Model | None = None,
+                           *, callbacks: Sequence[TrainerCallback] = ()) -> TorchDPOTrainer:
+        return TorchDPOTrainer(ensure_torch_model(model), config, ref_model, callbacks)
+
+    def __repr__(self) -> str:
+        return f"TorchBackend(device={self._device_manager.device!r}, dtype={self._device_manager.dtype!r})"

@@ -1,0 +1,117 @@
+"""Verified merge-and-save: the fix for silently corrupted merges (MPS, non-contiguous tensors).
+
+``save_merged`` never touches the live model: it copies it to the CPU in fp32, merges the LoRA
+adapter into the copy, makes every tensor contiguous, writes safetensors + tokenizer into a
+temporary directory, reloads that directory with plain transformers and compares logits on a
+fixed probe batch against the *unmerged* fp32 copy. Only when the merged model and the reloaded
+one both agree (within ``tolerance``) is the directory moved into place; otherwise
+:class:`MergeVerificationError` is raised and nothing is written at ``path``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mindprint_interfaces import MergeVerificationError
+from mindprint_interfaces.data import Message, render_prompt
+from mindprint_interfaces.fileio import atomic_directory
+from mindprint_interfaces.protocols import PathLike
+
+from .model import PyTorchModel
+
+PROBE_TEXTS = (
+    "The capital of France is Paris. The quick brown fox jumps over the lazy dog.",
+    "Merge check 0123456789: answer briefly and kindly.",
+)
+# fp32 merge reorders float operations (x(W + sBA) vs xW + s(xA)B): differences are ~1e-6 relative.
+RELATIVE_TOLERANCE = 1e-5
+ABSOLUTE_TOLERANCE = 1e-4
+
+
+def probe_batch(model: PyTorchModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed, right-padded batch of token ids (plain text and a chat-formatted prompt)."""
+    tok = model.tokenizer
+    rows = [tok.encode(t) for t in PROBE_TEXTS]
+    rows.append(render_prompt(tok, [Message(role="user", content="What is the capital of France?")]))
+    rows = [r[:64] for r in rows if r]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), model.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def _logits(module: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    module.eval()
+    with torch.no_grad():
+        out: torch.Tensor = module(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
+    return out * mask.unsqueeze(-1)  # padded positions do not count
+
+
+def tolerance_for(reference: torch.Tensor) -> float:
+    return ABSOLUTE_TOLERANCE + RELATIVE_TOLERANCE * float(reference.abs().max())
+
+
+def _compare(reference: torch.Tensor, other: torch.Tensor, what: str) -> None:
+    diff = float((reference - other).abs().max())
+    tol = tolerance_for(reference)
+    if not diff <= tol:  # also catches NaN
+        raise MergeVerificationError(
+            f"{what}: logits differ from the unmerged model by {diff:.3g} (tolerance {tol:.3g}); "
+            "the merged weights are wrong, nothing was saved", max_abs_diff=diff, tolerance=tol)
+
+
+def merged_cpu_copy(model: PyTorchModel) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(merged fp32 CPU model, probe ids, probe mask, reference logits of the unmerged fp32 copy)."""
+    work = copy.deepcopy(model.hf_model).to(device="cpu", dtype=torch.float32)
+    # TRL patches ``forward`` on the instance (fused LM head) with a closure over the *original* module's
+    # forward; a deep copy would keep calling the live model. Restore the class forward on the copy.
+    for module in work.modules():
+        module.__dict__.pop("forward", None)
+    ids, mask = probe_batch(model)
+    reference = _logits(work, ids, mask)
+    if model.has_adapter():
+        work = work.merge_and_unload(safe_merge=True)
+    with torch.no_grad():
+        for param in work.parameters():
+            param.data = param.data.to(torch.float32).contiguous()
+        for buf_name, buf in list(work.named_buffers()):
+            if not buf.is_contiguous():
+                owner = work.get_submodule(buf_name.rpartition(".")[0]) if "." in buf_name else work
+                setattr(owner, buf_name.rpartition(".")[2], buf.contiguous())
+    return work, ids, mask, reference
+
+
+def save_merged(model: PyTorchModel, path: PathLike, *,
+                _after_merge: Callable[[Any], None] | None = None,
+                _after_write: Callable[[Path], None] | None = None) -> Path:
+    """Merge (on a CPU fp32 copy), save as HF safetensors + tokenizer, reload and verify. Atomic.
+
+    ``_after_merge`` / ``_after_write`` are test hooks that get the merged model / the written
+    directory, so a test can corrupt them and prove the check fires.
+    """
+    from transformers import AutoModelForCausalLM
+
+    merged, ids, mask, reference = merged_cpu_copy(model)
+    if _after_merge is not None:
+        _after_merge(merged)
+    _compare(reference, _logits(merged, ids, mask), "merged model")
+    merged.config.dtype = torch.float32
+    target = Path(path)
+    with atomic_directory(target) as tmp:
+        merged.save_pretrained(str(tmp), safe_serialization=True)
+        model.hf_tokenizer.save_pretrained(str(tmp))
+        del merged
+        if _after_write is not None:
+            _after_write(tmp)
+        reloaded = AutoModelForCausalLM.from_pretrained(str(tmp), dtype=torch.float32)
+        _compare(reference, _logits(reloaded, ids, mask), f"reloaded model ({target})")
+        del reloaded
+    return target

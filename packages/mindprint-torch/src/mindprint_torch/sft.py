@@ -1,0 +1,72 @@
+"""Supervised fine-tuning through TRL's SFTTrainer, on the shared data layer's tokens and loss masks.
+
+TRL receives a pre-tokenized dataset with ``input_ids`` and ``labels`` (-100 on tokens without
+loss). With a ``labels`` column TRL uses the labels as given (a ``completion_mask`` column would be
+ignored unless ``completion_only_loss=True``). Examples are truncated by the data layer *before*
+TRL, so TRL's own truncation/dropping never changes what ``samples_trained`` reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from trl.trainer.sft_config import SFTConfig as TRLSFTConfig
+from trl.trainer.sft_trainer import SFTTrainer
+
+from mindprint_interfaces import SFTConfig
+from mindprint_interfaces.data import as_sft_examples, tokenize_sft
+from mindprint_interfaces.protocols import TrainerCallback
+
+from .callbacks import FiniteLossMixin, ProgressBridge
+from .model import PyTorchModel
+from .training import TorchTrainerBase, common_args
+
+
+class _SFTTrainer(FiniteLossMixin, SFTTrainer):
+    pass
+
+
+def trl_sft_config(config: SFTConfig, model: PyTorchModel) -> Any:
+    return TRLSFTConfig(
+        **common_args(config, model),
+        packing=False,
+        padding_free=False,
+        shuffle_dataset=False,
+        dataset_num_proc=None,
+        completion_only_loss=None,  # irrelevant: our dataset carries explicit labels
+        assistant_only_loss=False,
+        loss_type="nll",
+    )
+
+
+class TorchSFTTrainer(TorchTrainerBase[SFTConfig]):
+    """Trainer protocol: LoRA SFT with TRL. Loss on completion tokens only unless ``completion_only_loss=False``."""
+
+    def __init__(self, model: PyTorchModel, config: SFTConfig | Mapping[str, Any],
+                 callbacks: Sequence[TrainerCallback] = ()) -> None:
+        super().__init__(model, SFTConfig.coerce(config), callbacks)
+
+    def _prepare(self, data: Sequence[Mapping[str, Any]], source: str) -> tuple[Any, dict[str, Any]]:
+        from datasets import Dataset
+
+        examples = as_sft_examples(data, source)
+        tokenized = tokenize_sft(self._model.tokenizer, examples, max_length=self.config.max_length,
+                                 truncation=self.config.truncation,
+                                 completion_only_loss=self.config.completion_only_loss, source=source)
+        dataset = Dataset.from_dict({
+            "input_ids": [list(e.input_ids) for e in tokenized.examples],
+            "labels": [list(e.labels) for e in tokenized.examples],
+        })
+        stats = {"num_examples": len(tokenized.examples), "truncated": tokenized.truncated,
+                 "dropped": len(tokenized.dropped)}
+        return dataset, stats
+
+    def _build(self, dataset: Any, bridge: ProgressBridge) -> Any:
+        return _SFTTrainer(
+            model=self._model.hf_model,
+            args=trl_sft_config(self.config, self._model),
+            train_dataset=dataset,
+            processing_class=self._model.hf_tokenizer,
+            callbacks=[bridge],
+        )
