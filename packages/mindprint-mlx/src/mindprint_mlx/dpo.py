@@ -1,0 +1,144 @@
+"""MLXDPOTrainer: hand-written DPO with TRL 1.16's losses and metric definitions.
+
+* logps = sum of completion-token log-probs; chosen and rejected run in one batched forward.
+* Reference log-probs are computed once before the first step and stored (no second model):
+  ``initial_policy`` = the model as it is now (after SFT: with the SFT adapter), ``base`` = adapters
+  off (LoRA scale 0), ``model`` = an explicit ``ref_model``.
+* Losses: sigmoid, hinge, ipo (per-token normalised), robust (label smoothing) — see losses.py.
+* Metrics per optimizer step, over the examples of the whole accumulated batch: rewards/chosen,
+  rewards/rejected, rewards/accuracies (strict >), rewards/margins, logps/chosen, logps/rejected,
+  logits/chosen, logits/rejected (mean over vocab and completion tokens), plus loss, learning_rate,
+  grad_norm, epoch, num_tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from mindprint_interfaces import ConfigError, DPOConfig
+from mindprint_interfaces.data import IGNORE_INDEX, TokenizedPair, as_preference_pairs, tokenize_preferences
+from mindprint_interfaces.protocols import TrainerCallback
+
+from . import lora
+from .losses import dpo_per_example_loss, token_logprobs
+from .model import MLXModel, right_pad
+from .training import MLXTrainerBase
+
+REF_CHUNK = 8
+
+
+def pair_batch(pairs: Sequence[TokenizedPair], pad_id: int) -> tuple[Any, Any]:
+    """[chosen..., rejected...] rows: ids and labels (-100 on prompt and padding)."""
+    rows = [p.prompt_ids + p.chosen_ids for p in pairs] + [p.prompt_ids + p.rejected_ids for p in pairs]
+    labels = ([[IGNORE_INDEX] * len(p.prompt_ids) + list(p.chosen_ids) for p in pairs]
+              + [[IGNORE_INDEX] * len(p.prompt_ids) + list(p.rejected_ids) for p in pairs])
+    return mx.array(right_pad(rows, pad_id)), mx.array(right_pad(labels, IGNORE_INDEX))
+
+
+class MLXDPOTrainer(MLXTrainerBase[DPOConfig]):
+    def __init__(self, model: MLXModel, config: DPOConfig, ref_model: MLXModel | None = None,
+                 callbacks: Sequence[TrainerCallback] = ()) -> None:
+        super().__init__(model, config, callbacks)
+        if config.reference == "model" and ref_model is None:
+            raise ConfigError('reference="model" needs a ref_model passed to the trainer', key="reference")
+        if ref_model is not None and config.reference == "base":
+            raise ConfigError('reference="base" uses the model with adapters off; do not pass a ref_model '
+                              '(or set reference="model")', key="reference")
+        self.ref_model = ref_model
+        self.reference = "model" if ref_model is not None else config.reference
+        self._ref_chosen: Any = None
+        self._ref_rejected: Any = None
+        cfg = config
+
+        def loss_fn(ids: Any, labels: Any, ref_chosen: Any, ref_rejected: Any, n_chosen: Any,
+                    n_rejected: Any) -> tuple[Any, Any, Any, Any]:
+            logits = self._model.logits(ids)
+            per_token, mask = token_logprobs(logits, labels)
+            logps = per_token.sum(axis=1)
+            b = ref_chosen.shape[0]
+            chosen, rejected = logps[:b], logps[b:]
+            losses = dpo_per_example_loss(cfg.loss_type, cfg.beta, cfg.label_smoothing, chosen, rejected,
+                                          ref_chosen, ref_rejected, n_chosen, n_rejected)
+            mean_logits = (mx.stop_gradient(logits[:, :-1, :]).mean(axis=-1) * mask)
+            logit_sums = mx.stack([mean_logits[:b].sum(), mean_logits[b:].sum()])
+            return losses.sum(), mx.stop_gradient(chosen), mx.stop_gradient(rejected), logit_sums
+
+        self._grad_fn = nn.value_and_grad(model.module, loss_fn)
+
+    def _prepare(self, data: Sequence[Mapping[str, Any]], source: str) -> tuple[list[Any], dict[str, Any]]:
+        pairs = as_preference_pairs(data, source)
+        tokenized = tokenize_preferences(self._model.tokenizer, pairs, max_length=self.config.max_length,
+                                         truncation=self.config.truncation, source=source)
+        stats = {"num_examples": len(tokenized.examples), "truncated": tokenized.truncated,
+                 "dropped": len(tokenized.dropped)}
+        return list(tokenized.examples), stats
+
+    # -- reference -------------------------------------------------------------------------------------------------
+    def reference_logps(self, pairs: Sequence[TokenizedPair]) -> tuple[Any, Any]:
+        """(ref_chosen, ref_rejected) for every pair, per ``self.reference``, without gradients."""
+        source = self.ref_model if self.reference == "model" and self.ref_model is not None else self._model
+        chosen: list[Any] = []
+        rejected: list[Any] = []
+        was_training = self._model.module.training
+        self._model.module.eval()
+        try:
+            for start in range(0, len(pairs), REF_CHUNK):
+                chunk = pairs[start:start + REF_CHUNK]
+                prompts = [p.prompt_ids for p in chunk] * 2
+                completions = [p.chosen_ids for p in chunk] + [p.rejected_ids for p in chunk]
+                if self.reference == "base":
+                    with lora.adapters_disabled(self._model.module):
+                        logps = source.completion_logprobs(prompts, completions)
+                else:
+                    logps = source.completion_logprobs(prompts, completions)
+                logps = mx.stop_gradient(logps)
+                mx.eval(logps)
+                chosen.append(logps[:len(chunk)])
+                rejected.append(logps[len(chunk):])
+        finally:
+            self._model.module.train(was_training)
+        return mx.concatenate(chosen), mx.concatenate(rejected)
+
+    def _start(self, examples: list[Any]) -> None:
+        self._ref_chosen, self._ref_rejected = self.reference_logps(examples)
+
+    def _finish(self) -> None:
+        self._ref_chosen = self._ref_rejected = None
+
+    # -- steps -----------------------------------------------------------------------------------------------------
+    def _micro_step(self, examples: list[Any], indices: Sequence[int]) -> tuple[Any, Any, Any, dict[str, Any]]:
+        batch: list[TokenizedPair] = [examples[i] for i in indices]
+        ids, labels = pair_batch(batch, self._model.pad_id)
+        idx = mx.array(list(indices))
+        ref_c, ref_r = self._ref_chosen[idx], self._ref_rejected[idx]
+        n_c = mx.array([float(len(p.chosen_ids)) for p in batch])
+        n_r = mx.array([float(len(p.rejected_ids)) for p in batch])
+        (loss_sum, chosen, rejected, logit_sums), grads = self._grad_fn(ids, labels, ref_c, ref_r, n_c, n_r)
+        aux = {"chosen": chosen, "rejected": rejected, "ref_chosen": ref_c, "ref_rejected": ref_r,
+               "logit_sums": logit_sums, "chosen_tokens": float(n_c.sum()), "rejected_tokens": float(n_r.sum()),
+               "input_tokens": sum(2 * len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) for p in batch)}
+        return loss_sum, grads, len(batch), aux
+
+    def _step_metrics(self, stats: list[dict[str, Any]], norm: float) -> dict[str, float]:
+        beta = self.config.beta
+        chosen = mx.concatenate([s["chosen"] for s in stats])
+        rejected = mx.concatenate([s["rejected"] for s in stats])
+        chosen_rewards = beta * (chosen - mx.concatenate([s["ref_chosen"] for s in stats]))
+        rejected_rewards = beta * (rejected - mx.concatenate([s["ref_rejected"] for s in stats]))
+        logit_sums = sum((s["logit_sums"] for s in stats), mx.zeros(2))
+        c_tok = sum(s["chosen_tokens"] for s in stats)
+        r_tok = sum(s["rejected_tokens"] for s in stats)
+        return {
+            "rewards/chosen": float(chosen_rewards.mean()),
+            "rewards/rejected": float(rejected_rewards.mean()),
+            "rewards/accuracies": float((chosen_rewards > rejected_rewards).astype(mx.float32).mean()),
+            "rewards/margins": float((chosen_rewards - rejected_rewards).mean()),
+            "logps/chosen": float(chosen.mean()),
+            "logps/rejected": float(rejected.mean()),
+            "logits/chosen": float(logit_sums[0]) / c_tok if c_tok else 0.0,
+            "logits/rejected": float(logit_sums[1]) / r_tok if r_tok else 0.0,
+        }

@@ -1,0 +1,107 @@
+"""LoRA layers on an mlx-lm model, with PEFT semantics (A random, B zero, scale = alpha / r).
+
+mlx-lm's ``LoRALinear`` computes ``y + scale * (x @ lora_a) @ lora_b`` with ``lora_a`` (in, r) and
+``lora_b`` (r, out): PEFT's ``A`` (r, in) is ``lora_a.T`` and ``B`` (out, r) is ``lora_b.T``.
+Its ``lora_a`` init, uniform(+-1/sqrt(in)), is PEFT's kaiming_uniform(a=sqrt(5)); ``lora_b`` is zero.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_unflatten
+from mlx_lm.tuner.lora import LoRALinear
+from mlx_lm.tuner.utils import linear_to_lora_layers
+
+from mindprint_interfaces import AdapterConfig, AdapterFormatError
+from mindprint_interfaces.adapter_format import module_path
+
+LoraSite = tuple[int, str]  # (layer index, module path inside the block, e.g. "self_attn.q_proj")
+
+
+def lora_modules(model: nn.Module) -> dict[LoraSite, Any]:
+    """Every LoRALinear in the decoder blocks, keyed by (layer, module path)."""
+    found: dict[LoraSite, Any] = {}
+    for i, block in enumerate(model.layers):
+        for name, module in block.named_modules():
+            if isinstance(module, LoRALinear):
+                found[(i, name)] = module
+    return found
+
+
+def resolve_layers(config: AdapterConfig, num_layers: int) -> list[int]:
+    if config.layers is None:
+        return list(range(num_layers))
+    bad = [i for i in config.layers if i >= num_layers]
+    if bad:
+        raise AdapterFormatError(f"LoRA layers {bad} do not exist: the model has {num_layers} layers (0..{num_layers - 1})")
+    return sorted(set(config.layers))
+
+
+def apply_lora(model: nn.Module, config: AdapterConfig, seed: int) -> None:
+    """Replace the target linears with fresh LoRA layers and make only the LoRA matrices trainable."""
+    if lora_modules(model):
+        raise AdapterFormatError("the model already has a LoRA adapter; remove it first")
+    num_layers = len(model.layers)
+    layers = resolve_layers(config, num_layers)
+    keys = [module_path(t) for t in sorted(config.target_modules)]
+    for key in keys:
+        block_modules = dict(model.layers[layers[0]].named_modules())
+        if key not in block_modules or not isinstance(block_modules[key], nn.Linear):
+            raise AdapterFormatError(f"target module {key!r} is not a linear layer of this model")
+    mx.random.seed(seed)
+    if layers == list(range(num_layers - len(layers), num_layers)):
+        # Contiguous tail (incl. all layers): mlx-lm's own converter.
+        linear_to_lora_layers(model, len(layers),
+                              {"rank": config.r, "scale": config.scale, "dropout": config.dropout, "keys": keys})
+    else:
+        for i in layers:
+            block = model.layers[i]
+            modules = dict(block.named_modules())
+            updates = [(k, LoRALinear.from_base(modules[k], r=config.r, dropout=config.dropout, scale=config.scale))
+                       for k in keys]
+            block.update_modules(tree_unflatten(updates))
+    set_trainable_lora(model)
+    mx.eval(model.parameters())
+
+
+def set_trainable_lora(model: nn.Module) -> None:
+    model.freeze()
+    for module in lora_modules(model).values():
+        module.unfreeze(keys=["lora_a", "lora_b"], recurse=False)
+
+
+def remove_lora(model: nn.Module) -> None:
+    """Put the plain linears back (drops the adapter)."""
+    for block in model.layers:
+        updates = [(name, m.linear) for name, m in block.named_modules() if isinstance(m, LoRALinear)]
+        if updates:
+            block.update_modules(tree_unflatten(updates))
+
+
+@contextlib.contextmanager
+def adapters_disabled(model: nn.Module) -> Iterator[None]:
+    """Run the base model: LoRA scale 0 inside the block, restored afterwards."""
+    modules = list(lora_modules(model).values())
+    scales = [m.scale for m in modules]
+    try:
+        for m in modules:
+            m.scale = 0.0
+        yield
+    finally:
+        for m, s in zip(modules, scales, strict=True):
+            m.scale = s
+
+
+def set_lora_weights(model: nn.Module, weights: dict[LoraSite, tuple[Any, Any]]) -> None:
+    """Set LoRA matrices from PEFT-oriented arrays: A (r, in), B (out, r)."""
+    modules = lora_modules(model)
+    for site, (a, b) in weights.items():
+        m = modules[site]
+        m.lora_a = mx.array(a, dtype=mx.float32).T
+        m.lora_b = mx.array(b, dtype=mx.float32).T
+    mx.eval(model.parameters())

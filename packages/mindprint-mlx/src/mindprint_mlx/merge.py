@@ -1,0 +1,100 @@
+"""save_pretrained: merge LoRA into a copy of the weights (fp32), write HF safetensors, verify by reloading.
+
+The merged directory is written to a temporary sibling, reloaded through the same loader as any
+HF directory, and its logits on a fixed probe batch are compared with the live model's. Only when
+they agree is the directory moved into place; otherwise MergeVerificationError (never a silently
+broken model).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import mlx.core as mx
+import numpy as np
+from mlx.utils import tree_flatten
+from safetensors.numpy import save_file
+
+from mindprint_interfaces import MergeVerificationError
+from mindprint_interfaces.fileio import atomic_directory
+from mindprint_interfaces.protocols import PathLike
+
+if TYPE_CHECKING:
+    from .model import MLXModel
+
+# Tolerance on max |logit difference| relative to the logit scale (fp32 merges agree to ~1e-5).
+TOLERANCE = {"float32": 1e-3, "bfloat16": 6e-2, "float16": 2e-2}
+EXTRA_FILES = ("generation_config.json",)
+
+
+def merged_weights(model: "MLXModel") -> dict[str, np.ndarray]:
+    """HF-named fp32 weights with every LoRA delta (scale * B @ A) folded into its base linear."""
+    params = dict(tree_flatten(model.module.parameters()))
+    out: dict[str, np.ndarray] = {}
+    for name, value in params.items():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in ("lora_a", "lora_b"):
+            continue
+        out[name.replace(".linear.", ".")] = np.array(value.astype(mx.float32))
+    from .lora import lora_modules
+
+    for (layer, module), m in lora_modules(model.module).items():
+        key = f"model.layers.{layer}.{module}.weight"
+        a = np.array(m.lora_a.astype(mx.float32))  # (in, r)
+        b = np.array(m.lora_b.astype(mx.float32))  # (r, out)
+        out[key] = out[key] + np.float32(m.scale) * (b.T @ a.T)
+    return out
+
+
+def probe_batch(model: "MLXModel") -> list[list[int]]:
+    vocab = int(model.hf_config.get("vocab_size") or len(model.tokenizer))
+    text = model.tokenizer.encode("The capital of France is Paris. What is two plus two?")[:24]
+    spread = [(i * 7919 + 13) % vocab for i in range(24)]
+    rows = [r for r in (text, spread) if r]
+    width = min(len(r) for r in rows)
+    return [r[:width] for r in rows]
+
+
+def write_hf_directory(model: "MLXModel", out: Path, weights: dict[str, np.ndarray]) -> None:
+    save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, str(out / "model.safetensors"),
+              metadata={"format": "pt"})
+    config = json.loads((model.model_path / "config.json").read_text(encoding="utf-8"))
+    config["dtype"] = "float32"
+    config.pop("torch_dtype", None)
+    for key in ("quantization", "quantization_config"):
+        config.pop(key, None)
+    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    model.tokenizer.hf.save_pretrained(str(out))
+    for name in EXTRA_FILES:
+        src = model.model_path / name
+        if src.is_file():
+            shutil.copy2(src, out / name)
+
+
+def verify(model: "MLXModel", directory: Path) -> float:
+    """Reload ``directory`` and compare its logits with ``model``'s on the probe batch; returns max |diff|."""
+    from .loading import load_hf_directory
+
+    probe = mx.array(probe_batch(model))
+    expected = model.logits(probe)
+    reloaded, _, _ = load_hf_directory(directory, None, mx.float32)
+    got = reloaded(probe).astype(mx.float32)
+    diff = float(mx.max(mx.abs(expected - got)))
+    scale = max(1.0, float(mx.max(mx.abs(expected))))
+    tol = TOLERANCE.get(model.dtype, 1e-3) * scale
+    if not diff <= tol:  # also catches NaN
+        raise MergeVerificationError(
+            f"merged model does not reproduce the adapted model's logits: max |diff| = {diff:.3g} > tolerance {tol:.3g}",
+            max_abs_diff=diff, tolerance=tol)
+    return diff
+
+
+def save_merged(model: "MLXModel", path: PathLike) -> Path:
+    target = Path(path)
+    with atomic_directory(target) as tmp:
+        write_hf_directory(model, tmp, merged_weights(model))
+        verify(model, tmp)
+    return target

@@ -1,0 +1,71 @@
+"""Step plan and learning-rate schedule with the HF Trainer's semantics.
+
+* total optimizer steps = ``max_steps`` if > 0, else ``ceil(num_epochs * ceil(N / (batch * accum)))``;
+* warmup = ``warmup_steps`` if > 0, else ``ceil(total * warmup_ratio)``;
+* the LR used by optimizer step k (0-based) is ``schedule(k)``, as ``get_scheduler`` +
+  ``scheduler.step()`` after every ``optimizer.step()`` (and that LR is what is logged);
+* each epoch visits the examples in a fresh order drawn from ``seed``; an epoch's last optimizer
+  step may hold fewer micro-batches (as HF does with a remainder).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def steps_per_epoch(num_examples: int, batch_size: int, accumulation: int) -> int:
+    return max(1, math.ceil(num_examples / (batch_size * accumulation)))
+
+
+def total_steps(num_examples: int, batch_size: int, accumulation: int, num_epochs: float, max_steps: int) -> int:
+    if max_steps > 0:
+        return max_steps
+    return max(1, math.ceil(num_epochs * steps_per_epoch(num_examples, batch_size, accumulation)))
+
+
+def warmup_steps(total: int, warmup_steps: int, warmup_ratio: float) -> int:
+    return warmup_steps if warmup_steps > 0 else math.ceil(total * warmup_ratio)
+
+
+def lr_factor(kind: str, step: int, total: int, warmup: int) -> float:
+    """transformers' lr_lambda for ``linear``, ``cosine``, ``constant``, ``constant_with_warmup``."""
+    if kind == "constant":
+        return 1.0
+    if step < warmup:
+        return step / max(1, warmup)
+    if kind == "constant_with_warmup":
+        return 1.0
+    if kind == "linear":
+        return max(0.0, (total - step) / max(1, total - warmup))
+    if kind == "cosine":
+        progress = (step - warmup) / max(1, total - warmup)
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * 0.5 * 2.0 * progress)))
+    raise ValueError(f"unknown lr_scheduler {kind!r}")
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    index: int  # 0-based optimizer step
+    micro_batches: tuple[tuple[int, ...], ...]  # example indices of each micro-batch
+    epoch: float  # fractional epoch reached after this step
+
+
+def plan_steps(num_examples: int, batch_size: int, accumulation: int, total: int, seed: int) -> Iterator[PlannedStep]:
+    """Yield ``total`` optimizer steps, walking as many shuffled epochs as needed."""
+    per_epoch = steps_per_epoch(num_examples, batch_size, accumulation)
+    step = 0
+    epoch = 0
+    while step < total:
+        order = np.random.default_rng(seed + epoch).permutation(num_examples).tolist()
+        micro = [tuple(order[i:i + batch_size]) for i in range(0, num_examples, batch_size)]
+        for start in range(0, len(micro), accumulation):
+            if step >= total:
+                return
+            in_epoch = start // accumulation + 1
+            yield PlannedStep(step, tuple(micro[start:start + accumulation]), epoch + in_epoch / per_epoch)
+            step += 1
+        epoch += 1

@@ -1,0 +1,50 @@
+"""MLXSFTTrainer: hand-written supervised fine-tuning with TRL's loss normalisation.
+
+The loss of an optimizer step is the sum of token cross-entropies over every micro-batch of the
+step divided by the number of loss tokens in the whole accumulated batch (TRL/HF with
+``num_items_in_batch``), so accumulation steps weigh tokens, not micro-batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from mindprint_interfaces import SFTConfig
+from mindprint_interfaces.data import IGNORE_INDEX, TokenizedExample, as_sft_examples, tokenize_sft
+from mindprint_interfaces.protocols import TrainerCallback
+
+from .losses import ce_sum_and_count
+from .model import MLXModel, right_pad
+from .training import MLXTrainerBase
+
+
+class MLXSFTTrainer(MLXTrainerBase[SFTConfig]):
+    """SFT on the shared data layer's ids and labels (completion-only loss by default)."""
+
+    def __init__(self, model: MLXModel, config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> None:
+        super().__init__(model, config, callbacks)
+
+        def loss_fn(ids: Any, labels: Any) -> tuple[Any, Any]:
+            return ce_sum_and_count(self._model.logits(ids), labels)
+
+        self._grad_fn = nn.value_and_grad(model.module, loss_fn)
+
+    def _prepare(self, data: Sequence[Mapping[str, Any]], source: str) -> tuple[list[Any], dict[str, Any]]:
+        examples = as_sft_examples(data, source)
+        tokenized = tokenize_sft(self._model.tokenizer, examples, max_length=self.config.max_length,
+                                 truncation=self.config.truncation,
+                                 completion_only_loss=self.config.completion_only_loss, source=source)
+        stats = {"num_examples": len(tokenized.examples), "truncated": tokenized.truncated,
+                 "dropped": len(tokenized.dropped)}
+        return list(tokenized.examples), stats
+
+    def _micro_step(self, examples: list[Any], indices: Sequence[int]) -> tuple[Any, Any, Any, dict[str, Any]]:
+        batch: list[TokenizedExample] = [examples[i] for i in indices]
+        ids = mx.array(right_pad([e.input_ids for e in batch], self._model.pad_id))
+        labels = mx.array(right_pad([e.labels for e in batch], IGNORE_INDEX))
+        (loss_sum, count), grads = self._grad_fn(ids, labels)
+        return loss_sum, grads, count, {"input_tokens": sum(len(e.input_ids) for e in batch)}
