@@ -1,0 +1,179 @@
+"""The ``mindprint`` command line.
+
+Exit codes: 0 ok, 1 runtime failure (training failed, merge not verified ...), 2 usage / config /
+data / missing package, 130 interrupted (Ctrl-C; a resumable checkpoint is left in place).
+Every :class:`~mindprint_interfaces.MindprintError` is printed as ``error: ...`` without a
+traceback (``--debug`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from mindprint_interfaces import (
+    BackendNotFoundError,
+    ConfigError,
+    DataValidationError,
+    MindprintError,
+)
+
+from . import __version__
+
+USAGE_ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataValidationError, BackendNotFoundError)
+
+EPILOG = """\
+examples:
+  mindprint demo                          train the bundled SmolLM2 on the bundled curriculum (CPU, minutes)
+  mindprint demo --backend mlx            the same on MLX
+  mindprint train --config configs/training_pipeline.yaml
+  mindprint sft --model DIR --data sft.jsonl --set sft.max_steps=20
+  mindprint generate "What is photosynthesis?" --adapter runs/.../adapters/sft
+  mindprint doctor                        what is installed, what is missing, how to fix it
+
+backend choice: --backend > MINDPRINT_BACKEND > backend.type in the config file.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line ``error:`` style and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"error: {message} (see: {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def _common(p: argparse.ArgumentParser, *, config: bool = True, model: bool = True) -> None:
+    g = p.add_argument_group("backend and config")
+    if config:
+        g.add_argument("-c", "--config", metavar="YAML", help="config file (default: the bundled defaults)")
+        g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, e.g. --set sft.learning_rate=1e-4 (repeatable)")
+    g.add_argument("-b", "--backend", help="pytorch | mlx (overrides MINDPRINT_BACKEND and the config file)")
+    g.add_argument("--device", help="auto | cpu | cuda | mps | gpu")
+    g.add_argument("--dtype", help="auto | float32 | float16 | bfloat16")
+    if model:
+        g.add_argument("-m", "--model", metavar="PATH", help='model directory ("smollm2" = bundled SmolLM2-135M-Instruct)')
+        g.add_argument("-a", "--adapter", metavar="DIR", help="adapter to load on top of the model (PEFT or mlx-lm)")
+
+
+def _output(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output-dir", metavar="DIR", help="where the run directory is created (default: runs/)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="mindprint",
+        description="Curriculum LoRA fine-tuning (SFT + DPO) on PyTorch or MLX.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"mindprint {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("train", help="run the curriculum (SFT -> eval -> DPO per topic)")
+    _common(p)
+    _output(p)
+    p.add_argument("--data-dir", metavar="DIR", help="directory with sft_data.jsonl / preference_data.jsonl")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
+
+    p = sub.add_parser("sft", help="supervised fine-tuning on one JSONL file")
+    _common(p)
+    _output(p)
+    p.add_argument("-d", "--data", metavar="JSONL", help="SFT records (default: data.dir/data.sft_file)")
+
+    p = sub.add_parser("dpo", help="preference optimisation on one JSONL file")
+    _common(p)
+    _output(p)
+    p.add_argument("-d", "--data", metavar="JSONL", help="preference pairs (default: data.dir/data.preference_file)")
+
+    p = sub.add_parser("generate", help="generate an answer")
+    _common(p)
+    p.add_argument("prompt", nargs="+", help="the prompt (a user message; --raw for plain text)")
+    p.add_argument("--raw", action="store_true", help="do not apply the chat template")
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--temperature", type=float)
+
+    p = sub.add_parser("eval", help="score a model on questions: accuracy (ROUGE-L) and voice")
+    _common(p)
+    _output(p)
+    p.add_argument("-d", "--data", metavar="JSONL", help="question/answer records (default: the SFT file)")
+    p.add_argument("--markers", metavar="FILE", help="voice markers (default: data.markers_file)")
+
+    p = sub.add_parser("merge", help="merge an adapter into the model (verified) and save it")
+    _common(p)
+    p.add_argument("output", metavar="OUT_DIR", help="where the merged model is written")
+
+    p = sub.add_parser("convert-adapter", help="convert an adapter between PEFT and mlx-lm layouts")
+    p.add_argument("src", metavar="SRC_DIR")
+    p.add_argument("dst", metavar="DST_DIR")
+    p.add_argument("--to", required=True, choices=("peft", "mlx"), help="target layout")
+    p.add_argument("-b", "--backend", help="which installed backend package converts (default: any)")
+
+    p = sub.add_parser("doctor", help="installed packages, backends, devices; what is missing and how to fix it")
+    p.add_argument("--no-speed", action="store_true", help="skip the MLX CPU matmul benchmark")
+
+    p = sub.add_parser("demo", help="train the bundled SmolLM2 on the bundled curriculum and show before/after")
+    _common(p, config=False, model=False)
+    _output(p)
+    p.add_argument("--quick", action="store_true", help="fewer steps (a smoke run)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    debug = bool(args.debug or os.environ.get("MINDPRINT_DEBUG"))
+    if not debug:
+        _quiet_libraries()
+    try:
+        from .commands import dispatch
+
+        return dispatch(args)
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        return 130
+    except MindprintError as exc:
+        if debug:
+            raise
+        _print_error(exc)
+        return 2 if isinstance(exc, USAGE_ERRORS) or getattr(exc, "usage", False) else 1
+
+
+def _quiet_libraries() -> None:
+    """Progress and metrics come from mindprint's own display; silence the libraries' chatter."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for category in (FutureWarning, UserWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+    for name in ("transformers", "trl", "peft", "datasets", "accelerate"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _print_error(exc: MindprintError) -> None:
+    if isinstance(exc, DataValidationError) and len(exc.issues) > 1:
+        lines = [issue.format(exc.source) for issue in exc.issues]
+        sys.stderr.write(f"error: {len(lines)} invalid records in {exc.source}:\n")
+        for line in lines[:20]:
+            sys.stderr.write(f"  {line}\n")
+        if len(lines) > 20:
+            sys.stderr.write(f"  ... and {len(lines) - 20} more\n")
+        return
+    message = " ".join(str(exc).split("\n"))
+    sys.stderr.write(f"error: {message}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

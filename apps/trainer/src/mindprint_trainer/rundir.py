@@ -1,0 +1,213 @@
+"""The run directory every command writes.
+
+::
+
+    runs/<timestamp>-<command>/
+      config.yaml       the resolved configuration (after every override)
+      metrics.jsonl     one JSON line per training step: stage, topic, step, loss, lr, grad_norm,
+                        rewards/* (DPO), timestamp
+      loss.png          training loss per stage/topic (matplotlib, Agg)
+      rewards.png       DPO reward margins / accuracies (when DPO ran)
+      adapters/         trained adapters (PEFT layout)
+      checkpoints/      the pipeline's resumable progress
+      summary.md        topics, status, scores, attempts, times
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from mindprint_interfaces.fileio import atomic_write_text
+
+METRICS = "metrics.jsonl"
+CONFIG = "config.yaml"
+SUMMARY = "summary.md"
+LOSS_PNG = "loss.png"
+REWARDS_PNG = "rewards.png"
+
+
+def new_run_dir(base: str | Path, command: str, *, now: datetime | None = None) -> Path:
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    root = Path(base)
+    path = root / f"{stamp}-{command}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"{stamp}-{command}-{n}"
+    path.mkdir(parents=True)
+    return path
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+@dataclass
+class TopicRow:
+    topic: str
+    status: str
+    accuracy: float | None = None
+    voice: float | None = None
+    attempts: int = 0
+    seconds: float = 0.0
+    dpo: bool = False
+
+
+@dataclass
+class RunDirectory:
+    path: Path
+    command: str = "run"
+    started: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    # -- files --------------------------------------------------------------------------------
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.path / "adapters"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    def write_config(self, yaml_text: str) -> Path:
+        return _readable(atomic_write_text(self.path / CONFIG, yaml_text))
+
+    def log_step(self, stage: str, topic: str | None, step: int, metrics: Mapping[str, Any]) -> None:
+        row: dict[str, Any] = {"stage": stage, "topic": topic, "step": step}
+        for key, value in metrics.items():
+            if key in row:
+                continue
+            row[key] = _clean(value)
+        if "lr" not in row and "learning_rate" in row:
+            row["lr"] = row["learning_rate"]
+        row["timestamp"] = round(time.time(), 3)
+        with self.metrics_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.is_file():
+            return []
+        rows = []
+        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # a line cut by Ctrl-C
+        return rows
+
+    # -- plots --------------------------------------------------------------------------------
+    def write_plots(self) -> list[Path]:
+        return write_plots(self.read_metrics(), self.path)
+
+    # -- summary ------------------------------------------------------------------------------
+    def write_summary(self, *, title: str, topics: Sequence[TopicRow] = (), facts: Mapping[str, Any] | None = None,
+                      extra: str = "") -> Path:
+        lines = [f"# {title}", ""]
+        elapsed = time.time() - self.started
+        facts = {**(facts or {}), "wall time": f"{elapsed:.1f} s"}
+        for key, value in facts.items():
+            lines.append(f"- **{key}**: {value}")
+        lines.append("")
+        if topics:
+            lines += ["| topic | status | accuracy | voice | DPO | attempts | time (s) |",
+                      "|---|---|---|---|---|---|---|"]
+            for row in topics:
+                lines.append(f"| {row.topic} | {row.status} | {_fmt(row.accuracy)} | {_fmt(row.voice)} | "
+                             f"{'yes' if row.dpo else 'no'} | {row.attempts} | {row.seconds:.1f} |")
+            lines.append("")
+        plots = [name for name in (LOSS_PNG, REWARDS_PNG) if (self.path / name).is_file()]
+        if plots:
+            lines += ["## Curves", ""] + [f"![{name}]({name})" for name in plots] + [""]
+        if extra:
+            lines += [extra.rstrip(), ""]
+        return _readable(atomic_write_text(self.path / SUMMARY, "\n".join(lines)))
+
+
+def _readable(path: Path) -> Path:
+    path.chmod(0o644)  # atomic writes go through mkstemp (0600)
+    return path
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _series(rows: Sequence[Mapping[str, Any]], stage: str, key: str) -> dict[str, list[tuple[int, float]]]:
+    """Per-topic series of ``key`` for ``stage``, on a run-global x axis (step index across the run)."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    x = 0
+    for row in rows:
+        if row.get("stage") != stage:
+            continue
+        x += 1
+        value = row.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out.setdefault(str(row.get("topic") or stage), []).append((x, float(value)))
+    return out
+
+
+def write_plots(rows: Sequence[Mapping[str, Any]], out_dir: Path) -> list[Path]:
+    """loss.png (always, when any step has a loss) and rewards.png (when DPO logged rewards)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written: list[Path] = []
+    stages = [s for s in ("sft", "dpo") if any(r.get("stage") == s for r in rows)]
+    if stages:
+        fig, axes = plt.subplots(1, len(stages), figsize=(6 * len(stages), 4), squeeze=False)
+        for ax, stage in zip(axes[0], stages):
+            for topic, points in _series(rows, stage, "loss").items():
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=topic)
+            ax.set_title(f"{stage.upper()} loss")
+            ax.set_xlabel("step")
+            ax.set_ylabel("loss")
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out_dir / LOSS_PNG
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    reward_keys = [k for k in ("rewards/margins", "rewards/chosen", "rewards/rejected", "rewards/accuracies")
+                   if any(k in r for r in rows if r.get("stage") == "dpo")]
+    if reward_keys:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for key in reward_keys:
+            points = [p for series in _series(rows, "dpo", key).values() for p in series]
+            points.sort()
+            if points:
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=key)
+        ax.set_title("DPO rewards")
+        ax.set_xlabel("DPO step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out_dir / REWARDS_PNG
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
