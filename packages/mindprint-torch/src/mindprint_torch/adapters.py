@@ -225,7 +225,8 @@ def check_compatible(model: PyTorchModel, config: AdapterConfig, tensors: LoraTe
             problems.append(f"layers.{key.layer}.{key.module}.lora_{key.matrix}: shape {tuple(value.shape)}, "
                             f"the base model needs {want}")
     if problems:
-        uniq = list(dict.fromkeys(problems))
+        # structural problems (missing layers/modules) first: they explain the shape ones
+        uniq = sorted(dict.fromkeys(problems), key=lambda m: "shape" in m)
         more = f" (and {len(uniq) - 10} more)" if len(uniq) > 10 else ""
         raise AdapterFormatError(f"{where}: adapter does not fit the base model: " + "; ".join(uniq[:10]) + more)
 

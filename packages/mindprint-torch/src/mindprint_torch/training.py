@@ -60,7 +60,7 @@ def common_args(config: _TrainConfigBase, model: PyTorchModel) -> dict[str, Any]
         "disable_tqdm": True,
         "bf16": False,
         "fp16": False,
-        "gradient_checkpointing": False,
+        **_checkpointing_off(),
         "use_cpu": model.device == "cpu",
         "dataloader_num_workers": 0,
         "dataloader_pin_memory": False,
@@ -80,6 +80,19 @@ def quiet_datasets() -> Iterator[None]:
     finally:
         if enabled:
             datasets.enable_progress_bars()
+
+
+def _checkpointing_off() -> dict[str, Any]:
+    """Gradient (activation) checkpointing off; transformers >= 5.x renamed the field, TRL defaults it to True."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    flags = {"gradient_checkpointing": False}
+    if "activation_checkpointing" in names:
+        flags["activation_checkpointing"] = False
+    return flags
 
 
 def validate_topic_id(topic_id: str) -> str:
@@ -178,7 +191,8 @@ class TorchTrainerBase(Generic[C]):
         metrics = self._metrics(bridge, stats, trainer)
         final = bridge.history[-1]["loss"] if bridge.history else float(output.training_loss)
         result = TrainingResult(success=True, final_loss=float(final), training_time_seconds=elapsed,
-                                samples_trained=int(trainer.samples_seen), adapter_path=str(target), metrics=metrics)
+                                samples_trained=self._samples_trained(trainer, stats), adapter_path=str(target),
+                                metrics=metrics)
         self.last_result = result
         return result
 
@@ -194,10 +208,16 @@ class TorchTrainerBase(Generic[C]):
         metrics = self._metrics(bridge, stats, trainer)
         final = bridge.history[-1]["loss"] if bridge.history else float("nan")
         result = TrainingResult(success=False, final_loss=float(final), training_time_seconds=time.perf_counter() - start,
-                                samples_trained=int(getattr(trainer, "samples_seen", 0)),
+                                samples_trained=self._samples_trained(trainer, stats),
                                 adapter_path=str(saved[-1]) if saved else "", error_message=message, metrics=metrics)
         self.last_result = result
         return result
+
+    @staticmethod
+    def _samples_trained(trainer: Any, stats: Mapping[str, Any]) -> int:
+        """Distinct examples trained on: the tokenized examples (after drops), capped by what was actually seen."""
+        seen = int(getattr(trainer, "samples_seen", 0) or 0)
+        return min(int(stats.get("num_examples", 0)), seen)
 
     def _metrics(self, bridge: ProgressBridge, stats: dict[str, Any], trainer: Any) -> dict[str, Any]:
         metrics: dict[str, Any] = {}
@@ -206,5 +226,6 @@ class TorchTrainerBase(Generic[C]):
         metrics.update(bridge.summary)
         metrics["history"] = list(bridge.history)
         metrics["global_step"] = int(getattr(getattr(trainer, "state", None), "global_step", 0) or 0)
+        metrics["samples_seen"] = int(getattr(trainer, "samples_seen", 0) or 0)  # presentations, counting epochs
         metrics.update(stats)
         return metrics
