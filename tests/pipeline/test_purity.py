@@ -29,7 +29,7 @@ def test_no_forbidden_imports_in_source() -> None:
             elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
                     "import_module", "__import__"):
                 names = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
-            offenders += [f"{path.name}:{node.lineno} {n}" for n in names if n.split(".")[0] in FORBIDDEN]
+            offenders += [f"{path.name}:{getattr(node, 'lineno', 0)} {n}" for n in names if n.split(".")[0] in FORBIDDEN]
     assert offenders == []
 
 
