@@ -154,7 +154,7 @@ class BackendConformance:
         rec = StepRecorder()
         trainer = backend.create_sft_trainer(
             fresh_model,
-            {"learning_rate": 3e-3, "max_steps": 12, "per_device_batch_size": 4, "output_dir": str(workdir), "seed": 0},
+            {"learning_rate": 1e-2, "max_steps": 12, "per_device_batch_size": 4, "output_dir": str(workdir), "seed": 0},
             callbacks=[rec],
         )
         result = trainer.train(SFT_RECORDS)
