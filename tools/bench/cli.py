@@ -1,0 +1,250 @@
+"""Driver: run every job in its own subprocess, then write results.json and RESULTS.md.
+
+Usage (from the repository root)::
+
+    uv run --group bench python -m tools.bench                 # full run on SmolLM2 -> benchmarks/
+    uv run --group bench python -m tools.bench --only mlx-dpo  # a subset, merged into benchmarks/results.json
+    uv run python -m tools.bench --smoke --out-dir /tmp/b      # 2 steps on a tiny model (the test does this)
+
+``main(argv)`` is the entry point the ``mindprint bench`` command calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from .common import JobSpec
+from .jobs import JOBS, JobDef, missing_requirement
+from .measure import load_average, thread_env
+from .report import build_comparisons, build_memory_checks, render_markdown
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_OUT = ROOT / "benchmarks"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mindprint bench", description="Training speed and memory of each mindprint "
+                                "backend against the library a user would otherwise use (see benchmarks/RESULTS.md).")
+    p.add_argument("--model", help="HF model directory (default: SmolLM2-135M-Instruct via tools/smollm2.py; "
+                   "--smoke: a tiny random Llama)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per job (default 20)")
+    p.add_argument("--warmup", type=int, default=2, help="warm-up steps excluded from timing (default 2)")
+    p.add_argument("--batch-size", type=int, default=2, help="SFT sequences / DPO pairs per step (default 2)")
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--lr-sft", type=float, default=2e-4)
+    p.add_argument("--lr-dpo", type=float, default=1e-4)
+    p.add_argument("--beta", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=2, help="threads per job (torch + BLAS pools; default 2)")
+    p.add_argument("--eval-n", type=int, default=16, help="records in the fixed-set loss check (default 16)")
+    p.add_argument("--amortise-over", type=int, default=100, help="run length for amortised one-off costs")
+    p.add_argument("--only", action="append", default=[], metavar="SUBSTR",
+                   help="run only jobs whose name contains SUBSTR (repeatable); results merge into the existing JSON")
+    p.add_argument("--skip", action="append", default=[], metavar="SUBSTR", help="skip jobs whose name contains SUBSTR")
+    p.add_argument("--no-refblas", action="store_true", help="skip the MLX peers on their as-installed reference BLAS")
+    p.add_argument("--parallel", type=int, default=1, help="jobs at once (default 1; >1 only for smoke runs)")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds per job before it is killed")
+    p.add_argument("--out-dir", type=Path, help="where results.json / RESULTS.md go (default benchmarks/)")
+    p.add_argument("--fresh", action="store_true", help="do not merge with an existing results.json")
+    p.add_argument("--smoke", action="store_true", help="2 steps (1 warm-up + 1 timed) on a tiny model; "
+                   "writes to a temporary directory unless --out-dir is given")
+    return p
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _selected(args: argparse.Namespace) -> list[JobDef]:
+    jobs = []
+    for job in JOBS:
+        if args.only and not any(s in job.name for s in args.only):
+            continue
+        if any(s in job.name for s in args.skip):
+            continue
+        if (args.smoke or args.no_refblas) and job.full_only:
+            continue
+        jobs.append(job)
+    return jobs
+
+
+def _spec(job: JobDef, args: argparse.Namespace, model_dir: str, work_dir: Path) -> JobSpec:
+    return JobSpec(
+        name=job.name, backend=job.backend, task=job.task, side=job.side, variant=job.variant, model_dir=model_dir,
+        work_dir=str(work_dir), steps=args.steps, warmup=args.warmup, batch_size=args.batch_size * job.batch_factor,
+        max_length=args.max_length, lr=args.lr_sft if job.task == "sft" else args.lr_dpo, beta=args.beta,
+        seed=args.seed, eval_n=args.eval_n, threads=args.threads, amortise_over=args.amortise_over,
+        options=dict(job.options),
+    )
+
+
+def _env(spec: JobSpec) -> dict[str, str]:
+    env = {**os.environ, **thread_env(spec.threads), "TOKENIZERS_PARALLELISM": "false",
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    if spec.side == "peer" and spec.backend == "mlx" and spec.options.get("blas") != "openblas":
+        env["MINDPRINT_MLX_BLAS"] = "off"
+    return env
+
+
+def run_jobs(batch: Sequence[tuple[JobDef, JobSpec]], work_dir: Path, timeout: float) -> list[dict[str, Any]]:
+    """Run ``batch`` in ONE child process (one job per process unless --smoke groups them)."""
+    results: dict[str, dict[str, Any]] = {}
+    argv: list[str] = []
+    runnable: list[tuple[JobDef, JobSpec]] = []
+    for job, spec in batch:
+        reason = missing_requirement(job)
+        if reason is not None:
+            results[job.name] = {"name": job.name, "ok": False, "skipped": reason}
+            continue
+        spec_path = work_dir / f"{job.name}.spec.json"
+        spec_path.write_text(spec.to_json())
+        argv += [str(spec_path), str(work_dir / f"{job.name}.result.json")]
+        runnable.append((job, spec))
+    if runnable:
+        log = work_dir / f"{runnable[0][0].name}.log"
+        started = time.perf_counter()
+        code: int | None
+        with log.open("w") as fh:
+            try:
+                code = subprocess.run([sys.executable, "-m", "tools.bench.job", *argv], cwd=ROOT,
+                                      env=_env(runnable[0][1]), stdout=fh, stderr=subprocess.STDOUT,
+                                      timeout=timeout * len(runnable), check=False).returncode
+            except subprocess.TimeoutExpired:
+                code = None
+        for job, _spec_ in runnable:
+            out_path = work_dir / f"{job.name}.result.json"
+            if out_path.is_file():
+                results[job.name] = json.loads(out_path.read_text())
+            else:
+                results[job.name] = {
+                    "name": job.name, "ok": False, "log_tail": log.read_text(errors="replace")[-2000:],
+                    "error": "timed out" if code is None else f"job process exited with {code} without a result"}
+            results[job.name]["process_wall_s"] = time.perf_counter() - started
+    out = []
+    for job, _spec_ in batch:
+        results[job.name]["label"] = job.label
+        out.append(results[job.name])
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    if args.smoke:
+        args.steps, args.warmup, args.eval_n = 1, 1, min(args.eval_n, 4)
+        if args.parallel == 1:
+            args.parallel = 2
+    if args.steps < 1 or args.warmup < 0:
+        raise SystemExit("--steps must be >= 1 and --warmup >= 0")
+    out_dir: Path = args.out_dir or (Path(tempfile.mkdtemp(prefix="mindprint-bench-")) if args.smoke else DEFAULT_OUT)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(tempfile.mkdtemp(prefix="work-", dir=out_dir if args.smoke else None))
+
+    if args.model:
+        model_dir = str(Path(args.model).resolve())
+    elif args.smoke:
+        from tools.tiny_model import build_tiny_llama
+
+        model_dir = str(build_tiny_llama(work_dir / "tiny-llama"))
+    else:
+        from tools.smollm2 import ensure_smollm2
+
+        model_dir = str(ensure_smollm2())
+
+    jobs = _selected(args)
+    results_path = out_dir / "results.json"
+    previous: dict[str, Any] = {}
+    if results_path.is_file() and not args.fresh and args.only:
+        previous = json.loads(results_path.read_text())
+    job_results: dict[str, dict[str, Any]] = dict(previous.get("jobs", {}))
+    loadavg_start = load_average()
+    print(f"bench: {len(jobs)} jobs, model {model_dir}, load average {loadavg_start}, logs in {work_dir}", flush=True)
+
+    # One process per job; --smoke groups each backend's jobs into one process (plumbing check only).
+    groups: list[list[JobDef]] = [[j for j in jobs if j.backend == b] for b in ("torch", "mlx")] if args.smoke \
+        else [[j] for j in jobs]
+    groups = [g for g in groups if g]
+
+    def one(group: list[JobDef]) -> list[dict[str, Any]]:
+        res = run_jobs([(j, _spec(j, args, model_dir, work_dir)) for j in group], work_dir, args.timeout)
+        for job, result in zip(group, res):
+            status = "ok" if result.get("ok") else f"FAILED: {result.get('skipped') or result.get('error')}"
+            extra = f" {result['sec_per_step']:.3f} s/step" if result.get("ok") else ""
+            print(f"  {job.name}:{extra} {status}", flush=True)
+        return res
+
+    with ThreadPoolExecutor(max(1, args.parallel)) as pool:
+        for group, res in zip(groups, pool.map(one, groups)):
+            for job, result in zip(group, res):
+                job_results[job.name] = result
+
+    from . import data
+
+    meta = {
+        "model": model_dir if args.model or args.smoke else "SmolLM2-135M-Instruct (fp32, tools/smollm2.py)",
+        "model_dir": model_dir, "smoke": args.smoke, "steps": args.steps, "warmup": args.warmup,
+        "batch_size": args.batch_size, "max_length": args.max_length, "lr_sft": args.lr_sft, "lr_dpo": args.lr_dpo,
+        "beta": args.beta, "seed": args.seed, "threads": args.threads, "eval_n": args.eval_n,
+        "amortise_over": args.amortise_over, "lora_r": 8, "lora_alpha": 16.0,
+        "data": {"sft_records": data.NUM_SFT, "preference_pairs": data.NUM_PAIRS, "seed": data.SEED},
+        "machine": f"{_cpu_name()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+                   f"Python {platform.python_version()}",
+        "loadavg_start": loadavg_start, "loadavg_end": load_average(), "git_commit": _git_commit(),
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "jobs_run_this_time": [j.name for j in jobs],
+    }
+    if previous and args.only:
+        meta["merged_with"] = previous.get("meta", {}).get("date")
+    meta["data"]["token_stats"] = _token_stats(model_dir, args)
+    results: dict[str, Any] = {"meta": meta, "jobs": job_results}
+    results["comparisons"] = build_comparisons(job_results)
+    results["memory"] = build_memory_checks(job_results)
+    notes = out_dir / "NOTES.md"
+    if notes.is_file():
+        results["analysis"] = notes.read_text()
+    results_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    (out_dir / "RESULTS.md").write_text(render_markdown(results))
+    print(f"bench: wrote {results_path} and {out_dir / 'RESULTS.md'}", flush=True)
+    failed = [j.name for j in jobs if not job_results[j.name].get("ok") and "skipped" not in job_results[j.name]]
+    return 1 if failed else 0
+
+
+def _token_stats(model_dir: str, args: argparse.Namespace) -> dict[str, Any]:
+    from transformers import AutoTokenizer
+
+    from . import data
+    from .common import JobSpec, prepare
+
+    spec = JobSpec(name="stats", backend="torch", task="sft", side="peer", variant="stats", model_dir=model_dir,
+                   work_dir="", max_length=args.max_length)
+    prep = prepare(spec, AutoTokenizer.from_pretrained(model_dir))
+    return data.token_stats(prep.sft, prep.pairs)
+
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,97 @@
+"""The job list and the comparisons built from it.
+
+Each job is one (backend, task, implementation, configuration); each comparison pairs a
+mindprint job with the peer job a user would otherwise run, with the issue's target ratio.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class JobDef:
+    name: str
+    backend: str
+    task: str
+    side: str
+    variant: str
+    label: str
+    requires: tuple[str, ...]
+    batch_factor: int = 1  # x the base batch size (the 2B-sequence SFT runs for the memory comparison)
+    options: dict[str, Any] = field(default_factory=dict)
+    full_only: bool = False  # skipped in --smoke (slow, adds nothing to a plumbing check)
+
+
+JOBS: tuple[JobDef, ...] = (
+    JobDef("torch-sft-mindprint", "torch", "sft", "mindprint", "mindprint", "mindprint (torch)", ("mindprint_torch",)),
+    JobDef("torch-sft-trl", "torch", "sft", "peer", "trl", "TRL SFTTrainer", ("trl", "peft")),
+    JobDef("torch-sft2b-mindprint", "torch", "sft", "mindprint", "mindprint", "mindprint (torch), 2B sequences",
+           ("mindprint_torch",), batch_factor=2),
+    JobDef("torch-dpo-mindprint", "torch", "dpo", "mindprint", "mindprint", "mindprint (torch)", ("mindprint_torch",)),
+    JobDef("torch-dpo-mindprint-precompute", "torch", "dpo", "mindprint", "mindprint_precompute",
+           "mindprint (torch), precompute_ref_log_probs=True", ("mindprint_torch",),
+           options={"precompute_ref_log_probs": True}),
+    JobDef("torch-dpo-trl", "torch", "dpo", "peer", "trl", "TRL DPOTrainer (defaults)", ("trl", "peft")),
+    JobDef("torch-dpo-trl-precompute", "torch", "dpo", "peer", "trl_precompute",
+           "TRL DPOTrainer, precompute_ref_log_probs=True", ("trl", "peft"), options={"precompute_ref_log_probs": True}),
+    JobDef("mlx-sft-mindprint", "mlx", "sft", "mindprint", "mindprint", "mindprint (mlx)", ("mindprint_mlx", "mlx_lm")),
+    JobDef("mlx-sft-mlx_lm", "mlx", "sft", "peer", "mlx_lm_openblas", "mlx-lm tuner (same OpenBLAS)", ("mlx_lm",),
+           options={"blas": "openblas"}),
+    JobDef("mlx-sft-mlx_lm-refblas", "mlx", "sft", "peer", "mlx_lm", "mlx-lm tuner (as installed: reference BLAS)",
+           ("mlx_lm",), full_only=True),
+    JobDef("mlx-sft2b-mindprint", "mlx", "sft", "mindprint", "mindprint", "mindprint (mlx), 2B sequences",
+           ("mindprint_mlx", "mlx_lm"), batch_factor=2),
+    JobDef("mlx-dpo-mindprint", "mlx", "dpo", "mindprint", "mindprint", "mindprint (mlx)", ("mindprint_mlx", "mlx_lm")),
+    JobDef("mlx-dpo-mlx_lm_lora", "mlx", "dpo", "peer", "mlx_lm_lora_openblas", "mlx-lm-lora DPO (same OpenBLAS)",
+           ("mlx_lm_lora",), options={"blas": "openblas"}),
+    JobDef("mlx-dpo-mlx_lm_lora-refblas", "mlx", "dpo", "peer", "mlx_lm_lora",
+           "mlx-lm-lora DPO (as installed: reference BLAS)", ("mlx_lm_lora",), full_only=True),
+)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    key: str
+    title: str
+    mindprint: str
+    peer: str
+    target: float | None  # peer time / mindprint time must be >= target
+
+
+COMPARISONS: tuple[Comparison, ...] = (
+    Comparison("torch_sft", "torch SFT", "torch-sft-mindprint", "torch-sft-trl", 1.0),
+    Comparison("torch_dpo_defaults", "torch DPO vs TRL defaults", "torch-dpo-mindprint", "torch-dpo-trl", 1.3),
+    Comparison("torch_dpo_vs_precompute", "torch DPO vs TRL precompute", "torch-dpo-mindprint",
+               "torch-dpo-trl-precompute", 1.0),
+    Comparison("torch_dpo_precompute_both", "torch DPO, both precompute", "torch-dpo-mindprint-precompute",
+               "torch-dpo-trl-precompute", None),
+    Comparison("mlx_sft", "MLX SFT", "mlx-sft-mindprint", "mlx-sft-mlx_lm", 1.0),
+    Comparison("mlx_sft_refblas", "MLX SFT vs mlx-lm as installed", "mlx-sft-mindprint", "mlx-sft-mlx_lm-refblas", None),
+    Comparison("mlx_dpo", "MLX DPO", "mlx-dpo-mindprint", "mlx-dpo-mlx_lm_lora", 2.0),
+    Comparison("mlx_dpo_refblas", "MLX DPO vs mlx-lm-lora as installed", "mlx-dpo-mindprint",
+               "mlx-dpo-mlx_lm_lora-refblas", None),
+)
+
+# DPO peak memory must stay <= 1.1x the SFT peak with the same number of sequences per step.
+MEMORY_CHECKS: tuple[tuple[str, str, str, float], ...] = (
+    ("torch", "torch-dpo-mindprint", "torch-sft2b-mindprint", 1.1),
+    ("mlx", "mlx-dpo-mindprint", "mlx-sft2b-mindprint", 1.1),
+)
+
+
+def missing_requirement(job: JobDef) -> str | None:
+    """Why a job cannot run here (a module not installed / a backend not registered), or None."""
+    for module in job.requires:
+        if importlib.util.find_spec(module) is None:
+            hint = " (uv run --group bench ...)" if module == "mlx_lm_lora" else ""
+            return f"{module} is not installed{hint}"
+    if job.side == "mindprint":
+        from mindprint_interfaces import BackendRegistry
+
+        name = "pytorch" if job.backend == "torch" else "mlx"
+        if name not in BackendRegistry.available():
+            return f"mindprint backend {name!r} is not registered"
+    return None

@@ -1,0 +1,108 @@
+"""Raw mlx-lm-lora side: its DPO trainer (``mlx_lm_lora.trainer.dpo_trainer.train_dpo``).
+
+Set up as its ``mlx_lm_lora.train`` entry point does for ``--train-mode dpo``: the policy gets
+mlx-lm LoRA layers, the reference is a second full copy of the model loaded from the same path
+(``load_reference_model``; no adapters, frozen). The pairs are the shared data layer's tokens in
+``DPODataset``'s item format (full chosen / rejected sequences + prompt length), so both sides see
+the same ids and completion masks. Optimiser and clipping as in ``raw_mlx_lm``.
+
+Linux CPU shim: ``train_dpo`` calls ``mx.set_wired_limit(mx.device_info()["max_recommended_working_set_size"])``,
+a key only Metal reports; we add the key (value 0 = no limit) so the trainer runs on CPU. It does
+not change the training computation.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .common import JobSpec, Prepared, dpo_eval, mlx_pair_logps, ref_summary
+from .measure import StepClock, reset_peak_rss, rss_mb
+from .raw_mlx_lm import adamw, lora_config, model_config
+
+
+class _Pairs:
+    def __init__(self, prep: Prepared) -> None:
+        self.items = [{"chosen": list(p.prompt_ids) + list(p.chosen_ids),
+                       "rejected": list(p.prompt_ids) + list(p.rejected_ids),
+                       "chosen_prompt_length": len(p.prompt_ids),
+                       "rejected_prompt_length": len(p.prompt_ids)} for p in prep.pairs]
+
+    def __getitem__(self, idx: int) -> dict[str, Any]:
+        return self.items[idx]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any]) -> None:
+    import mlx.core as mx
+    import mlx_lm
+    import mlx_lm_lora
+    import numpy as np
+    from mlx_lm import load
+    from mlx_lm.tuner.callbacks import TrainingCallback
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+    from mlx_lm_lora.trainer import dpo_trainer
+
+    result["library"] = {"mlx_lm_lora": getattr(mlx_lm_lora, "__version__", _dist_version("mlx-lm-lora")),
+                         "mlx_lm": mlx_lm.__version__, "mlx": mx.__version__}
+    if "max_recommended_working_set_size" not in mx.device_info():
+        original = mx.device_info
+        mx.device_info = lambda: {**original(), "max_recommended_working_set_size": 0}
+        result.setdefault("notes", []).append("shimmed mx.device_info()['max_recommended_working_set_size'] (CPU)")
+    mx.random.seed(spec.seed)
+    np.random.seed(spec.seed)
+    t = time.perf_counter()
+    model, _tok = load(spec.model_dir, model_config=model_config(spec.model_dir))
+    result["load_s"] = time.perf_counter() - t
+    eval_pairs = prep.pairs[: spec.eval_n]
+    ref = mlx_pair_logps(model, eval_pairs)
+    result["eval_before"] = ref_summary(ref)
+
+    reset_peak_rss()
+    result["rss_before_setup_mb"] = rss_mb()
+    clock.setup()
+    ref_model, _ = load(spec.model_dir, model_config=model_config(spec.model_dir))  # as load_reference_model
+    ref_model.freeze()
+    model.freeze()
+    linear_to_lora_layers(model, len(model.layers), lora_config(spec))
+    original_batches = dpo_trainer.iterate_dpo_batches
+
+    def counting_batches(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        for batch in original_batches(*args, **kwargs):
+            chosen, rejected = batch[0], batch[1]
+            clock.tokens.append(int(((chosen != 0).sum() + (rejected != 0).sum()).item()))
+            yield batch
+
+    dpo_trainer.iterate_dpo_batches = counting_batches
+
+    class Timing(TrainingCallback):  # type: ignore[misc]
+        def on_train_loss_report(self, train_info: dict[str, Any]) -> None:
+            clock.step(float(train_info["train_loss"]))
+
+    out = Path(tempfile.mkdtemp(prefix="bench-mlxlora-", dir=spec.work_dir))
+    args = dpo_trainer.DPOTrainingArgs(
+        batch_size=spec.batch_size, iters=spec.total_steps, val_batches=0, steps_per_report=1,
+        steps_per_eval=10**9, steps_per_save=10**9, max_seq_length=spec.max_length,
+        adapter_file=str(out / "adapters.safetensors"), grad_checkpoint=False, beta=spec.beta, loss_type="sigmoid",
+        seq_step_size=None, gradient_accumulation_steps=1)
+    clock.train_start()
+    try:
+        dpo_trainer.train_dpo(model=model, ref_model=ref_model, optimizer=adamw(spec), train_dataset=_Pairs(prep),
+                              val_dataset=None, args=args, training_callback=Timing(), loss_type="sigmoid")
+    finally:
+        dpo_trainer.iterate_dpo_batches = original_batches
+    clock.done()
+    result["tokens_exact"] = True
+    del ref_model
+    result["eval_after"] = dpo_eval(mlx_pair_logps(model, eval_pairs), ref, spec.beta)
+
+
+def _dist_version(name: str) -> str:
+    from importlib.metadata import version
+
+    return version(name)

@@ -1,0 +1,129 @@
+"""Raw TRL side: what a user would write with transformers + PEFT + TRL directly.
+
+SFT: ``SFTTrainer`` on the pre-tokenized ``input_ids``/``labels`` dataset produced by the shared
+data layer (the exact tokens mindprint trains on). DPO: ``DPOTrainer`` on the prompt/chosen/
+rejected *text* in conversational form (TRL always re-tokenizes; its real per-step token counts
+are recorded from its collator). LoRA through ``peft_config``, so the reference is the adapter-
+disabled policy (the base) unless ``precompute_ref_log_probs=True``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+from .common import TARGET_MODULES, JobSpec, Prepared, dpo_eval, ref_summary, torch_pair_logps, torch_sft_eval
+from .measure import StepClock
+
+
+def _counting_collator(collator: Any, clock: StepClock) -> Any:
+    def collate(examples: list[dict[str, Any]]) -> Any:
+        batch = collator(examples)
+        clock.tokens.append(int(batch["attention_mask"].sum()))
+        return batch
+
+    return collate
+
+
+def _timing_callback(clock: StepClock) -> Any:
+    from transformers import TrainerCallback
+
+    class Timing(TrainerCallback):  # type: ignore[misc]
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            clock.step()
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+            if logs and "loss" in logs and clock.losses:
+                clock.losses[-1] = float(logs["loss"])
+
+    return Timing()
+
+
+def _common_args(spec: JobSpec, out_dir: str) -> dict[str, Any]:
+    return dict(
+        output_dir=out_dir,
+        per_device_train_batch_size=spec.batch_size,
+        gradient_accumulation_steps=1,
+        max_steps=spec.total_steps,
+        learning_rate=spec.lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        max_grad_norm=spec.max_grad_norm,
+        logging_steps=1,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        bf16=False,
+        fp16=False,
+        gradient_checkpointing=False,
+        seed=spec.seed,
+        data_seed=spec.seed,
+        use_cpu=True,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        max_length=spec.max_length,
+    )
+
+
+def run(spec: JobSpec, prep: Prepared, clock: StepClock, hf_tokenizer: Any, result: dict[str, Any]) -> None:
+    import peft
+    import torch
+    import transformers
+    import trl
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(spec.threads)
+    torch.manual_seed(spec.seed)
+    result["library"] = {"trl": trl.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
+                         "torch": torch.__version__}
+    import time
+
+    t = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(spec.model_dir, dtype=torch.float32)
+    result["load_s"] = time.perf_counter() - t
+    eval_sft = prep.sft[: spec.eval_n]
+    eval_pairs = prep.pairs[: spec.eval_n]
+    if spec.task == "sft":
+        result["eval_before"] = {"loss": torch_sft_eval(model, eval_sft)}
+    else:
+        ref = torch_pair_logps(model, eval_pairs)
+
+    lora = LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=0.0, target_modules=list(TARGET_MODULES),
+                      task_type="CAUSAL_LM")
+    out_dir = tempfile.mkdtemp(prefix="bench-trl-", dir=spec.work_dir)
+    result["rss_before_setup_mb"] = _reset_and_rss()
+    clock.setup()
+    if spec.task == "sft":
+        ds = Dataset.from_list([{"input_ids": list(e.input_ids), "labels": list(e.labels)} for e in prep.sft])
+        cfg = trl.SFTConfig(**_common_args(spec, out_dir), packing=False)
+        trainer = trl.SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=hf_tokenizer,
+                                 peft_config=lora, callbacks=[_timing_callback(clock)])
+    else:
+        rows = [{"prompt": [{"role": "user", "content": r["prompt"]}],
+                 "chosen": [{"role": "assistant", "content": r["chosen"]}],
+                 "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in prep.pref_records]
+        cfg = trl.DPOConfig(**_common_args(spec, out_dir), beta=spec.beta, loss_type=["sigmoid"],
+                            precompute_ref_log_probs=bool(spec.options.get("precompute_ref_log_probs", False)))
+        trainer = trl.DPOTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(rows),
+                                 processing_class=hf_tokenizer, peft_config=lora, callbacks=[_timing_callback(clock)])
+    trainer.data_collator = _counting_collator(trainer.data_collator, clock)
+    clock.train_start()
+    trainer.train()
+    clock.done()
+    result["tokens_exact"] = True
+    policy = trainer.model
+    if spec.task == "sft":
+        result["eval_after"] = {"loss": torch_sft_eval(policy, eval_sft)}
+    else:
+        result["eval_before"] = ref_summary(ref)
+        result["eval_after"] = dpo_eval(torch_pair_logps(policy, eval_pairs), ref, spec.beta)
+
+
+def _reset_and_rss() -> float | None:
+    from .measure import reset_peak_rss, rss_mb
+
+    reset_peak_rss()
+    return rss_mb()
