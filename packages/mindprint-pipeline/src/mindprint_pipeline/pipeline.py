@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mindprint_interfaces import Backend, ConfigError, Evaluator, Model, create_backend
+from mindprint_interfaces import Backend, BackendMismatchError, ConfigError, Evaluator, Model, create_backend
 from mindprint_interfaces.fileio import atomic_write_json
 from mindprint_interfaces.registry import canonical_name
 
@@ -121,6 +121,9 @@ class DPOPipeline:
         if tokenizer is not None:
             log.warning("tokenizer is only used in legacy mode (a transformers model passed in); ignoring it")
         if backend is not None:
+            if model is not None and model.backend_name != backend.name:
+                raise BackendMismatchError(f"a model of the {backend.name} backend",
+                                           f"a model of the {model.backend_name} backend")
             return backend, model
         chosen: str | None = cfg.backend_type
         if model is not None and chosen is None:
