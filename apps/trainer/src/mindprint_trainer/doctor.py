@@ -12,6 +12,7 @@ from typing import Any
 from mindprint_interfaces import BackendRegistry, MindprintError, create_backend
 from mindprint_interfaces.registry import ENV_VAR, KNOWN_BACKENDS
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .bundled_model import smollm2_status
@@ -102,9 +103,9 @@ def run_doctor(console: Console | None = None, *, check_speed: bool = True) -> i
     for col in ("backend", "status", "devices", "default device / dtype", "fix"):
         btable.add_column(col)
     for r in reports:
-        status = "[green]ok[/]" if r.ok else f"[red]{r.problem}[/]"
+        status = "[green]ok[/]" if r.ok else f"[red]{escape(r.problem)}[/]"
         dd = f"{r.device} / {r.dtype}" if r.ok else ""
-        btable.add_row(r.name, status, ", ".join(r.devices), dd, r.fix)
+        btable.add_row(r.name, status, ", ".join(r.devices), dd, escape(r.fix))
     console.print(btable)
 
     missing: list[str] = []
@@ -123,12 +124,12 @@ def run_doctor(console: Console | None = None, *, check_speed: bool = True) -> i
     if missing:
         console.print("[bold yellow]missing / to fix:[/]")
         for line in missing:
-            console.print(f"  - {line}")
+            console.print(f"  - {escape(line)}")
     else:
         console.print("[green]everything is installed[/]")
     working = [r.name for r in reports if r.ok]
     if not working:
-        console.print("[red]no working backend[/]: pip install 'mindprint-trainer[torch]' (or [mlx], [all])")
+        console.print("[red]no working backend[/]: " + escape("pip install 'mindprint-trainer[torch]' (or [mlx], [all])"))
         return 1
     console.print(f"working backends: {', '.join(working)}")
     return 0
@@ -152,7 +153,7 @@ def _check_mlx_speed(console: Console, missing: list[str]) -> None:
     advice = str(info.get("advice", "ok"))
     if advice != "ok":
         console.print(f"[yellow]warning[/]: MLX CPU matmul is slow ({mlx_gf:.1f} vs numpy {np_gf:.1f} GFLOPS). "
-                      f"Fix: {advice}")
+                      f"Fix: {escape(advice)}")
         missing.append(f"slow MLX CPU matmul -> {advice}")
 
 

@@ -1,0 +1,73 @@
+"""`mindprint demo` end to end on the real SmolLM2-135M-Instruct (slow: minutes on a 2-core CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+BUDGET_SECONDS = 600  # the issue's promise for 2 CPU cores with the torch backend
+
+
+def mindprint_cmd() -> list[str]:
+    script = Path(sys.executable).parent / "mindprint"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "mindprint_trainer"]
+
+
+def run_demo(tmp_path: Path, backend: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    env = {**os.environ, "COLUMNS": "220"}
+    env.pop("MINDPRINT_BACKEND", None)
+    started = time.monotonic()
+    proc = subprocess.run([*mindprint_cmd(), "demo", "--backend", backend, "-o", str(tmp_path / "runs")],
+                          capture_output=True, text=True, env=env, timeout=3 * BUDGET_SECONDS, check=False)
+    return proc, time.monotonic() - started
+
+
+def check_run(tmp_path: Path, proc: subprocess.CompletedProcess[str]) -> Path:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "before / after" in proc.stdout
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1
+    run = runs[0]
+    for name in ("config.yaml", "metrics.jsonl", "loss.png", "summary.md", "before_after.jsonl"):
+        assert (run / name).is_file(), name
+    assert (run / "loss.png").read_bytes()[:8] == PNG_MAGIC
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {r["stage"] for r in rows} >= {"sft"}
+    assert len({r["topic"] for r in rows}) == 4
+    answers = [json.loads(line) for line in (run / "before_after.jsonl").read_text().splitlines()]
+    assert len(answers) == 8
+    assert any(a["before"] != a["after"] for a in answers)
+    summary = (run / "summary.md").read_text()
+    assert "## Before / after" in summary and "| topic | status |" in summary
+    return run
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_demo_torch_within_budget(tmp_path: Path) -> None:
+    proc, elapsed = run_demo(tmp_path, "pytorch")
+    run = check_run(tmp_path, proc)
+    # DPO ran on at least one topic (the curriculum is built so that SFT leaves the voice to DPO).
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any(r["stage"] == "dpo" for r in rows)
+    assert (run / "rewards.png").read_bytes()[:8] == PNG_MAGIC
+    load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    if load > 1.5:
+        pytest.skip(f"demo took {elapsed:.0f} s, but the machine is overloaded (load/core {load:.1f}); "
+                    "the time budget is not checked")
+    assert elapsed < BUDGET_SECONDS, f"demo took {elapsed:.0f} s"
+
+
+@pytest.mark.slow
+@pytest.mark.mlx
+def test_demo_mlx(tmp_path: Path) -> None:
+    pytest.importorskip("mindprint_mlx")
+    proc, _ = run_demo(tmp_path, "mlx")
+    check_run(tmp_path, proc)

@@ -1,0 +1,83 @@
+"""Run directory: metrics.jsonl lines, PNG plots, summary table, progress display."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mindprint_trainer.progress import ProgressDisplay
+from mindprint_trainer.rundir import RunDirectory, TopicRow, new_run_dir, write_plots
+from rich.console import Console
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_new_run_dir_is_unique(tmp_path: Path) -> None:
+    a = new_run_dir(tmp_path, "train")
+    b = new_run_dir(tmp_path, "train")
+    assert a != b and a.is_dir() and b.is_dir()
+    assert a.name.endswith("-train")
+
+
+def test_metrics_plots_summary(tmp_path: Path) -> None:
+    run = RunDirectory(tmp_path / "run", "train")
+    run.write_config("backend:\n  type: pytorch\n")
+    for step in range(1, 4):
+        run.log_step("sft", "u/c/t1", step, {"loss": 2.0 / step, "learning_rate": 1e-4, "grad_norm": 0.5})
+    for step in range(1, 3):
+        run.log_step("dpo", "u/c/t1", step, {"loss": 0.69 - 0.01 * step, "rewards/margins": 0.1 * step,
+                                             "rewards/accuracies": 0.5, "rewards/chosen": 0.1, "rewards/rejected": -0.1})
+    run.log_step("sft", "u/c/t2", 1, {"loss": float("nan")})
+    rows = run.read_metrics()
+    assert len(rows) == 6
+    first = rows[0]
+    assert {"stage", "topic", "step", "loss", "lr", "grad_norm", "timestamp"} <= set(first)
+    assert first["lr"] == 1e-4
+    assert rows[3]["rewards/margins"] == 0.1
+    assert rows[-1]["loss"] is None  # non-finite -> null, the file stays valid JSON
+    for line in run.metrics_path.read_text().splitlines():
+        json.loads(line)
+
+    written = run.write_plots()
+    assert [p.name for p in written] == ["loss.png", "rewards.png"]
+    for p in written:
+        assert p.read_bytes()[:8] == PNG_MAGIC
+        assert p.stat().st_size > 5000
+
+    summary = run.write_summary(title="mindprint train", facts={"backend": "pytorch"}, topics=[
+        TopicRow("u/c/t1", "passed", 0.9, 0.8, 1, 12.0, True), TopicRow("u/c/t2", "failed", 0.2, 0.1, 2, 30.0)])
+    text = summary.read_text()
+    assert "| topic | status | accuracy | voice | DPO | attempts | time (s) |" in text
+    assert "| u/c/t1 | passed | 0.90 | 0.80 | yes | 1 | 12.0 |" in text
+    assert "![loss.png](loss.png)" in text
+    assert oct(summary.stat().st_mode & 0o777) == "0o644"
+
+
+def test_no_dpo_no_rewards_plot(tmp_path: Path) -> None:
+    written = write_plots([{"stage": "sft", "topic": None, "step": 1, "loss": 1.0}], tmp_path)
+    assert [p.name for p in written] == ["loss.png"]
+
+
+def test_progress_display_records_steps(tmp_path: Path) -> None:
+    run = RunDirectory(tmp_path / "run")
+    console = Console(file=open(tmp_path / "out.txt", "w"), force_terminal=False)  # noqa: SIM115
+    display = ProgressDisplay(run, console=console)
+    display.totals[("sft", "u/c/t")] = 3
+    with display:
+        display.on_topic_start("u/c/t", 0)
+        cb = display.trainer_callback("sft", "u/c/t", 3)
+        for step in (1, 2, 3):
+            cb.on_step(step, {"loss": 1.0 / step})
+        display.on_step("dpo", "u/c/t", 1, {"loss": 0.69, "rewards/margins": 0.0})
+
+        class Progress:
+            topic_id = "u/c/t"
+            status = "passed"
+            accuracy = 0.9
+            voice = 0.7
+            dpo_applied = True
+
+        display.on_topic_end(Progress())
+    assert display.steps_logged == 4
+    assert [r["stage"] for r in run.read_metrics()] == ["sft", "sft", "sft", "dpo"]
+    assert "u/c/t" in display.topic_results

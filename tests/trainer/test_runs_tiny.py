@@ -1,0 +1,133 @@
+"""The installed command on the tiny random Llama: sft / dpo / train write complete run directories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.trainer.helpers import run_mindprint
+
+pytestmark = pytest.mark.torch
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def write_curriculum(root: Path) -> Path:
+    data = root / "data"
+    data.mkdir()
+    sft, prefs, quiz = [], [], []
+    for topic, q, a in [("u1/c/alpha", "What is two plus two?", "Two plus two is four."),
+                        ("u1/c/alpha", "What is the capital of France?", "The capital of France is Paris."),
+                        ("u2/c/beta", "What do plants make?", "Plants make sugar and oxygen."),
+                        ("u2/c/beta", "What is the capital of Italy?", "The capital of Italy is Rome.")]:
+        sft.append({"instruction": q, "output": a, "topic_id": topic})
+        prefs.append({"prompt": q, "chosen": "Great question! " + a, "rejected": "No.", "topic_id": topic})
+        quiz.append({"question": q, "answer": "Great question! " + a, "topic_id": topic})
+    for name, rows in (("sft_data.jsonl", sft), ("preference_data.jsonl", prefs), ("quiz.jsonl", quiz)):
+        (data / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (data / "voice_markers.json").write_text(json.dumps({"markers": {"Great question": 1.0}}))
+    return data
+
+
+def only_run_dir(base: Path) -> Path:
+    runs = [p for p in base.iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def check_metrics(run: Path, stages: set[str]) -> list[dict[str, object]]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows
+    assert {r["stage"] for r in rows} == stages
+    for r in rows:
+        assert {"stage", "topic", "step", "loss", "timestamp"} <= set(r)
+    return rows
+
+
+def test_sft_then_generate_eval_merge(tmp_path: Path, tiny_model_dir: Path) -> None:
+    data = write_curriculum(tmp_path)
+    res = run_mindprint("sft", "--backend", "pytorch", "--model", str(tiny_model_dir), "--data",
+                        str(data / "sft_data.jsonl"), "--set", "sft.max_steps=3", "-o", str(tmp_path / "runs"))
+    assert res.returncode == 0, res.stderr
+    run = only_run_dir(tmp_path / "runs")
+    assert {"config.yaml", "metrics.jsonl", "loss.png", "summary.md", "adapters"} <= {p.name for p in run.iterdir()}
+    assert (run / "loss.png").read_bytes()[:8] == PNG_MAGIC
+    rows = check_metrics(run, {"sft"})
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert "lr" in rows[0] and "grad_norm" in rows[0]
+    adapter = run / "adapters" / "sft"
+    assert (adapter / "adapter_config.json").is_file()
+    assert "type: pytorch" in (run / "config.yaml").read_text()
+    assert "| sft_data.jsonl | trained |" in (run / "summary.md").read_text()
+
+    res = run_mindprint("generate", "--backend", "pytorch", "--model", str(tiny_model_dir), "--adapter", str(adapter),
+                        "--max-new-tokens", "5", "What is two plus two?")
+    assert res.returncode == 0, res.stderr
+
+    res = run_mindprint("eval", "--backend", "pytorch", "--model", str(tiny_model_dir), "--adapter", str(adapter),
+                        "--data", str(data / "quiz.jsonl"), "--markers", str(data / "voice_markers.json"),
+                        "--set", "pipeline.eval_max_new_tokens=4", "-o", str(tmp_path / "eval"))
+    assert res.returncode == 0, res.stderr
+    assert "u1/c/alpha" in res.stdout and "u2/c/beta" in res.stdout
+    erun = only_run_dir(tmp_path / "eval")
+    assert len((erun / "answers.jsonl").read_text().splitlines()) == 4
+
+    out = tmp_path / "merged"
+    res = run_mindprint("merge", "--backend", "pytorch", "--model", str(tiny_model_dir), "--adapter", str(adapter),
+                        str(out))
+    assert res.returncode == 0, res.stderr
+    assert (out / "config.json").is_file()
+    res = run_mindprint("merge", "--backend", "pytorch", "--model", str(tiny_model_dir), str(out / "again"))
+    assert res.returncode == 2
+    assert "merge needs an adapter" in res.stderr
+
+
+def test_dpo_writes_rewards_plot(tmp_path: Path, tiny_model_dir: Path) -> None:
+    data = write_curriculum(tmp_path)
+    res = run_mindprint("dpo", "--backend", "pytorch", "--model", str(tiny_model_dir), "--data",
+                        str(data / "preference_data.jsonl"), "--set", "dpo.max_steps=2", "-o", str(tmp_path / "runs"))
+    assert res.returncode == 0, res.stderr
+    run = only_run_dir(tmp_path / "runs")
+    rows = check_metrics(run, {"dpo"})
+    assert any("rewards/margins" in r for r in rows)
+    assert (run / "rewards.png").read_bytes()[:8] == PNG_MAGIC
+    assert (run / "adapters" / "dpo" / "adapter_config.json").is_file()
+
+
+def test_train_curriculum_and_convert_adapter(tmp_path: Path, tiny_model_dir: Path) -> None:
+    data = write_curriculum(tmp_path)
+    res = run_mindprint(
+        "train", "--backend", "pytorch", "--model", str(tiny_model_dir), "--data-dir", str(data),
+        "--set", "data.quiz_file=quiz.jsonl", "--set", "pipeline.sft_epochs_per_topic=1",
+        "--set", "pipeline.dpo_steps_per_topic=1", "--set", "pipeline.max_retries_per_topic=0",
+        "--set", "pipeline.eval_max_new_tokens=4", "--set", "pipeline.accuracy_threshold=0",
+        "--set", "pipeline.dpo_trigger_threshold=1", "--set", "pipeline.merge_after_unit=false",
+        "-o", str(tmp_path / "runs"))
+    assert res.returncode == 0, res.stderr
+    run = only_run_dir(tmp_path / "runs")
+    rows = check_metrics(run, {"sft", "dpo"})
+    assert {r["topic"] for r in rows} == {"u1/c/alpha", "u2/c/beta"}
+    for name in ("loss.png", "rewards.png"):
+        assert (run / name).read_bytes()[:8] == PNG_MAGIC
+    summary = (run / "summary.md").read_text()
+    assert "| topic | status | accuracy | voice | DPO | attempts | time (s) |" in summary
+    assert "u1/c/alpha" in summary and "u2/c/beta" in summary
+    assert (run / "checkpoints" / "state.json").is_file()
+    final = run / "adapters" / "final"
+    assert (final / "adapter_config.json").is_file()
+    assert "u1/c/alpha" in res.stdout
+
+    mlx_dir = tmp_path / "mlx-adapter"
+    res = run_mindprint("convert-adapter", str(final), str(mlx_dir), "--to", "mlx")
+    assert res.returncode == 0, res.stderr
+    assert (mlx_dir / "adapters.safetensors").is_file()
+    back = tmp_path / "peft-again"
+    res = run_mindprint("convert-adapter", str(mlx_dir), str(back), "--to", "peft")
+    assert res.returncode == 0, res.stderr
+    assert (back / "adapter_model.safetensors").is_file()
+
+    # Resuming a finished run is a no-op that still writes the summary.
+    res = run_mindprint("train", "--resume", str(run))
+    assert res.returncode == 0, res.stderr
