@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beta", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=2, help="threads per job (torch + BLAS pools; default 2)")
-    p.add_argument("--eval-n", type=int, default=16, help="records in the fixed-set loss check (default 16)")
+    p.add_argument("--eval-n", type=int, default=8, help="records in the fixed-set loss check (default 8)")
     p.add_argument("--amortise-over", type=int, default=100, help="run length for amortised one-off costs")
     p.add_argument("--only", action="append", default=[], metavar="SUBSTR",
                    help="run only jobs whose name contains SUBSTR (repeatable); results merge into the existing JSON")
@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=1800, help="seconds per job before it is killed")
     p.add_argument("--out-dir", type=Path, help="where results.json / RESULTS.md go (default benchmarks/)")
     p.add_argument("--fresh", action="store_true", help="do not merge with an existing results.json")
+    p.add_argument("--report-only", action="store_true",
+                   help="re-render RESULTS.md (and the comparisons in results.json) from the existing results.json")
     p.add_argument("--smoke", action="store_true", help="2 steps (1 warm-up + 1 timed) on a tiny model; "
                    "writes to a temporary directory unless --out-dir is given")
     return p
@@ -162,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.parallel = 2
     if args.steps < 1 or args.warmup < 0:
         raise SystemExit("--steps must be >= 1 and --warmup >= 0")
+    if args.report_only:
+        return rerender(args.out_dir or DEFAULT_OUT)
     out_dir: Path = args.out_dir or (Path(tempfile.mkdtemp(prefix="mindprint-bench-")) if args.smoke else DEFAULT_OUT)
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir = Path(tempfile.mkdtemp(prefix="work-", dir=out_dir if args.smoke else None))
@@ -199,40 +203,61 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {job.name}:{extra} {status}", flush=True)
         return res
 
-    with ThreadPoolExecutor(max(1, args.parallel)) as pool:
-        for group, res in zip(groups, pool.map(one, groups)):
-            for job, result in zip(group, res):
-                job_results[job.name] = result
-
     from . import data
 
-    meta = {
+    meta: dict[str, Any] = {
         "model": model_dir if args.model or args.smoke else "SmolLM2-135M-Instruct (fp32, tools/smollm2.py)",
         "model_dir": model_dir, "smoke": args.smoke, "steps": args.steps, "warmup": args.warmup,
         "batch_size": args.batch_size, "max_length": args.max_length, "lr_sft": args.lr_sft, "lr_dpo": args.lr_dpo,
         "beta": args.beta, "seed": args.seed, "threads": args.threads, "eval_n": args.eval_n,
         "amortise_over": args.amortise_over, "lora_r": 8, "lora_alpha": 16.0,
-        "data": {"sft_records": data.NUM_SFT, "preference_pairs": data.NUM_PAIRS, "seed": data.SEED},
+        "data": {"sft_records": data.NUM_SFT, "preference_pairs": data.NUM_PAIRS, "seed": data.SEED,
+                 "token_stats": _token_stats(model_dir, args)},
         "machine": f"{_cpu_name()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
                    f"Python {platform.python_version()}",
-        "loadavg_start": loadavg_start, "loadavg_end": load_average(), "git_commit": _git_commit(),
+        "loadavg_start": loadavg_start, "git_commit": _git_commit(),
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "jobs_run_this_time": [j.name for j in jobs],
     }
     if previous and args.only:
         meta["merged_with"] = previous.get("meta", {}).get("date")
-    meta["data"]["token_stats"] = _token_stats(model_dir, args)
-    results: dict[str, Any] = {"meta": meta, "jobs": job_results}
-    results["comparisons"] = build_comparisons(job_results)
-    results["memory"] = build_memory_checks(job_results)
-    notes = out_dir / "NOTES.md"
-    if notes.is_file():
-        results["analysis"] = notes.read_text()
-    results_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
-    (out_dir / "RESULTS.md").write_text(render_markdown(results))
+
+    def write() -> None:
+        meta["loadavg_end"] = load_average()
+        results: dict[str, Any] = {"meta": meta, "jobs": job_results}
+        results["comparisons"] = build_comparisons(job_results)
+        results["memory"] = build_memory_checks(job_results)
+        notes = out_dir / "NOTES.md"
+        if notes.is_file():
+            results["analysis"] = notes.read_text()
+        tmp = results_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(results, indent=1, default=str) + "\n")
+        tmp.replace(results_path)
+        (out_dir / "RESULTS.md").write_text(render_markdown(results))
+
+    with ThreadPoolExecutor(max(1, args.parallel)) as pool:
+        for group, res in zip(groups, pool.map(one, groups)):
+            for job, result in zip(group, res):
+                job_results[job.name] = result
+            write()  # after every job, so an interrupted run keeps what it measured
+    write()
     print(f"bench: wrote {results_path} and {out_dir / 'RESULTS.md'}", flush=True)
     failed = [j.name for j in jobs if not job_results[j.name].get("ok") and "skipped" not in job_results[j.name]]
     return 1 if failed else 0
+
+
+def rerender(out_dir: Path) -> int:
+    path = out_dir / "results.json"
+    results = json.loads(path.read_text())
+    results["comparisons"] = build_comparisons(results["jobs"])
+    results["memory"] = build_memory_checks(results["jobs"])
+    notes = out_dir / "NOTES.md"
+    if notes.is_file():
+        results["analysis"] = notes.read_text()
+    path.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    (out_dir / "RESULTS.md").write_text(render_markdown(results))
+    print(f"bench: re-rendered {out_dir / 'RESULTS.md'}")
+    return 0
 
 
 def _token_stats(model_dir: str, args: argparse.Namespace) -> dict[str, Any]:
