@@ -50,7 +50,8 @@ def test_sft_lowers_loss_and_reports(backend: Any, tiny: Any, sft_records: list[
     after = dataset_loss(tiny, sft_records)
     assert result.success, result.error_message
     assert after < before - 0.3, (before, after)
-    assert result.samples_trained == 4 * 6
+    assert result.samples_trained == 6  # distinct examples (as the torch backend)
+    assert result.metrics["samples_seen"] == 4 * 6  # presentations over 4 epochs
     assert result.metrics["global_step"] == 12 and len(result.metrics["history"]) == 12
     assert {"loss", "learning_rate", "grad_norm", "epoch", "num_tokens"} <= set(result.metrics)
     assert result.final_loss == result.metrics["history"][-1]["loss"]

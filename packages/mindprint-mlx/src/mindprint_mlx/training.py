@@ -129,7 +129,8 @@ class MLXTrainerBase(Generic[C]):
         saved: list[Path] = []
         good = self._trainable()
         start = time.perf_counter()
-        samples = 0
+        samples = 0  # presentations, counting epochs (metrics["samples_seen"])
+        distinct: set[int] = set()  # TrainingResult.samples_trained: distinct examples trained on (as torch)
         num_tokens = 0
         try:
             self._start(examples)
@@ -148,6 +149,7 @@ class MLXTrainerBase(Generic[C]):
                     norm = norm + count
                     micro_stats.append(aux)
                     samples += len(indices)
+                    distinct.update(indices)
                     num_tokens += int(aux.get("input_tokens", 0))
                 denom = mx.maximum(mx.array(norm, dtype=mx.float32), 1.0)
                 loss = loss_sum / denom
@@ -181,37 +183,38 @@ class MLXTrainerBase(Generic[C]):
             model.module.eval()
             raise
         except (MindprintError, MemoryError, RuntimeError, ValueError, ArithmeticError) as exc:
-            return self._failed(exc, good, start, history, stats, saved, samples)
+            return self._failed(exc, good, start, history, stats, saved, samples, len(distinct))
         self._finish()
         model.module.eval()
         save_adapter(model, target)
         self._notify_save(target)
         result = TrainingResult(success=True, final_loss=history[-1]["loss"] if history else float("nan"),
-                                training_time_seconds=time.perf_counter() - start, samples_trained=samples,
-                                adapter_path=str(target), metrics=self._metrics(history, stats, total))
+                                training_time_seconds=time.perf_counter() - start, samples_trained=len(distinct),
+                                adapter_path=str(target), metrics=self._metrics(history, stats, total, samples))
         self.last_result = result
         return result
 
     def _failed(self, exc: BaseException, good: Mapping[str, Any], start: float, history: list[dict[str, float]],
-                stats: dict[str, Any], saved: list[Path], samples: int) -> TrainingResult:
+                stats: dict[str, Any], saved: list[Path], samples: int, distinct: int) -> TrainingResult:
         self._finish()
         self._restore(good)  # back to the last good weights (last checkpoint, or the start of this run)
         self._model.module.eval()
         message = f"out of memory: {exc}" if isinstance(exc, MemoryError) else f"{type(exc).__name__}: {exc}"
         result = TrainingResult(success=False, final_loss=history[-1]["loss"] if history else float("nan"),
-                                training_time_seconds=time.perf_counter() - start, samples_trained=samples,
+                                training_time_seconds=time.perf_counter() - start, samples_trained=distinct,
                                 adapter_path=str(saved[-1]) if saved else "", error_message=message,
-                                metrics=self._metrics(history, stats, len(history)))
+                                metrics=self._metrics(history, stats, len(history), samples))
         self.last_result = result
         return result
 
     @staticmethod
-    def _metrics(history: list[dict[str, float]], stats: dict[str, Any], total: int) -> dict[str, Any]:
+    def _metrics(history: list[dict[str, float]], stats: dict[str, Any], total: int, seen: int) -> dict[str, Any]:
         metrics: dict[str, Any] = {}
         if history:
             metrics.update({k: v for k, v in history[-1].items() if k != "step"})
         metrics["history"] = list(history)
         metrics["global_step"] = len(history)
         metrics["total_steps"] = total
+        metrics["samples_seen"] = seen  # presentations, counting epochs
         metrics.update(stats)
         return metrics
