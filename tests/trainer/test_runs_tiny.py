@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.trainer.helpers import run_mindprint
+from tests.trainer.helpers import mindprint_exe, run_mindprint
 
 pytestmark = pytest.mark.torch
 
@@ -128,6 +132,47 @@ def test_train_curriculum_and_convert_adapter(tmp_path: Path, tiny_model_dir: Pa
     assert res.returncode == 0, res.stderr
     assert (back / "adapter_model.safetensors").is_file()
 
-    # Resuming a finished run is a no-op that still writes the summary.
+
+
+def test_ctrl_c_leaves_a_resumable_checkpoint(tmp_path: Path, tiny_model_dir: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [{"instruction": f"Question {i} about topic {t}?", "output": f"Answer {i} for topic {t}.",
+             "topic_id": f"u/c/t{t}"} for t in range(4) for i in range(2)]
+    (data / "sft_data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["train", "--backend", "pytorch", "--model", str(tiny_model_dir), "--data-dir", str(data),
+            "--set", "data.markers_file=null", "--set", "pipeline.sft_epochs_per_topic=4",
+            "--set", "pipeline.max_retries_per_topic=0", "--set", "pipeline.eval_max_new_tokens=2",
+            "--set", "pipeline.merge_after_unit=false", "-o", str(tmp_path / "runs")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    env.pop("MINDPRINT_BACKEND", None)
+    proc = subprocess.Popen([*mindprint_exe(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    deadline = time.monotonic() + 300
+    state: Path | None = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = list((tmp_path / "runs").glob("*/checkpoints/state.json")) if (tmp_path / "runs").is_dir() else []
+        if found and json.loads(found[0].read_text()).get("topics"):
+            state = found[0]
+            break
+        time.sleep(0.1)
+    assert state is not None, "no topic finished"
+    if proc.poll() is not None:
+        pytest.skip("the run finished before it could be interrupted")
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    run = state.parent.parent
+    assert f"mindprint train --resume {run}" in " ".join(stderr.split())
+    assert "Traceback" not in stderr
+    done_before = set(json.loads(state.read_text())["topics"])
+    assert 1 <= len(done_before) < 4
+
     res = run_mindprint("train", "--resume", str(run))
     assert res.returncode == 0, res.stderr
+    assert set(json.loads(state.read_text())["topics"]) == {f"u/c/t{t}" for t in range(4)}
+    summary = (run / "summary.md").read_text()
+    assert all(f"u/c/t{t}" in summary for t in range(4))
+    # The resumed run appended to the same metrics file and did not retrain the finished topics.
+    trained = {r["topic"] for r in check_metrics(run, {"sft"})}
+    assert trained == {f"u/c/t{t}" for t in range(4)}

@@ -178,8 +178,9 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
                                   "data": str(files.sft), **(facts or {})}
     try:
         with display:
+            no_pairs: list[dict[str, Any]] = []  # an empty list = "no DPO" (None would mean data_dir's file)
             result = pipeline.train_curriculum(
-                str(files.sft), str(files.preferences) if files.preferences else None,
+                str(files.sft), str(files.preferences) if files.preferences else no_pairs,
                 quiz_data=str(files.quiz) if files.quiz else None, resume=resume)
     except KeyboardInterrupt:
         rows = topic_rows(list(display.topic_results.values()))
