@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from mindprint_interfaces import Backend, BackendNotFoundError, Model, create_backend
 from mindprint_pipeline import BasePipelineCallback, PipelineConfig, TopicProgress, UnitProgress
 
@@ -38,14 +37,14 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
 def fast_config(model_dir: Path, out: Path, **overrides: Any) -> PipelineConfig:
     """Small, quick settings for the tiny random model (each topic trains a few steps)."""
-    settings: dict[str, Any] = dict(
-        model_path=str(model_dir), data_dir=str(DATA), output_dir=str(out), device="cpu",
-        markers_file=str(DATA / "markers.json"),
-        sft_epochs_per_topic=1, sft_batch_size=4, sft_learning_rate=1e-2, sft_max_length=64,
-        dpo_steps_per_topic=1, dpo_batch_size=2, dpo_learning_rate=1e-3,
-        lora_r=4, lora_alpha=8, eval_max_new_tokens=4, eval_max_records=1, max_retries_per_topic=0,
-        accuracy_threshold=0.0,  # the random model scores ~0: let DPO run (voice < 0.75)
-    )
+    settings: dict[str, Any] = {
+        "model_path": str(model_dir), "data_dir": str(DATA), "output_dir": str(out), "device": "cpu",
+        "markers_file": str(DATA / "markers.json"),
+        "sft_epochs_per_topic": 1, "sft_batch_size": 4, "sft_learning_rate": 1e-2, "sft_max_length": 64,
+        "dpo_steps_per_topic": 1, "dpo_batch_size": 2, "dpo_learning_rate": 1e-3,
+        "lora_r": 4, "lora_alpha": 8, "eval_max_new_tokens": 4, "eval_max_records": 1, "max_retries_per_topic": 0,
+        "accuracy_threshold": 0.0,  # the random model scores ~0: let DPO run (voice < 0.75)
+    }
     settings.update(overrides)
     return PipelineConfig(**settings)
 

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from mindprint_interfaces import Backend
-from mindprint_pipeline import CheckpointError, DPOPipeline, load_state
+from mindprint_pipeline import CheckpointError, DefaultEvaluator, DPOPipeline, load_state
 
 from .conftest import Recorder, ScriptedEvaluator, fast_config
 
@@ -125,7 +124,8 @@ def test_default_evaluator_measures_learning(backend: Backend, tiny_model_dir: P
     pipe = DPOPipeline(config=cfg, backend=backend)
     result = pipe.train_curriculum(sft, [])
     [topic] = result.topics
-    outputs = getattr(pipe.evaluator, "last_outputs")
+    assert isinstance(pipe.evaluator, DefaultEvaluator)
+    outputs = pipe.evaluator.last_outputs
     assert outputs and outputs[0]["reference"] == "Two plus two is four."
     assert topic.accuracy == pytest.approx(outputs[0]["accuracy"])
     assert topic.accuracy > 0.5, outputs

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from mindprint_interfaces import ConfigError, DPOConfig, SFTConfig
 from mindprint_pipeline import PipelineConfig
 

@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from mindprint_interfaces import ConfigError
 from mindprint_pipeline import VoiceMarkers, rouge_l_f1
 from mindprint_pipeline.evaluation import check_scores, lcs_length, word_tokens
@@ -15,9 +14,9 @@ def test_word_tokens_lowercase_and_split_punctuation() -> None:
 
 
 def test_lcs() -> None:
-    assert lcs_length("a b c d".split(), "a c d".split()) == 3
+    assert lcs_length(["a", "b", "c", "d"], ["a", "c", "d"]) == 3
     assert lcs_length([], ["a"]) == 0
-    assert lcs_length("x y".split(), "a b".split()) == 0
+    assert lcs_length(["x", "y"], ["a", "b"]) == 0
 
 
 def test_rouge_l_f1_values() -> None:

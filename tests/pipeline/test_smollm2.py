@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from mindprint_interfaces import Backend
+from mindprint_interfaces.data import Message
 from mindprint_pipeline import DPOPipeline, PipelineConfig
 
 from .conftest import BACKENDS, DATA, Recorder, make_backend
@@ -35,6 +35,6 @@ def test_smollm2_curriculum(backend_name: str, smollm2_dir: Path, tmp_path: Path
     for unit in result.units:
         assert unit.merged_model_path and (Path(unit.merged_model_path) / "config.json").is_file()
     final = backend.load_model(result.final_model_path or "")
-    answer = final.generate([{"role": "user", "content": "What is the capital of France?"}], max_new_tokens=16)
+    answer = final.generate([Message(role="user", content="What is the capital of France?")], max_new_tokens=16)
     assert answer.text.strip()
     assert len(rec.kinds("unit")) == 2

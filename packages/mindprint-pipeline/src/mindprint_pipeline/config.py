@@ -15,7 +15,7 @@ from typing import Any, ClassVar, TypeVar
 
 from mindprint_interfaces import ConfigError, DPOConfig, GenerationConfig, SFTConfig
 from mindprint_interfaces._validation import check
-from mindprint_interfaces.configs import DType, Device, LossType, _FromDict
+from mindprint_interfaces.configs import Device, DType, LossType, _FromDict
 
 T = TypeVar("T", SFTConfig, DPOConfig)
 

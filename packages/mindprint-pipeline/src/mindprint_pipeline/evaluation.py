@@ -124,7 +124,7 @@ class VoiceMarkers:
         if not isinstance(data, dict):
             raise ConfigError("expected a JSON object", key="markers_file", source=source)
         target = data.get("target", 1.0) if "markers" in data else 1.0
-        raw = data["markers"] if "markers" in data else data
+        raw = data.get("markers", data)
         markers: dict[str, float] = {}
         items: list[tuple[Any, Any]]
         if isinstance(raw, dict):
