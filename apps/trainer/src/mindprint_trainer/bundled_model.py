@@ -29,7 +29,9 @@ INSTALL_TRANSFORMERS = "pip install 'mindprint-trainer[torch]'  (the one-off con
 
 
 class ModelUnavailableError(MindprintError):
-    """The bundled demo model cannot be materialised (a package is missing)."""
+    """The bundled demo model cannot be materialised (a package is missing), or a model path does not exist."""
+
+    usage = True  # exit code 2: fixed by installing a package or correcting the path
 
 
 def default_dir() -> Path:

@@ -17,12 +17,17 @@ from mindprint_interfaces import (
     BackendNotFoundError,
     ConfigError,
     DataValidationError,
+    DeviceUnavailableError,
     MindprintError,
 )
 
 from . import __version__
 
-USAGE_ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataValidationError, BackendNotFoundError)
+# Exit 2: the user can fix it by changing the command, the config, the data or the installation
+# (ConfigError, DataValidationError, AdapterFormatError and CheckpointError are ValueErrors,
+# BackendNotFoundError is a LookupError). Exit 1: the work itself failed.
+USAGE_ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataValidationError, BackendNotFoundError,
+                                                 DeviceUnavailableError, ValueError, LookupError)
 
 EPILOG = """\
 examples:

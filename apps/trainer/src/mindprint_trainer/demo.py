@@ -34,12 +34,13 @@ DEMO_SETTINGS: dict[str, Any] = {
     "model": {"path": "smollm2"},
     "data": {"sft_file": "sft_data.jsonl", "preference_file": "preference_data.jsonl", "quiz_file": "quiz.jsonl",
              "markers_file": "voice_markers.json"},
-    "sft": {"learning_rate": 5.0e-4, "per_device_batch_size": 4, "max_length": 128, "lr_scheduler": "constant",
+    "sft": {"learning_rate": 1.0e-3, "per_device_batch_size": 4, "max_length": 128, "lr_scheduler": "constant",
             "lora_r": 8, "lora_alpha": 16},
-    "dpo": {"learning_rate": 2.0e-4, "beta": 0.1, "per_device_batch_size": 2, "max_length": 128,
+    "dpo": {"learning_rate": 3.0e-4, "beta": 0.1, "per_device_batch_size": 2, "max_length": 128,
             "lr_scheduler": "constant"},
     "generation": {"max_new_tokens": 48},
-    "pipeline": {"sft_epochs_per_topic": 3, "dpo_steps_per_topic": 6, "accuracy_threshold": 0.3,
+    # accuracy_threshold is low on purpose: 135M parameters and a few steps learn the gist, not the words.
+    "pipeline": {"sft_epochs_per_topic": 4, "dpo_steps_per_topic": 6, "accuracy_threshold": 0.1,
                  "dpo_trigger_threshold": 0.9, "topic_pass_threshold": 0.6, "max_retries_per_topic": 0,
                  "merge_after_unit": False, "eval_max_new_tokens": 48},
 }
