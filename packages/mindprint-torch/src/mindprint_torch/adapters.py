@@ -57,14 +57,25 @@ def _alpha(value: float) -> Any:
     return int(value) if float(value).is_integer() else float(value)
 
 
-def add_adapter(model: PyTorchModel, config: AdapterConfig) -> None:
-    """Wrap the model with a fresh LoRA adapter (B = 0, so outputs are unchanged until trained)."""
+def add_adapter(model: PyTorchModel, config: AdapterConfig, *, seed: int | None = None) -> None:
+    """Wrap the model with a fresh LoRA adapter (B = 0, so outputs are unchanged until trained).
+
+    With ``seed``, lora_A is drawn from a generator seeded with it (the process-wide RNG is
+    left as it was), so the same config gives the same starting adapter whatever ran before —
+    a resumed pipeline then reproduces an uninterrupted one.
+    """
+    import torch
     from peft import get_peft_model
 
     if model.has_adapter():
         raise AdapterFormatError("the model already has an adapter; save it or merge it (save_pretrained) first")
     _check_layers(model, config)
-    model.hf_model = get_peft_model(model.hf_model, lora_config(config), adapter_name=ADAPTER_NAME)
+    if seed is None:
+        model.hf_model = get_peft_model(model.hf_model, lora_config(config), adapter_name=ADAPTER_NAME)
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model.hf_model = get_peft_model(model.hf_model, lora_config(config), adapter_name=ADAPTER_NAME)
 
 
 def _check_layers(model: PyTorchModel, config: AdapterConfig) -> None:

@@ -156,7 +156,7 @@ class TorchTrainerBase(Generic[C]):
     def _run(self, data: Sequence[Mapping[str, Any]], target: Path, *, source: str) -> TrainingResult:
         dataset, stats = self._prepare(data, source)  # invalid data raises here, before any work
         if not self._model.has_adapter():
-            add_adapter(self._model, self.config.adapter_config())
+            add_adapter(self._model, self.config.adapter_config(), seed=self.config.seed)
         good = self._trainable_state()
         saved: list[Path] = []
         start = time.perf_counter()
