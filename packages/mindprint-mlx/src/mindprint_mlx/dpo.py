@@ -23,7 +23,7 @@ from mindprint_interfaces import ConfigError, DPOConfig
 from mindprint_interfaces.data import IGNORE_INDEX, TokenizedPair, as_preference_pairs, tokenize_preferences
 from mindprint_interfaces.protocols import TrainerCallback
 
-from . import lora
+from . import distributed, lora
 from .losses import dpo_per_example_loss, token_logprobs
 from .model import MLXModel, right_pad
 from .training import MLXTrainerBase
@@ -124,21 +124,30 @@ class MLXDPOTrainer(MLXTrainerBase[DPOConfig]):
         return loss_sum, grads, len(batch), aux
 
     def _step_metrics(self, stats: list[dict[str, Any]], norm: float) -> dict[str, float]:
+        """Means over the pairs of the whole step — all micro-batches of all ranks (sums are all_sum'ed)."""
         beta = self.config.beta
-        chosen = mx.concatenate([s["chosen"] for s in stats])
-        rejected = mx.concatenate([s["rejected"] for s in stats])
-        chosen_rewards = beta * (chosen - mx.concatenate([s["ref_chosen"] for s in stats]))
-        rejected_rewards = beta * (rejected - mx.concatenate([s["ref_rejected"] for s in stats]))
-        logit_sums = sum((s["logit_sums"] for s in stats), mx.zeros(2))
-        c_tok = sum(s["chosen_tokens"] for s in stats)
-        r_tok = sum(s["rejected_tokens"] for s in stats)
+        sums = mx.zeros(11)
+        for s in stats:
+            chosen_rewards = beta * (s["chosen"] - s["ref_chosen"])
+            rejected_rewards = beta * (s["rejected"] - s["ref_rejected"])
+            sums = sums + mx.stack([
+                chosen_rewards.sum(), rejected_rewards.sum(),
+                (chosen_rewards > rejected_rewards).astype(mx.float32).sum(),
+                (chosen_rewards - rejected_rewards).sum(), s["chosen"].sum(), s["rejected"].sum(),
+                s["logit_sums"][0], s["logit_sums"][1], mx.array(s["chosen_tokens"]), mx.array(s["rejected_tokens"]),
+                mx.array(float(s["chosen"].shape[0])),
+            ]).astype(mx.float32)
+        sums = distributed.all_sum(sums)
+        values = [float(v) for v in sums.tolist()]
+        n = max(values[10], 1.0)
+        c_tok, r_tok = values[8], values[9]
         return {
-            "rewards/chosen": float(chosen_rewards.mean()),
-            "rewards/rejected": float(rejected_rewards.mean()),
-            "rewards/accuracies": float((chosen_rewards > rejected_rewards).astype(mx.float32).mean()),
-            "rewards/margins": float((chosen_rewards - rejected_rewards).mean()),
-            "logps/chosen": float(chosen.mean()),
-            "logps/rejected": float(rejected.mean()),
-            "logits/chosen": float(logit_sums[0]) / c_tok if c_tok else 0.0,
-            "logits/rejected": float(logit_sums[1]) / r_tok if r_tok else 0.0,
+            "rewards/chosen": values[0] / n,
+            "rewards/rejected": values[1] / n,
+            "rewards/accuracies": values[2] / n,
+            "rewards/margins": values[3] / n,
+            "logps/chosen": values[4] / n,
+            "logps/rejected": values[5] / n,
+            "logits/chosen": values[6] / c_tok if c_tok else 0.0,
+            "logits/rejected": values[7] / r_tok if r_tok else 0.0,
         }

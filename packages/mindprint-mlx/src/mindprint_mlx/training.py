@@ -5,6 +5,12 @@ gradients are divided by the step's normaliser (loss tokens for SFT, pairs for D
 global-norm clipping, then AdamW as the HF Trainer configures it (bias correction on, decoupled
 weight decay, betas/eps from the config) at the scheduled LR. Non-finite losses or gradients stop
 the run *before* the update, so the model keeps its last good weights.
+
+Data parallel (``mlx.launch``, see :mod:`.distributed`): a global micro-batch holds
+``per_device_batch_size * world_size`` examples, each rank computes the summed loss and gradients of
+its shard, the sums and the normaliser are ``all_sum``'ed and divided by the *global* normaliser
+(all micro-batches of all ranks), so every rank applies the same update. Only rank 0 calls the
+callbacks and writes adapters; the others wait at a barrier.
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import mlx.core as mx
+import numpy as np
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_map
 
@@ -24,7 +32,7 @@ from mindprint_interfaces import ConfigError, MindprintError, TrainingError, Tra
 from mindprint_interfaces.configs import _TrainConfigBase
 from mindprint_interfaces.protocols import PathLike, TrainerCallback
 
-from . import schedule
+from . import distributed, schedule
 from .adapters import save_adapter
 from .model import MLXModel
 
@@ -49,6 +57,17 @@ def add_trees(a: Any, b: Any) -> Any:
     return b if a is None else tree_map(lambda x, y: x + y, a, b)
 
 
+@dataclass
+class StepGradients:
+    """One optimizer step's loss and gradients, normalised by the global normaliser (before clipping)."""
+
+    loss: Any  # mx scalar: global loss sum / global normaliser
+    grads: Any  # gradient tree (same structure as trainable_parameters()), identical on every rank
+    normaliser: float  # global loss tokens (SFT) or pairs (DPO) of the step, over all ranks
+    input_tokens: int  # global input tokens of the step
+    micro_stats: list[dict[str, Any]] = field(default_factory=list)  # this rank's per-micro-batch aux stats
+
+
 class MLXTrainerBase(Generic[C]):
     """Trainer protocol; subclasses implement ``_prepare``, ``_start`` and ``_micro_step``."""
 
@@ -68,9 +87,36 @@ class MLXTrainerBase(Generic[C]):
         return self._model
 
     def save_adapter(self, path: PathLike) -> Path:
-        out = save_adapter(self._model, path)
+        """Save the adapter (PEFT layout). Under ``mlx.launch`` call it on every rank: rank 0 writes, all wait."""
+        out = self._save(Path(path))
         self._notify_save(out)
         return out
+
+    def batch_gradients(self, data: Sequence[Mapping[str, Any]]) -> tuple[float, dict[str, np.ndarray]]:
+        """Loss and gradients of ONE optimizer step whose global batch is all of ``data``, under the trainer's loss.
+
+        The same code path as a training step (sharding by rank, local sums, ``all_sum`` of losses,
+        normalisers and gradients, division by the global normaliser), without clipping and without an
+        update. Under ``mlx.launch`` call it on every rank; every rank gets the same all-reduced result.
+        Gradient keys are mlx parameter names (``model.layers.0.self_attn.q_proj.lora_a``).
+        """
+        examples, _ = self._prepare(data, "<batch>")
+        model = self._model
+        if not model.has_adapter():
+            model.add_adapter(self.config.adapter_config(), seed=self.config.seed)
+        self._sync_from_main()
+        per = self.config.per_device_batch_size * distributed.world_size()
+        micro = [tuple(range(i, min(i + per, len(examples)))) for i in range(0, len(examples), per)]
+        was_training = model.module.training
+        try:
+            self._start(examples)
+            model.module.train()
+            step = self._step_gradients(examples, micro)
+            mx.eval(step.loss, step.grads)
+        finally:
+            self._finish()
+            model.module.train(was_training)
+        return float(step.loss), {k: np.array(v) for k, v in tree_flatten(step.grads)}
 
     def train(self, train_data: Sequence[Mapping[str, Any]]) -> TrainingResult:
         return self._run(train_data, Path(self.config.output_dir) / "adapter", source="<train_data>")
@@ -104,13 +150,61 @@ class MLXTrainerBase(Generic[C]):
         self._model.module.load_weights(list(state.items()), strict=False)
         mx.eval(self._model.module.parameters())
 
+    def _save(self, target: Path) -> Path:
+        """Rank 0 writes the adapter atomically; the other ranks wait for it (a no-op barrier on one process)."""
+        distributed.on_main_then_wait(lambda: save_adapter(self._model, target))
+        return target
+
+    def _sync_from_main(self) -> None:
+        """Make every rank start from rank 0's trainable weights (they already agree when seeded alike)."""
+        if not distributed.launched():
+            return
+        params = self._model.module.trainable_parameters()
+        main = distributed.is_main_process()
+        synced = distributed.all_sum_tree(tree_map(lambda p: p if main else mx.zeros_like(p), params))
+        self._model.module.update(synced)
+        mx.eval(self._model.module.parameters())
+
+    def _step_gradients(self, examples: list[Any], micro_batches: Sequence[Sequence[int]]) -> StepGradients:
+        """Sum this rank's shard of every global micro-batch, all-reduce the sums, divide by the global normaliser."""
+        loss_sum: Any = 0.0
+        grads: Any = None
+        norm: Any = 0.0
+        tokens = 0
+        micro_stats: list[dict[str, Any]] = []
+        for indices in micro_batches:
+            local = distributed.shard(indices)
+            if not local:  # a short last micro-batch: this rank has nothing, but must join the all-reduce
+                continue
+            l_sum, g_sum, count, aux = self._micro_step(examples, local)
+            loss_sum = loss_sum + l_sum
+            grads = add_trees(grads, g_sum)
+            norm = norm + count
+            tokens += int(aux.get("input_tokens", 0))
+            micro_stats.append(aux)
+        if grads is None:
+            grads = tree_map(mx.zeros_like, self._model.module.trainable_parameters())
+        totals = mx.stack([mx.array(loss_sum, dtype=mx.float32), mx.array(norm, dtype=mx.float32),
+                           mx.array(float(tokens), dtype=mx.float32)])
+        if distributed.launched():
+            totals = distributed.all_sum(totals)
+            grads = distributed.all_sum_tree(grads)
+        denom = mx.maximum(totals[1], 1.0)
+        grads = tree_map(lambda g: g / denom, grads)
+        return StepGradients(loss=totals[0] / denom, grads=grads, normaliser=float(totals[1]),
+                             input_tokens=int(float(totals[2])), micro_stats=micro_stats)
+
     def _notify_step(self, step: int, metrics: Mapping[str, float]) -> None:
+        if not distributed.is_main_process():
+            return
         for cb in self.callbacks:
             hook = getattr(cb, "on_step", None)
             if hook is not None:
                 hook(step, metrics)
 
     def _notify_save(self, path: Path) -> None:
+        if not distributed.is_main_process():
+            return
         for cb in self.callbacks:
             hook = getattr(cb, "on_save", None)
             if hook is not None:
@@ -122,38 +216,31 @@ class MLXTrainerBase(Generic[C]):
         if not model.has_adapter():
             model.add_adapter(self.config.adapter_config(), seed=self.config.seed)
         cfg = self.config
-        total = schedule.total_steps(len(examples), cfg.per_device_batch_size, cfg.gradient_accumulation_steps,
+        world = distributed.world_size()
+        global_batch = cfg.per_device_batch_size * world  # examples per global micro-batch (HF's DDP meaning)
+        total = schedule.total_steps(len(examples), global_batch, cfg.gradient_accumulation_steps,
                                      cfg.num_epochs, cfg.max_steps)
         warmup = schedule.warmup_steps(total, cfg.warmup_steps, cfg.warmup_ratio)
         history: list[dict[str, float]] = []
         saved: list[Path] = []
+        self._sync_from_main()
         good = self._trainable()
         start = time.perf_counter()
-        samples = 0  # presentations, counting epochs (metrics["samples_seen"])
+        samples = 0  # presentations over all ranks, counting epochs (metrics["samples_seen"])
         distinct: set[int] = set()  # TrainingResult.samples_trained: distinct examples trained on (as torch)
         num_tokens = 0
         try:
             self._start(examples)
             optimizer = make_optimizer(cfg)
             model.module.train()
-            for planned in schedule.plan_steps(len(examples), cfg.per_device_batch_size,
+            for planned in schedule.plan_steps(len(examples), global_batch,
                                                cfg.gradient_accumulation_steps, total, cfg.seed):
-                loss_sum: Any = 0.0
-                grads: Any = None
-                norm: Any = 0.0
-                micro_stats: list[dict[str, Any]] = []
+                step = self._step_gradients(examples, planned.micro_batches)
                 for indices in planned.micro_batches:
-                    l_sum, g_sum, count, aux = self._micro_step(examples, indices)
-                    loss_sum = loss_sum + l_sum
-                    grads = add_trees(grads, g_sum)
-                    norm = norm + count
-                    micro_stats.append(aux)
                     samples += len(indices)
                     distinct.update(indices)
-                    num_tokens += int(aux.get("input_tokens", 0))
-                denom = mx.maximum(mx.array(norm, dtype=mx.float32), 1.0)
-                loss = loss_sum / denom
-                grads = tree_map(lambda g: g / denom, grads)
+                num_tokens += step.input_tokens
+                loss, grads = step.loss, step.grads
                 if cfg.max_grad_norm > 0:
                     grads, grad_norm = optim.clip_grad_norm(grads, cfg.max_grad_norm)
                 else:
@@ -169,12 +256,12 @@ class MLXTrainerBase(Generic[C]):
                 mx.eval(model.module.parameters(), optimizer.state)
                 metrics = {"loss": loss_value, "learning_rate": lr, "grad_norm": norm_value,
                            "epoch": planned.epoch, "num_tokens": float(num_tokens),
-                           **self._step_metrics(micro_stats, float(norm))}
+                           **self._step_metrics(step.micro_stats, step.normaliser)}
                 history.append({"step": float(planned.index + 1), **metrics})
                 if (planned.index + 1) % cfg.logging_steps == 0 or planned.index + 1 == total:
                     self._notify_step(planned.index + 1, metrics)
                 if cfg.save_steps and (planned.index + 1) % cfg.save_steps == 0 and planned.index + 1 < total:
-                    save_adapter(model, target)
+                    self._save(target)
                     good = self._trainable()
                     saved.append(target)
                     self._notify_save(target)
@@ -186,7 +273,7 @@ class MLXTrainerBase(Generic[C]):
             return self._failed(exc, good, start, history, stats, saved, samples, len(distinct))
         self._finish()
         model.module.eval()
-        save_adapter(model, target)
+        self._save(target)
         self._notify_save(target)
         result = TrainingResult(success=True, final_loss=history[-1]["loss"] if history else float("nan"),
                                 training_time_seconds=time.perf_counter() - start, samples_trained=len(distinct),
