@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amortise-over", type=int, default=100, help="run length for amortised one-off costs")
     p.add_argument("--only", action="append", default=[], metavar="SUBSTR",
                    help="run only jobs whose name contains SUBSTR (repeatable); results merge into the existing JSON")
+    p.add_argument("--job", action="append", default=[], metavar="NAME",
+                   help="run exactly this job (repeatable; see tools/bench/jobs.py); merges like --only")
     p.add_argument("--skip", action="append", default=[], metavar="SUBSTR", help="skip jobs whose name contains SUBSTR")
     p.add_argument("--no-refblas", action="store_true", help="skip the MLX peers on their as-installed reference BLAS")
     p.add_argument("--parallel", type=int, default=1, help="jobs at once (default 1; >1 only for smoke runs)")
@@ -60,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="do not merge with an existing results.json")
     p.add_argument("--report-only", action="store_true",
                    help="re-render RESULTS.md (and the comparisons in results.json) from the existing results.json")
+    p.add_argument("--merge-from", type=Path, action="append", default=[], metavar="RESULTS_JSON",
+                   help="with --report-only: take the jobs of another results.json (e.g. a run of the other "
+                   "backend in parallel) into this one")
     p.add_argument("--smoke", action="store_true", help="2 steps (1 warm-up + 1 timed) on a tiny model; "
                    "writes to a temporary directory unless --out-dir is given")
     return p
@@ -86,7 +91,7 @@ def _cpu_name() -> str:
 def _selected(args: argparse.Namespace) -> list[JobDef]:
     jobs = []
     for job in JOBS:
-        if args.only and not any(s in job.name for s in args.only):
+        if (args.only or args.job) and not (any(s in job.name for s in args.only) or job.name in args.job):
             continue
         if any(s in job.name for s in args.skip):
             continue
@@ -165,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.steps < 1 or args.warmup < 0:
         raise SystemExit("--steps must be >= 1 and --warmup >= 0")
     if args.report_only:
-        return rerender(args.out_dir or DEFAULT_OUT)
+        return rerender(args.out_dir or DEFAULT_OUT, args.merge_from)
     out_dir: Path = args.out_dir or (Path(tempfile.mkdtemp(prefix="mindprint-bench-")) if args.smoke else DEFAULT_OUT)
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir = Path(tempfile.mkdtemp(prefix="work-", dir=out_dir if args.smoke else None))
@@ -184,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     jobs = _selected(args)
     results_path = out_dir / "results.json"
     previous: dict[str, Any] = {}
-    if results_path.is_file() and not args.fresh and args.only:
+    if results_path.is_file() and not args.fresh and (args.only or args.job):
         previous = json.loads(results_path.read_text())
     job_results: dict[str, dict[str, Any]] = dict(previous.get("jobs", {}))
     loadavg_start = load_average()
@@ -216,10 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": f"{_cpu_name()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
                    f"Python {platform.python_version()}",
         "loadavg_start": loadavg_start, "git_commit": _git_commit(),
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "jobs_run_this_time": [j.name for j in jobs],
     }
-    if previous and args.only:
+    if previous and (args.only or args.job):
         meta["merged_with"] = previous.get("meta", {}).get("date")
 
     def write() -> None:
@@ -246,9 +251,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def rerender(out_dir: Path) -> int:
+def rerender(out_dir: Path, merge_from: Sequence[Path] = ()) -> int:
     path = out_dir / "results.json"
     results = json.loads(path.read_text())
+    for other_path in merge_from:
+        other = json.loads(Path(other_path).read_text())
+        results["jobs"].update(other["jobs"])
+        meta = other["meta"]
+        results["meta"].setdefault("merged_runs", []).append(
+            {k: meta.get(k) for k in ("date", "loadavg_start", "loadavg_end", "jobs_run_this_time", "git_commit")})
     results["comparisons"] = build_comparisons(results["jobs"])
     results["memory"] = build_memory_checks(results["jobs"])
     notes = out_dir / "NOTES.md"

@@ -72,7 +72,7 @@ class JobSpec:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "JobSpec":
+    def from_file(cls, path: str | Path) -> JobSpec:
         return cls(**json.loads(Path(path).read_text()))
 
 
@@ -174,7 +174,7 @@ def torch_pair_logps(model: Any, pairs: Sequence[TokenizedPair]) -> list[tuple[f
 # ----------------------------------------------------------------------------------------- mlx side
 def mlx_sft_eval(model: Any, examples: Sequence[TokenizedExample]) -> float:
     import mlx.core as mx
-    import mlx.nn as nn
+    from mlx import nn
 
     total, count = 0.0, 0
     for ex in examples:
@@ -191,7 +191,7 @@ def mlx_sft_eval(model: Any, examples: Sequence[TokenizedExample]) -> float:
 
 def mlx_pair_logps(model: Any, pairs: Sequence[TokenizedPair]) -> list[tuple[float, float]]:
     import mlx.core as mx
-    import mlx.nn as nn
+    from mlx import nn
 
     out: list[tuple[float, float]] = []
     for p in pairs:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import JobSpec, prepare
-from .measure import StepClock, hwm_mb, load_average, ru_maxrss_mb, rss_mb
+from .measure import StepClock, hwm_mb, load_average, rss_mb, ru_maxrss_mb
 
 
 def _preload_blas(result: dict[str, Any]) -> None:

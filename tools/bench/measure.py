@@ -98,6 +98,8 @@ class StepClock:
     def step(self, loss: float | None = None) -> None:
         self.ends.append(time.perf_counter())
         self.losses.append(loss)
+        prev = self.ends[-2] if len(self.ends) > 1 else self.t_train
+        print(f"[bench] step {len(self.ends)}: {self.ends[-1] - prev:.3f} s", flush=True)  # progress in the job log
 
     def done(self) -> None:
         self.t_done = time.perf_counter()

@@ -88,13 +88,13 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any])
         ref = mindprint_pair_logps(model, eval_pairs)
         result["eval_before"] = ref_summary(ref)
 
-    common: dict[str, Any] = dict(
-        learning_rate=spec.lr, max_steps=spec.total_steps, per_device_batch_size=spec.batch_size,
-        gradient_accumulation_steps=1, max_length=spec.max_length, lr_scheduler="constant", warmup_ratio=0.0,
-        seed=spec.seed, lora_r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=0.0,
-        target_modules=TARGET_MODULES, output_dir=tempfile.mkdtemp(prefix="bench-mp-", dir=spec.work_dir),
-        logging_steps=1, save_steps=0, weight_decay=0.0, max_grad_norm=spec.max_grad_norm,
-    )
+    common: dict[str, Any] = {
+        "learning_rate": spec.lr, "max_steps": spec.total_steps, "per_device_batch_size": spec.batch_size,
+        "gradient_accumulation_steps": 1, "max_length": spec.max_length, "lr_scheduler": "constant", "warmup_ratio": 0.0,
+        "seed": spec.seed, "lora_r": spec.lora_r, "lora_alpha": spec.lora_alpha, "lora_dropout": 0.0,
+        "target_modules": TARGET_MODULES, "output_dir": tempfile.mkdtemp(prefix="bench-mp-", dir=spec.work_dir),
+        "logging_steps": 1, "save_steps": 0, "weight_decay": 0.0, "max_grad_norm": spec.max_grad_norm,
+    }
     hook = _StepHook(clock)
     reset_peak_rss()
     result["rss_before_setup_mb"] = rss_mb()

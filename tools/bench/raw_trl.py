@@ -40,30 +40,30 @@ def _timing_callback(clock: StepClock) -> Any:
 
 
 def _common_args(spec: JobSpec, out_dir: str) -> dict[str, Any]:
-    return dict(
-        output_dir=out_dir,
-        per_device_train_batch_size=spec.batch_size,
-        gradient_accumulation_steps=1,
-        max_steps=spec.total_steps,
-        learning_rate=spec.lr,
-        lr_scheduler_type="constant",
-        warmup_steps=0,
-        weight_decay=0.0,
-        max_grad_norm=spec.max_grad_norm,
-        logging_steps=1,
-        save_strategy="no",
-        eval_strategy="no",
-        report_to=[],
-        bf16=False,
-        fp16=False,
-        gradient_checkpointing=False,
-        seed=spec.seed,
-        data_seed=spec.seed,
-        use_cpu=True,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        max_length=spec.max_length,
-    )
+    return {
+        "output_dir": out_dir,
+        "per_device_train_batch_size": spec.batch_size,
+        "gradient_accumulation_steps": 1,
+        "max_steps": spec.total_steps,
+        "learning_rate": spec.lr,
+        "lr_scheduler_type": "constant",
+        "warmup_steps": 0,
+        "weight_decay": 0.0,
+        "max_grad_norm": spec.max_grad_norm,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "eval_strategy": "no",
+        "report_to": [],
+        "bf16": False,
+        "fp16": False,
+        "gradient_checkpointing": False,
+        "seed": spec.seed,
+        "data_seed": spec.seed,
+        "use_cpu": True,
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+        "max_length": spec.max_length,
+    }
 
 
 def run(spec: JobSpec, prep: Prepared, clock: StepClock, hf_tokenizer: Any, result: dict[str, Any]) -> None:
