@@ -16,6 +16,8 @@ from transformers import TrainerCallback
 from mindprint_interfaces import TrainingError
 from mindprint_interfaces.protocols import TrainerCallback as MindprintCallback
 
+from . import distributed
+
 SUMMARY_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss", "total_flos")
 
 
@@ -28,6 +30,10 @@ def _number(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def is_world_process_zero(state: Any) -> bool:
+    return bool(getattr(state, "is_world_process_zero", True)) and distributed.is_main_process()
 
 
 class ProgressBridge(TrainerCallback):
@@ -54,7 +60,9 @@ class ProgressBridge(TrainerCallback):
             if key in numbers and not math.isfinite(numbers[key]):
                 raise TrainingError(f"non-finite {key} ({numbers[key]}) at step {state.global_step}")
         entry = {"step": float(state.global_step), **numbers}
-        self.history.append(entry)
+        self.history.append(entry)  # every rank keeps the (global, already gathered) metrics
+        if not is_world_process_zero(state):
+            return  # under DDP only rank 0 talks to the user's callbacks
         for cb in self.callbacks:
             on_step = getattr(cb, "on_step", None)
             if on_step is not None:
@@ -65,6 +73,8 @@ class ProgressBridge(TrainerCallback):
             self.on_checkpoint(int(state.global_step))
 
     def notify_save(self, path: Path) -> None:
+        if not distributed.is_main_process():
+            return
         for cb in self.callbacks:
             on_save = getattr(cb, "on_save", None)
             if on_save is not None:
@@ -83,5 +93,6 @@ class FiniteLossMixin:
         if not math.isfinite(value):
             raise TrainingError(f"non-finite loss ({value}) at step {self.state.global_step + 1}")  # type: ignore[attr-defined]
         rows = int(inputs["input_ids"].shape[0])
-        self.samples_seen += rows // self.samples_per_row
+        # every DDP rank trains a micro-batch of the same size at once: count the global presentations
+        self.samples_seen += rows // self.samples_per_row * distributed.world_size()
         return loss

@@ -87,6 +87,10 @@ class TorchDeviceManager:
 
     def __init__(self, device: str = "auto", dtype: str = "auto") -> None:
         self._device = resolve_device(device)
+        if self._device == "cuda":
+            from .distributed import local_cuda_device
+
+            self._device = local_cuda_device()  # under DDP each process owns cuda:LOCAL_RANK
         self._dtype = resolve_dtype(dtype, self._device)
 
     @property

@@ -6,6 +6,9 @@ The run protocol (``train`` / ``train_on_topic``):
 3. run TRL; a failure (non-finite loss, OOM, any runtime error) restores the last good weights in memory,
    leaves the last good adapter on disk untouched and returns ``TrainingResult(success=False)``;
 4. on success save the adapter atomically to the target directory and report it.
+
+Under ``torchrun`` / ``accelerate launch`` TRL trains with DDP (see :mod:`.distributed`): only rank 0
+writes adapters (the others wait at a barrier) and calls the user's callbacks.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from mindprint_interfaces import ConfigError, MindprintError, TrainingResult
 from mindprint_interfaces.configs import _TrainConfigBase
 from mindprint_interfaces.protocols import PathLike, TrainerCallback
 
+from . import distributed
 from .adapters import add_adapter, save_adapter
 from .callbacks import ProgressBridge
 from .model import PyTorchModel
@@ -65,6 +69,7 @@ def common_args(config: _TrainConfigBase, model: PyTorchModel) -> dict[str, Any]
         "dataloader_num_workers": 0,
         "dataloader_pin_memory": False,
         "max_length": config.max_length,
+        **distributed.ddp_args(model.device),
     }
 
 
@@ -119,9 +124,19 @@ class TorchTrainerBase(Generic[C]):
         return self._model
 
     def save_adapter(self, path: PathLike) -> Path:
-        out = save_adapter(self._model, path)
+        """Save the adapter (PEFT layout). Under a DDP launcher call it on every rank: rank 0 writes, all wait."""
+        out = self._save(Path(path))
         ProgressBridge(self.callbacks).notify_save(out)
         return out
+
+    def batch_gradients(self, train_data: Sequence[Mapping[str, Any]]) -> tuple[float, dict[str, Any]]:
+        """Loss and all-reduced gradients (numpy, PEFT names) of one step over all of ``train_data``
+        (:func:`mindprint_torch.distributed.batch_gradients`); the adapter weights are left unchanged."""
+        return distributed.batch_gradients(self, train_data)
+
+    def _save(self, target: Path) -> Path:
+        distributed.on_main_then_wait(lambda: save_adapter(self._model, target))
+        return target
 
     def train(self, train_data: Sequence[Mapping[str, Any]]) -> TrainingResult:
         return self._run(train_data, Path(self.config.output_dir) / "adapter", source="<train_data>")
@@ -163,7 +178,7 @@ class TorchTrainerBase(Generic[C]):
 
         def checkpoint(step: int) -> None:
             nonlocal good
-            save_adapter(self._model, target)
+            self._save(target)
             good = self._trainable_state()
             saved.append(target)
             bridge.notify_save(target)
@@ -185,7 +200,7 @@ class TorchTrainerBase(Generic[C]):
             return self._failed(exc, good, start, trainer, bridge, stats, saved)
         self._cleanup()
         self._model.hf_model.eval()
-        save_adapter(self._model, target)
+        self._save(target)
         bridge.notify_save(target)
         elapsed = time.perf_counter() - start
         metrics = self._metrics(bridge, stats, trainer)

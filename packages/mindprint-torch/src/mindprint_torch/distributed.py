@@ -1,0 +1,166 @@
+"""Data-parallel training with DDP through accelerate (DESIGN.md §8).
+
+Start any script that trains with this backend under a launcher and TRL/HF Trainer run it with
+DistributedDataParallel — NCCL on CUDA, gloo on CPU::
+
+    torchrun --nproc-per-node 2 train.py                      # or: accelerate launch --num_processes 2 train.py
+    torchrun --nnodes 2 --node-rank R --master-addr HOST --nproc-per-node 8 train.py   # several machines
+
+What this backend adds on top of the HF Trainer (which already shards the data per rank through
+accelerate's sharded data loader and all-reduces the gradients):
+
+* :func:`ddp_args`: ``ddp_backend`` = gloo on CPU / nccl on CUDA, ``average_tokens_across_devices=True``
+  (the loss of a step is the token-sum of each rank's micro-batches divided by the *global* token count
+  of the step — all micro-batches, all ranks — times the world size, which DDP's gradient *mean* cancels:
+  HF ``Trainer._get_num_items_in_batch`` / TRL ``SFTTrainer.compute_loss``),
+  ``ddp_find_unused_parameters=False`` (every LoRA matrix gets a gradient);
+* rank-aware side effects: only the main process (global rank 0) writes adapters; the others wait at a
+  barrier (:func:`on_main_then_wait`), and only rank 0 calls the user's callbacks;
+* on CUDA each process uses ``cuda:LOCAL_RANK`` (:func:`local_cuda_device`).
+
+The logged metrics are the global ones: HF gathers the loss over the ranks before logging, the gradient
+norm is computed on the all-reduced gradients, and TRL gathers its DPO reward metrics.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def _env_int(*names: str, default: int) -> int:
+    for name in names:
+        value = os.environ.get(name)
+        if value is not None and value.strip().lstrip("-").isdigit():
+            return int(value)
+    return default
+
+
+def world_size() -> int:
+    """Number of processes of the run (``WORLD_SIZE`` from torchrun / accelerate launch; 1 without a launcher)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return int(dist.get_world_size())
+    return _env_int("WORLD_SIZE", default=1)
+
+
+def rank() -> int:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return int(dist.get_rank())
+    return _env_int("RANK", default=0)
+
+
+def local_rank() -> int:
+    return _env_int("LOCAL_RANK", default=0)
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+def launched() -> bool:
+    return world_size() > 1
+
+
+def local_cuda_device() -> str:
+    """``cuda:LOCAL_RANK`` under a launcher, else ``cuda`` (each DDP process owns one GPU)."""
+    return f"cuda:{local_rank()}" if launched() else "cuda"
+
+
+def ddp_args(device: str) -> dict[str, Any]:
+    """TrainingArguments for DDP (on one process only the token normalisation, which is then a no-op)."""
+    backend = "gloo" if device == "cpu" else ("nccl" if device.startswith("cuda") else None)
+    return {
+        "ddp_backend": backend if launched() else None,  # a backend without a launcher makes accelerate fail
+        "ddp_find_unused_parameters": False,
+        "average_tokens_across_devices": True,
+    }
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op on one process or before the process group exists)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def on_main_then_wait(fn: Callable[[], T]) -> T | None:
+    """Run ``fn`` on rank 0 only (e.g. write an adapter), then make every rank wait for it.
+
+    An exception on rank 0 is re-raised there after the barrier, so the other ranks are not left waiting.
+    """
+    result: T | None = None
+    error: BaseException | None = None
+    if is_main_process():
+        try:
+            result = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, after the barrier
+            error = exc
+    barrier()
+    if error is not None:
+        raise error
+    return result
+
+
+def batch_gradients(trainer: Any, data: Any) -> tuple[float, dict[str, Any]]:
+    """Loss and gradients of ONE optimizer step whose global batch is all of ``data``, under the trainer's loss.
+
+    Runs the real TRL/HF training loop for exactly one step (sharded data loader, DDP, ``num_items_in_batch``
+    normalisation, gradient accumulation ``len(data) / (per_device_batch_size * world_size)``) with clipping
+    off, captures the all-reduced gradients just before the optimizer step, then restores the adapter weights.
+    Call it on every rank; every rank returns the same result. ``len(data)`` must be a multiple of
+    ``per_device_batch_size * world_size`` (accelerate would otherwise repeat examples to fill the batch).
+    Gradient keys are PEFT parameter names (``...layers.0.self_attn.q_proj.lora_A.default.weight``).
+    """
+    import numpy as np
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback
+
+    from mindprint_interfaces import ConfigError
+
+    from .adapters import add_adapter
+    from .callbacks import ProgressBridge
+    from .training import quiet_datasets
+
+    dataset, _ = trainer._prepare(data, "<batch>")
+    per_step = trainer.config.per_device_batch_size * world_size()
+    if len(dataset) == 0 or len(dataset) % per_step:
+        raise ConfigError(f"batch_gradients: {len(dataset)} examples is not a multiple of per_device_batch_size x "
+                          f"world_size = {per_step}", key="per_device_batch_size")
+    model = trainer.get_model()
+    if not model.has_adapter():
+        add_adapter(model, trainer.config.adapter_config())
+    hf_model = model.hf_model
+    captured: dict[str, Any] = {}
+
+    class _Capture(TrainerCallback):
+        def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            for name, p in hf_model.named_parameters():
+                if p.requires_grad and p.grad is not None:
+                    captured[name] = p.grad.detach().float().cpu().numpy().copy()
+
+    original = trainer.config
+    state = trainer._trainable_state()
+    bridge = ProgressBridge([])
+    trainer.config = original.replace(gradient_accumulation_steps=len(dataset) // per_step, max_steps=1,
+                                      max_grad_norm=0.0, save_steps=0, logging_steps=1)
+    try:
+        with quiet_datasets():
+            hf_trainer = trainer._build(dataset, bridge)
+        hf_trainer.remove_callback(PrinterCallback)
+        hf_trainer.add_callback(_Capture())
+        hf_trainer.train()
+    finally:
+        trainer.config = original
+        trainer._cleanup()
+        trainer._restore(state)
+        hf_model.eval()
+    loss = float(bridge.history[0]["loss"]) if bridge.history else float("nan")
+    return loss, {k: np.asarray(v) for k, v in captured.items()}
