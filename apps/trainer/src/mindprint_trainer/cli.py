@@ -68,6 +68,11 @@ def _output(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output-dir", metavar="DIR", help="where the run directory is created (default: runs/)")
 
 
+def _nproc(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="data parallel on N local processes (torchrun for pytorch, mlx.launch --backend ring for mlx)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="mindprint",
@@ -82,17 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="run the curriculum (SFT -> eval -> DPO per topic)")
     _common(p)
     _output(p)
+    _nproc(p)
     p.add_argument("--data-dir", metavar="DIR", help="directory with sft_data.jsonl / preference_data.jsonl")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
 
     p = sub.add_parser("sft", help="supervised fine-tuning on one JSONL file")
     _common(p)
     _output(p)
+    _nproc(p)
     p.add_argument("-d", "--data", metavar="JSONL", help="SFT records (default: data.dir/data.sft_file)")
 
     p = sub.add_parser("dpo", help="preference optimisation on one JSONL file")
     _common(p)
     _output(p)
+    _nproc(p)
     p.add_argument("-d", "--data", metavar="JSONL", help="preference pairs (default: data.dir/data.preference_file)")
 
     p = sub.add_parser("generate", help="generate an answer")
@@ -141,6 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from .commands import dispatch
 
+        if getattr(args, "nproc", 1) > 1 or getattr(args, "nproc", 1) < 1:
+            return _launch(args, args_list)
+        from . import launch
+
+        if launch.in_launched_process() and launch.launched_rank() > 0 and hasattr(args, "output_dir"):
+            args.output_dir = launch.secondary_rank_output_dir(quiet=not debug)  # rank 0 owns the run directory
         return dispatch(args)
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted\n")
@@ -150,6 +164,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _print_error(exc)
         return 2 if isinstance(exc, USAGE_ERRORS) or getattr(exc, "usage", False) else 1
+
+
+def _launch(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``--nproc N``: re-run this command under the backend's launcher (see :mod:`.launch`)."""
+    from . import launch
+    from .commands import config_from_args
+
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc: must be >= 1, got {args.nproc}", key="nproc")
+    if launch.in_launched_process():
+        raise ConfigError("--nproc: this process was already started by a launcher; drop --nproc", key="nproc")
+    backend = config_from_args(args).backend.type
+    if backend is None:
+        raise ConfigError("--nproc: choose a backend (--backend pytorch|mlx, MINDPRINT_BACKEND or backend.type)",
+                          key="backend.type")
+    return launch.relaunch(backend, args.nproc, argv)
 
 
 def _quiet_libraries() -> None:
