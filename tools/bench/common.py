@@ -185,7 +185,8 @@ def mlx_sft_eval(model: Any, examples: Sequence[TokenizedExample]) -> float:
         logits = model(ids[:, :-1]).astype(mx.float32)
         ce = (nn.losses.cross_entropy(logits, targets) * mask).sum()
         total += float(ce.item())
-        count += int(mask.sum().item())
+        n_tokens: Any = mask.sum().item()
+        count += int(n_tokens)
     return total / count
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +52,13 @@ def adamw(spec: JobSpec) -> Any:
 
 def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any]) -> None:
     import mlx.core as mx
-    import mlx_lm
     import numpy as np
     from mlx_lm import load
     from mlx_lm.tuner import trainer as tuner
     from mlx_lm.tuner.callbacks import TrainingCallback
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
-    result["library"] = {"mlx_lm": mlx_lm.__version__, "mlx": mx.__version__}
+    result["library"] = {"mlx_lm": version("mlx-lm"), "mlx": version("mlx")}
     mx.random.seed(spec.seed)
     np.random.seed(spec.seed)
     t = time.perf_counter()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -40,19 +41,20 @@ class _Pairs:
 
 def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any]) -> None:
     import mlx.core as mx
-    import mlx_lm
-    import mlx_lm_lora
     import numpy as np
     from mlx_lm import load
     from mlx_lm.tuner.callbacks import TrainingCallback
     from mlx_lm.tuner.utils import linear_to_lora_layers
     from mlx_lm_lora.trainer import dpo_trainer
 
-    result["library"] = {"mlx_lm_lora": getattr(mlx_lm_lora, "__version__", _dist_version("mlx-lm-lora")),
-                         "mlx_lm": mlx_lm.__version__, "mlx": mx.__version__}
+    result["library"] = {"mlx_lm_lora": version("mlx-lm-lora"), "mlx_lm": version("mlx-lm"), "mlx": version("mlx")}
     if "max_recommended_working_set_size" not in mx.device_info():
         original = mx.device_info
-        mx.device_info = lambda: {**original(), "max_recommended_working_set_size": 0}
+
+        def device_info(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            return {**original(*args, **kwargs), "max_recommended_working_set_size": 0}
+
+        mx.device_info = device_info
         result.setdefault("notes", []).append("shimmed mx.device_info()['max_recommended_working_set_size'] (CPU)")
     mx.random.seed(spec.seed)
     np.random.seed(spec.seed)
@@ -70,7 +72,7 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any])
     ref_model.freeze()
     model.freeze()
     linear_to_lora_layers(model, len(model.layers), lora_config(spec))
-    original_batches = dpo_trainer.iterate_dpo_batches
+    original_batches: Any = dpo_trainer.iterate_dpo_batches
 
     def counting_batches(*args: Any, **kwargs: Any) -> Iterator[Any]:
         for batch in original_batches(*args, **kwargs):
@@ -101,8 +103,3 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any])
     del ref_model
     result["eval_after"] = dpo_eval(mlx_pair_logps(model, eval_pairs), ref, spec.beta)
 
-
-def _dist_version(name: str) -> str:
-    from importlib.metadata import version
-
-    return version(name)

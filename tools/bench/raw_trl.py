@@ -28,7 +28,7 @@ def _counting_collator(collator: Any, clock: StepClock) -> Any:
 def _timing_callback(clock: StepClock) -> Any:
     from transformers import TrainerCallback
 
-    class Timing(TrainerCallback):  # type: ignore[misc]
+    class Timing(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             clock.step()
 
@@ -74,6 +74,10 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, hf_tokenizer: Any, resu
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM
+    from trl.trainer.dpo_config import DPOConfig as TRLDPOConfig
+    from trl.trainer.dpo_trainer import DPOTrainer
+    from trl.trainer.sft_config import SFTConfig as TRLSFTConfig
+    from trl.trainer.sft_trainer import SFTTrainer
 
     torch.set_num_threads(spec.threads)
     torch.manual_seed(spec.seed)
@@ -91,23 +95,24 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, hf_tokenizer: Any, resu
     else:
         ref = torch_pair_logps(model, eval_pairs)
 
-    lora = LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=0.0, target_modules=list(TARGET_MODULES),
+    lora = LoraConfig(r=spec.lora_r, lora_alpha=int(spec.lora_alpha), lora_dropout=0.0, target_modules=list(TARGET_MODULES),
                       task_type="CAUSAL_LM")
     out_dir = tempfile.mkdtemp(prefix="bench-trl-", dir=spec.work_dir)
     result["rss_before_setup_mb"] = _reset_and_rss()
     clock.setup()
+    trainer: Any
     if spec.task == "sft":
         ds = Dataset.from_list([{"input_ids": list(e.input_ids), "labels": list(e.labels)} for e in prep.sft])
-        cfg = trl.SFTConfig(**_common_args(spec, out_dir), packing=False)
-        trainer = trl.SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=hf_tokenizer,
+        cfg: Any = TRLSFTConfig(**_common_args(spec, out_dir), packing=False)
+        trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=hf_tokenizer,
                                  peft_config=lora, callbacks=[_timing_callback(clock)])
     else:
         rows = [{"prompt": [{"role": "user", "content": r["prompt"]}],
                  "chosen": [{"role": "assistant", "content": r["chosen"]}],
                  "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in prep.pref_records]
-        cfg = trl.DPOConfig(**_common_args(spec, out_dir), beta=spec.beta, loss_type=["sigmoid"],
+        cfg = TRLDPOConfig(**_common_args(spec, out_dir), beta=spec.beta, loss_type=["sigmoid"],
                             precompute_ref_log_probs=bool(spec.options.get("precompute_ref_log_probs", False)))
-        trainer = trl.DPOTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(rows),
+        trainer = DPOTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(rows),
                                  processing_class=hf_tokenizer, peft_config=lora, callbacks=[_timing_callback(clock)])
     trainer.data_collator = _counting_collator(trainer.data_collator, clock)
     clock.train_start()
