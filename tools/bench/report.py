@@ -27,9 +27,7 @@ def build_comparisons(jobs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         mp, peer = jobs.get(c.mindprint), jobs.get(c.peer)
         row: dict[str, Any] = {"key": c.key, "title": c.title, "mindprint": c.mindprint, "peer": c.peer,
                                "target": c.target}
-        if mp is None and peer is None:
-            continue  # neither side selected in this run (e.g. --smoke skips the reference-BLAS peers)
-        problems = [f"{name}: {(j or {}).get('error') or (j or {}).get('skipped') or 'not run'}"
+        problems = [f"{name}: {(j or {}).get('error') or (j or {}).get('skipped') or 'not run yet'}"
                     for name, j in ((c.mindprint, mp), (c.peer, peer)) if j is None or not j.get("ok")]
         if problems:
             row["status"] = "not measured"
@@ -62,12 +60,10 @@ def build_memory_checks(jobs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]
     out: list[dict[str, Any]] = []
     for backend, dpo, sft, target in MEMORY_CHECKS:
         d, s = jobs.get(dpo), jobs.get(sft)
-        if d is None and s is None:
-            continue
         row: dict[str, Any] = {"backend": backend, "dpo": dpo, "sft": sft, "target": target}
         if not (d and s and d.get("ok") and s.get("ok")):
             row["status"] = "not measured"
-            row["reason"] = "; ".join(f"{n}: {(j or {}).get('error') or (j or {}).get('skipped') or 'not run'}"
+            row["reason"] = "; ".join(f"{n}: {(j or {}).get('error') or (j or {}).get('skipped') or 'not run yet'}"
                                       for n, j in ((dpo, d), (sft, s)) if not (j and j.get("ok")))
             out.append(row)
             continue
