@@ -250,6 +250,23 @@ class BackendConformance:
         assert result.error_message
         assert (Path(first.adapter_path) / PEFT_WEIGHTS).read_bytes() == weights  # last good adapter kept
 
+    def test_callback_exception_reaches_the_caller(self, backend: Backend, fresh_model: Model, workdir: Path) -> None:
+        """A callback's own exception is the user's stop request (or bug), not a training failure to report."""
+
+        class Stop(Exception):
+            pass
+
+        class StopAtTwo(BaseCallback):
+            def on_step(self, step: int, metrics: Mapping[str, float]) -> None:
+                if step == 2:
+                    raise Stop("user asked to stop")
+
+        trainer = backend.create_sft_trainer(
+            fresh_model, {"learning_rate": 1e-3, "max_steps": 4, "per_device_batch_size": 2, "output_dir": str(workdir)},
+            callbacks=[StopAtTwo()])
+        with pytest.raises(Stop, match="user asked to stop"):
+            trainer.train(SFT_RECORDS)
+
     # -- errors ---------------------------------------------------------------------------------------
     def test_mismatched_model_is_rejected(self, backend: Backend) -> None:
         foreign = type(self.other_model_class_name, (ForeignModel,), {})()

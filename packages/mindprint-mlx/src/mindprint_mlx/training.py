@@ -29,6 +29,7 @@ import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_map
 
 from mindprint_interfaces import ConfigError, MindprintError, TrainingError, TrainingResult
+from mindprint_interfaces.callbacks import CallbackRaised, notify_save, notify_step, original_callback_errors
 from mindprint_interfaces.configs import _TrainConfigBase
 from mindprint_interfaces.protocols import PathLike, TrainerCallback
 
@@ -197,18 +198,12 @@ class MLXTrainerBase(Generic[C]):
     def _notify_step(self, step: int, metrics: Mapping[str, float]) -> None:
         if not distributed.is_main_process():
             return
-        for cb in self.callbacks:
-            hook = getattr(cb, "on_step", None)
-            if hook is not None:
-                hook(step, metrics)
+        notify_step(self.callbacks, step, metrics)
 
     def _notify_save(self, path: Path) -> None:
         if not distributed.is_main_process():
             return
-        for cb in self.callbacks:
-            hook = getattr(cb, "on_save", None)
-            if hook is not None:
-                hook(path)
+        notify_save(self.callbacks, path)
 
     def _run(self, data: Sequence[Mapping[str, Any]], target: Path, *, source: str) -> TrainingResult:
         examples, stats = self._prepare(data, source)  # invalid data/config raises here, before any work
@@ -269,12 +264,16 @@ class MLXTrainerBase(Generic[C]):
             self._finish()
             model.module.eval()
             raise
+        except CallbackRaised as exc:  # the user's callback asked to stop (or failed): restore, then let it through
+            self._failed(exc, good, start, history, stats, saved, samples, len(distinct))
+            raise exc.original from None
         except (MindprintError, MemoryError, RuntimeError, ValueError, ArithmeticError) as exc:
             return self._failed(exc, good, start, history, stats, saved, samples, len(distinct))
         self._finish()
         model.module.eval()
         self._save(target)
-        self._notify_save(target)
+        with original_callback_errors():
+            self._notify_save(target)
         result = TrainingResult(success=True, final_loss=history[-1]["loss"] if history else float("nan"),
                                 training_time_seconds=time.perf_counter() - start, samples_trained=len(distinct),
                                 adapter_path=str(target), metrics=self._metrics(history, stats, total, samples))

@@ -14,6 +14,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from mindprint_interfaces import TrainingError
+from mindprint_interfaces.callbacks import notify_save, notify_step
 from mindprint_interfaces.protocols import TrainerCallback as MindprintCallback
 
 from . import distributed
@@ -63,10 +64,7 @@ class ProgressBridge(TrainerCallback):
         self.history.append(entry)  # every rank keeps the (global, already gathered) metrics
         if not is_world_process_zero(state):
             return  # under DDP only rank 0 talks to the user's callbacks
-        for cb in self.callbacks:
-            on_step = getattr(cb, "on_step", None)
-            if on_step is not None:
-                on_step(int(state.global_step), dict(numbers))
+        notify_step(self.callbacks, int(state.global_step), numbers)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.save_steps > 0 and self.on_checkpoint is not None and state.global_step % self.save_steps == 0:
@@ -75,10 +73,7 @@ class ProgressBridge(TrainerCallback):
     def notify_save(self, path: Path) -> None:
         if not distributed.is_main_process():
             return
-        for cb in self.callbacks:
-            on_save = getattr(cb, "on_save", None)
-            if on_save is not None:
-                on_save(path)
+        notify_save(self.callbacks, path)
 
 
 class FiniteLossMixin:

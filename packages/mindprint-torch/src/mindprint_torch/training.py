@@ -24,6 +24,7 @@ import torch
 from transformers.trainer_callback import PrinterCallback
 
 from mindprint_interfaces import ConfigError, MindprintError, TrainingResult
+from mindprint_interfaces.callbacks import CallbackRaised, original_callback_errors
 from mindprint_interfaces.configs import _TrainConfigBase
 from mindprint_interfaces.protocols import PathLike, TrainerCallback
 
@@ -191,6 +192,9 @@ class TorchTrainerBase(Generic[C]):
             trainer.remove_callback(PrinterCallback)  # progress goes through our callbacks, not stdout
             self.trl_trainer = trainer
             output = trainer.train()
+        except CallbackRaised as exc:  # the user's callback asked to stop (or failed): restore, then let it through
+            self._failed(exc, good, start, trainer, bridge, stats, saved)
+            raise exc.original from None
         except MindprintError as exc:
             if isinstance(exc, ConfigError):
                 self._cleanup()
@@ -201,7 +205,8 @@ class TorchTrainerBase(Generic[C]):
         self._cleanup()
         self._model.hf_model.eval()
         self._save(target)
-        bridge.notify_save(target)
+        with original_callback_errors():
+            bridge.notify_save(target)
         elapsed = time.perf_counter() - start
         metrics = self._metrics(bridge, stats, trainer)
         final = bridge.history[-1]["loss"] if bridge.history else float(output.training_loss)
