@@ -17,8 +17,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tools.bench.cli import main  # noqa: E402
-from tools.bench.jobs import JOBS  # noqa: E402
+from tools.bench.cli import main
+from tools.bench.jobs import JOBS
 
 NUMBERS = ("sec_per_step", "tokens_per_s", "tokens_per_step", "one_off_s", "amortised_sec_per_step", "peak_rss_mb",
            "train_peak_rss_mb")
