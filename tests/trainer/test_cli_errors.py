@@ -144,3 +144,13 @@ def test_missing_backend_names_the_extra(tmp_path: Path) -> None:
     line = one_error_line(proc.stderr)
     assert "mlx is not installed" in line
     assert "pip install 'mindprint-trainer[mlx]'" in line
+
+
+def test_bench_outside_a_checkout_says_where_to_run(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "mindprint_trainer", "bench", "--smoke"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "mindprint bench runs from a mindprint source checkout" in out.stderr

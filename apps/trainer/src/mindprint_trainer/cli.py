@@ -133,11 +133,21 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, config=False, model=False)
     _output(p)
     p.add_argument("--quick", action="store_true", help="fewer steps (a smoke run)")
+
+    p = sub.add_parser("bench", help="benchmark both backends against raw TRL / mlx-lm (from a source checkout)",
+                       add_help=False)
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for tools/bench (see: mindprint bench --help)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["bench"]:  # everything after "bench" belongs to tools/bench, including --help
+        try:
+            return _bench(args_list[1:])
+        except MindprintError as exc:
+            _print_error(exc)
+            return 2
     parser = build_parser()
     args = parser.parse_args(args_list)
     if args.command is None:
@@ -164,6 +174,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _print_error(exc)
         return 2 if isinstance(exc, USAGE_ERRORS) or getattr(exc, "usage", False) else 1
+
+
+def _bench(argv: Sequence[str]) -> int:
+    """``mindprint bench``: the benchmark harness lives in the repository's ``tools/bench`` (not in the wheel),
+    because it drives the raw peer libraries (TRL, mlx-lm, mlx-lm-lora) that users need not install."""
+    import importlib
+    from pathlib import Path
+
+    for root in (Path.cwd(), *Path.cwd().parents):
+        if (root / "tools" / "bench" / "__init__.py").is_file():
+            sys.path.insert(0, str(root))
+            bench_main = importlib.import_module("tools.bench").main
+            return int(bench_main(list(argv)))
+    raise ConfigError("mindprint bench runs from a mindprint source checkout (it needs tools/bench and the `bench` "
+                      "dependency group): cd into the repository and run `uv run --group bench mindprint bench`",
+                      key="bench")
 
 
 def _launch(args: argparse.Namespace, argv: Sequence[str]) -> int:
