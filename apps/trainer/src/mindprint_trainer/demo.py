@@ -36,7 +36,7 @@ DEMO_SETTINGS: dict[str, Any] = {
              "markers_file": "voice_markers.json"},
     "sft": {"learning_rate": 1.0e-3, "per_device_batch_size": 4, "max_length": 128, "lr_scheduler": "constant",
             "lora_r": 8, "lora_alpha": 16},
-    "dpo": {"learning_rate": 3.0e-4, "beta": 0.1, "per_device_batch_size": 2, "max_length": 128,
+    "dpo": {"learning_rate": 2.0e-4, "beta": 0.2, "per_device_batch_size": 2, "max_length": 128,
             "lr_scheduler": "constant"},
     "generation": {"max_new_tokens": 48},
     # accuracy_threshold is low on purpose: 135M parameters and a few steps learn the gist, not the words.
