@@ -83,7 +83,8 @@ def smoke_install(wheel: Path) -> list[str]:
         py = venv / "bin" / "python"
         install = subprocess.run(
             ["uv", "pip", "install", "-q", "--python", str(py), "--find-links", str(DIST),
-             "--override", str(_overrides(Path(tmp))), str(wheel)],
+             *[arg for dist in GRAPH for arg in ("--refresh-package", dist)],  # never a stale same-version wheel
+             "--constraint", str(_constraints(Path(tmp))), str(wheel)],
             capture_output=True, text=True,
         )
         if install.returncode != 0:
@@ -94,7 +95,7 @@ def smoke_install(wheel: Path) -> list[str]:
         if run.returncode != 0:
             return [f"{dist}: import {module} failed:\n{run.stderr}"]
         problems = []
-        if run.stdout.strip():
+        if run.stdout.strip() and dist in ("mindprint-interfaces", "mindprint-pipeline", "mindprint-trainer"):
             problems.append(f"{dist}: importing {module} pulled in {run.stdout.strip()}")
         if dist in ("mindprint-interfaces", "mindprint-pipeline"):
             freeze = subprocess.run(["uv", "pip", "freeze", "--python", str(py)], capture_output=True, text=True, check=True)
@@ -106,12 +107,17 @@ def smoke_install(wheel: Path) -> list[str]:
         return problems
 
 
-def _overrides(tmp: Path) -> Path:
-    """Keep pip resolution identical to the workspace lock for heavy packages (no surprise torch upgrade)."""
-    path = tmp / "overrides.txt"
+def _constraints(tmp: Path) -> Path:
+    """Pin every third-party version to the workspace lock (no surprise torch upgrade).
+
+    Constraints, not overrides: an override replaces a package's own requirement and would drop
+    its extras (torch needs ``cuda-toolkit[cufile,...]``; overriding it leaves the CUDA libs out).
+    """
+    path = tmp / "constraints.txt"
     pins = subprocess.run(["uv", "export", "--frozen", "--no-hashes", "--no-emit-workspace", "--all-packages",
                            "--no-dev", "--no-header", "--no-annotate"], cwd=ROOT, capture_output=True, text=True, check=True)
-    lines = [line for line in pins.stdout.splitlines() if line and not line.startswith(("-", "#"))]
+    lines = [re.sub(r"\[[^\]]*\]", "", line) for line in pins.stdout.splitlines()
+             if line and not line.startswith(("-", "#"))]
     path.write_text("\n".join(lines) + "\n")
     return path
 
