@@ -28,6 +28,8 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from mindprint_interfaces import ranks
+
 T = TypeVar("T")
 
 
@@ -92,21 +94,8 @@ def barrier() -> None:
 
 
 def on_main_then_wait(fn: Callable[[], T]) -> T | None:
-    """Run ``fn`` on rank 0 only (e.g. write an adapter), then make every rank wait for it.
-
-    An exception on rank 0 is re-raised there after the barrier, so the other ranks are not left waiting.
-    """
-    result: T | None = None
-    error: BaseException | None = None
-    if is_main_process():
-        try:
-            result = fn()
-        except BaseException as exc:  # noqa: BLE001 - re-raised below, after the barrier
-            error = exc
-    barrier()
-    if error is not None:
-        raise error
-    return result
+    """Run ``fn`` on rank 0 only (e.g. write an adapter), then make every rank wait for it."""
+    return ranks.on_main_then_wait(fn, is_main=is_main_process(), barrier=barrier)
 
 
 def batch_gradients(trainer: Any, data: Any) -> tuple[float, dict[str, Any]]:
