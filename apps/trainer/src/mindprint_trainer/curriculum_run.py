@@ -24,6 +24,7 @@ from rich.table import Table
 from .bundled_model import resolve_model_path
 from .commands import config_from_args, err_console, finish_run, make_backend, steps_for
 from .config import TrainerConfig, load_config
+from .interrupt import StopRequest, graceful_sigint
 from .progress import ProgressDisplay
 from .rundir import CONFIG, RunDirectory, TopicRow, new_run_dir
 
@@ -172,22 +173,28 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
     pipeline_cfg = PipelineConfig.from_dict(pipeline_config_dict(cfg, run, model_path, files))
     display = ProgressDisplay(run, console=console)
     display.totals = progress_totals(cfg, files, pipeline_cfg)
-    pipeline = DPOPipeline(config=pipeline_cfg, backend=backend, callbacks=[display])
+    stop = StopRequest()
+    pipeline = DPOPipeline(config=pipeline_cfg, backend=backend, callbacks=[display, stop])
     base_facts: dict[str, Any] = {"backend": backend.name, "device": backend.device_manager.device,
                                   "dtype": backend.device_manager.dtype, "model": cfg.model.path,
                                   "data": str(files.sft), **(facts or {})}
+    def interrupted() -> KeyboardInterrupt:
+        rows = topic_rows(list(display.topic_results.values()))
+        finish_run(run, f"{title} (interrupted)", topics=rows, facts=base_facts)
+        console.print(f"[yellow]interrupted[/]: the checkpoint after the last finished topic is in "
+                      f"{run.checkpoint_dir}\nresume with: [bold]mindprint train --resume {run.path}[/]")
+        return KeyboardInterrupt()
+
     try:
-        with display:
+        with display, graceful_sigint(stop, announce=lambda msg: console.print(f"[yellow]{msg}[/]")):
             no_pairs: list[dict[str, Any]] = []  # an empty list = "no DPO" (None would mean data_dir's file)
             result = pipeline.train_curriculum(
                 str(files.sft), str(files.preferences) if files.preferences else no_pairs,
                 quiz_data=str(files.quiz) if files.quiz else None, resume=resume)
     except KeyboardInterrupt:
-        rows = topic_rows(list(display.topic_results.values()))
-        finish_run(run, f"{title} (interrupted)", topics=rows, facts=base_facts)
-        console.print(f"[yellow]interrupted[/]: the checkpoint after the last finished topic is in "
-                      f"{run.checkpoint_dir}\nresume with: [bold]mindprint train --resume {run.path}[/]")
-        raise
+        raise interrupted() from None
+    if stop.requested and not result.completed:
+        raise interrupted()
     rows = topic_rows(result.topics)
     for t in result.topics:
         if t.adapter_path:
