@@ -1,6 +1,9 @@
 """MLXDPOTrainer: hand-written DPO with TRL 1.16's losses and metric definitions.
 
-* logps = sum of completion-token log-probs; chosen and rejected run in one batched forward.
+* logps = sum of completion-token log-probs. Per pair, the prompt runs once and the chosen and rejected
+  completions continue from its cached keys/values, with the LM head only on completion positions
+  (:mod:`.shared_prompt`); models without mlx-lm's body/head layout fall back to one padded batched
+  forward of ``[chosen..., rejected...]``. Both give the same numbers.
 * Reference log-probs are computed once before the first step and stored (no second model):
   ``initial_policy`` = the model as it is now (after SFT: with the SFT adapter), ``base`` = adapters
   off (LoRA scale 0), ``model`` = an explicit ``ref_model``.
@@ -13,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,7 +27,7 @@ from mindprint_interfaces import ConfigError, DPOConfig
 from mindprint_interfaces.data import IGNORE_INDEX, TokenizedPair, as_preference_pairs, tokenize_preferences
 from mindprint_interfaces.protocols import TrainerCallback
 
-from . import distributed, lora
+from . import distributed, lora, shared_prompt
 from .losses import dpo_per_example_loss, token_logprobs
 from .model import MLXModel, right_pad
 from .training import MLXTrainerBase
@@ -52,22 +56,30 @@ class MLXDPOTrainer(MLXTrainerBase[DPOConfig]):
         self.reference = "model" if ref_model is not None else config.reference
         self._ref_chosen: Any = None
         self._ref_rejected: Any = None
+        # Prompt once per pair + head on completion positions only, when this model's layout allows it.
+        self.shared_prompt = shared_prompt.supports_shared_prompt(model.module)
         cfg = config
 
-        def loss_fn(ids: Any, labels: Any, ref_chosen: Any, ref_rejected: Any, n_chosen: Any,
+        def loss_fn(batch: list[TokenizedPair], ref_chosen: Any, ref_rejected: Any, n_chosen: Any,
                     n_rejected: Any) -> tuple[Any, Any, Any, Any]:
-            logits = self._model.logits(ids)
-            per_token, mask = token_logprobs(logits, labels)
-            logps = per_token.sum(axis=1)
-            b = ref_chosen.shape[0]
-            chosen, rejected = logps[:b], logps[b:]
+            chosen, rejected, logit_sums = self._policy_logps(batch)
             losses = dpo_per_example_loss(cfg.loss_type, cfg.beta, cfg.label_smoothing, chosen, rejected,
                                           ref_chosen, ref_rejected, n_chosen, n_rejected)
-            mean_logits = (mx.stop_gradient(logits[:, :-1, :]).mean(axis=-1) * mask)
-            logit_sums = mx.stack([mean_logits[:b].sum(), mean_logits[b:].sum()])
             return losses.sum(), mx.stop_gradient(chosen), mx.stop_gradient(rejected), logit_sums
 
         self._grad_fn = nn.value_and_grad(model.module, loss_fn)
+
+    def _policy_logps(self, batch: list[TokenizedPair]) -> tuple[Any, Any, Any]:
+        """(chosen (B,), rejected (B,), [chosen, rejected] vocab-mean logit sums over completion tokens)."""
+        if self.shared_prompt:
+            return shared_prompt.batch_logps(self._model.module, batch)
+        ids, labels = pair_batch(batch, self._model.pad_id)
+        logits = self._model.logits(ids)
+        per_token, mask = token_logprobs(logits, labels)
+        logps = per_token.sum(axis=1)
+        b = len(batch)
+        mean_logits = mx.stop_gradient(logits[:, :-1, :]).mean(axis=-1) * mask
+        return logps[:b], logps[b:], mx.stack([mean_logits[:b].sum(), mean_logits[b:].sum()])
 
     def _prepare(self, data: Sequence[Mapping[str, Any]], source: str) -> tuple[list[Any], dict[str, Any]]:
         pairs = as_preference_pairs(data, source)
@@ -81,24 +93,25 @@ class MLXDPOTrainer(MLXTrainerBase[DPOConfig]):
     def reference_logps(self, pairs: Sequence[TokenizedPair]) -> tuple[Any, Any]:
         """(ref_chosen, ref_rejected) for every pair, per ``self.reference``, without gradients."""
         source = self.ref_model if self.reference == "model" and self.ref_model is not None else self._model
+        shared = shared_prompt.supports_shared_prompt(source.module)
         chosen: list[Any] = []
         rejected: list[Any] = []
         was_training = self._model.module.training
         self._model.module.eval()
         try:
-            for start in range(0, len(pairs), REF_CHUNK):
-                chunk = pairs[start:start + REF_CHUNK]
-                prompts = [p.prompt_ids for p in chunk] * 2
-                completions = [p.chosen_ids for p in chunk] + [p.rejected_ids for p in chunk]
-                if self.reference == "base":
-                    with lora.adapters_disabled(self._model.module):
-                        logps = source.completion_logprobs(prompts, completions)
-                else:
-                    logps = source.completion_logprobs(prompts, completions)
-                logps = mx.stop_gradient(logps)
-                mx.eval(logps)
-                chosen.append(logps[:len(chunk)])
-                rejected.append(logps[len(chunk):])
+            with lora.adapters_disabled(self._model.module) if self.reference == "base" else contextlib.nullcontext():
+                for start in range(0, len(pairs), REF_CHUNK):
+                    chunk = pairs[start:start + REF_CHUNK]
+                    if shared:
+                        c, r, _ = shared_prompt.batch_logps(source.module, chunk)
+                    else:
+                        logps = source.completion_logprobs([p.prompt_ids for p in chunk] * 2,
+                                                           [p.chosen_ids for p in chunk] + [p.rejected_ids for p in chunk])
+                        c, r = logps[:len(chunk)], logps[len(chunk):]
+                    c, r = mx.stop_gradient(c), mx.stop_gradient(r)
+                    mx.eval(c, r)
+                    chosen.append(c)
+                    rejected.append(r)
         finally:
             self._model.module.train(was_training)
         return mx.concatenate(chosen), mx.concatenate(rejected)
@@ -112,12 +125,11 @@ class MLXDPOTrainer(MLXTrainerBase[DPOConfig]):
     # -- steps -----------------------------------------------------------------------------------------------------
     def _micro_step(self, examples: list[Any], indices: Sequence[int]) -> tuple[Any, Any, Any, dict[str, Any]]:
         batch: list[TokenizedPair] = [examples[i] for i in indices]
-        ids, labels = pair_batch(batch, self._model.pad_id)
         idx = mx.array(list(indices))
         ref_c, ref_r = self._ref_chosen[idx], self._ref_rejected[idx]
         n_c = mx.array([float(len(p.chosen_ids)) for p in batch])
         n_r = mx.array([float(len(p.rejected_ids)) for p in batch])
-        (loss_sum, chosen, rejected, logit_sums), grads = self._grad_fn(ids, labels, ref_c, ref_r, n_c, n_r)
+        (loss_sum, chosen, rejected, logit_sums), grads = self._grad_fn(batch, ref_c, ref_r, n_c, n_r)
         aux = {"chosen": chosen, "rejected": rejected, "ref_chosen": ref_c, "ref_rejected": ref_r,
                "logit_sums": logit_sums, "chosen_tokens": float(n_c.sum()), "rejected_tokens": float(n_r.sum()),
                "input_tokens": sum(2 * len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) for p in batch)}

@@ -1,0 +1,122 @@
+"""The shared-prompt DPO forward gives the padded batched forward's numbers — values, gradients, whole runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+import pytest
+from mlx.utils import tree_flatten
+
+from mindprint_interfaces import AdapterConfig
+from mindprint_interfaces.data import TokenizedPair, as_preference_pairs, tokenize_preferences
+from mindprint_mlx import lora, shared_prompt
+from mindprint_mlx.dpo import MLXDPOTrainer, pair_batch
+from mindprint_mlx.losses import token_logprobs
+
+pytestmark = pytest.mark.mlx
+
+
+def _pairs(model: Any, records: list[dict[str, Any]]) -> list[Any]:
+    return list(tokenize_preferences(model.tokenizer, as_preference_pairs(records), max_length=64).examples)
+
+
+def _nonzero_adapter(model: Any) -> None:
+    """A fresh adapter has B = 0 (no effect); give it weights so gradients through the prompt cache matter."""
+    model.add_adapter(AdapterConfig(r=4, alpha=8, target_modules=("q_proj", "k_proj", "v_proj", "o_proj")), seed=1)
+    for i, module in enumerate(lora.lora_modules(model.module).values()):
+        module.lora_b = mx.random.normal(module.lora_b.shape, key=mx.random.key(i)) * 0.05
+
+
+def _padded(model: Any, pairs: list[Any]) -> tuple[Any, Any]:
+    ids, labels = pair_batch(pairs, model.pad_id)
+    per_token, _ = token_logprobs(model.logits(ids), labels)
+    logps = per_token.sum(axis=1)
+    return logps[:len(pairs)], logps[len(pairs):]
+
+
+def test_tiny_model_supports_it(tiny: Any) -> None:
+    assert shared_prompt.supports_shared_prompt(tiny.module)
+
+
+def test_values_and_gradients_equal_the_padded_forward(tiny: Any, preference_records: list[dict[str, Any]]) -> None:
+    _nonzero_adapter(tiny)
+    # uneven lengths on purpose: a one-token completion and prompts of different lengths
+    pairs = _pairs(tiny, preference_records[:3]) + [TokenizedPair(prompt_ids=(3, 9), chosen_ids=(17,),
+                                                                  rejected_ids=(5, 6, 7, 8, 9, 10, 11))]
+
+    def loss(fn: Any) -> Any:
+        def inner() -> Any:
+            chosen, rejected = fn()
+            return (chosen * 0.7 - rejected * 1.3).sum()
+        return inner
+
+    shared_fn = loss(lambda: shared_prompt.batch_logps(tiny.module, pairs)[:2])
+    padded_fn = loss(lambda: _padded(tiny, pairs))
+    sv, sg = nn.value_and_grad(tiny.module, lambda: shared_fn())()
+    pv, pg = nn.value_and_grad(tiny.module, lambda: padded_fn())()
+    assert abs(sv.item() - pv.item()) < 1e-3 * max(1.0, abs(pv.item()))
+    chosen_s, rejected_s, _ = shared_prompt.batch_logps(tiny.module, pairs)
+    chosen_p, rejected_p = _padded(tiny, pairs)
+    assert mx.abs(chosen_s - chosen_p).max().item() < 1e-4
+    assert mx.abs(rejected_s - rejected_p).max().item() < 1e-4
+    flat_s, flat_p = dict(tree_flatten(sg)), dict(tree_flatten(pg))
+    assert flat_s.keys() == flat_p.keys() and flat_s
+    scale = max(mx.abs(g).max().item() for g in flat_p.values())
+    assert scale > 0
+    for key, g in flat_p.items():
+        assert mx.abs(flat_s[key] - g).max().item() <= 1e-4 * scale, key
+
+
+def test_logit_sums_equal_the_padded_metric(tiny: Any, preference_records: list[dict[str, Any]]) -> None:
+    pairs = _pairs(tiny, preference_records[:2])
+    _, _, sums = shared_prompt.batch_logps(tiny.module, pairs)
+    ids, labels = pair_batch(pairs, tiny.pad_id)
+    logits = tiny.logits(ids)
+    _, mask = token_logprobs(logits, labels)
+    mean_logits = logits[:, :-1, :].mean(axis=-1) * mask
+    expected = [mean_logits[:2].sum().item(), mean_logits[2:].sum().item()]
+    assert sums.tolist() == pytest.approx(expected, rel=1e-4, abs=1e-4)
+
+
+def test_dpo_runs_match_with_and_without_it(backend: Any, load_tiny: Any, preference_records: list[dict[str, Any]],
+                                           tmp_path: Path) -> None:
+    """Same config, same data: the per-step history (loss, rewards, logps, logits, grad norm) agrees."""
+    histories = []
+    for shared in (True, False):
+        model = load_tiny()
+        cfg = {"learning_rate": 5e-3, "max_steps": 4, "per_device_batch_size": 2, "beta": 0.1, "lora_r": 4,
+               "lora_alpha": 8, "output_dir": str(tmp_path / str(shared)), "reference": "base"}
+        trainer = backend.create_dpo_trainer(model, cfg)
+        assert isinstance(trainer, MLXDPOTrainer) and trainer.shared_prompt
+        trainer.shared_prompt = shared
+        result = trainer.train(preference_records)
+        assert result.success, result.error_message
+        histories.append(result.metrics["history"])
+    with_it, without = histories
+    assert len(with_it) == len(without) == 4
+    assert with_it[-1]["rewards/margins"] != 0.0
+    for a, b in zip(with_it, without, strict=True):
+        for key in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen", "logps/rejected",
+                    "logits/chosen", "logits/rejected", "grad_norm"):
+            assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-4), key
+
+
+class _SoftCappedHead(nn.Module):
+    """A model whose logits are not head(body(x)): soft-capped, like Gemma 2. The probe must refuse it."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.model = inner.model
+        self.inner = inner
+
+    def __call__(self, inputs: Any, cache: Any = None) -> Any:
+        return 5.0 * mx.tanh(self.inner(inputs, cache=cache) / 5.0)
+
+
+def test_other_layouts_fall_back(tiny: Any) -> None:
+    assert not shared_prompt.supports_shared_prompt(_SoftCappedHead(tiny.module))
+    assert shared_prompt.lm_head(nn.Linear(2, 2)) is None
+    assert not shared_prompt.supports_shared_prompt(nn.Linear(2, 2))
