@@ -52,23 +52,25 @@ def test_reference_after_sft(backend: TorchBackend, load_tiny: Callable[[], PyTo
     model = load_tiny()
     _sft(backend, model, sft_records, tmp_path)
     sft_logits = model.forward([[5, 6, 7, 8]]).logits
-    # initial policy (default): the SFT model is the reference, so step 0 is exactly ln 2 ...
-    init = backend.create_dpo_trainer(model, _dpo(tmp_path, max_steps=1, learning_rate=1e-9)).train(easy_pairs)
-    assert init.metrics["history"][0]["loss"] == pytest.approx(LN2, abs=1e-5)
+    # initial policy (default): the SFT model is the reference, so step 0 is exactly ln 2 — with the reference
+    # log-probs precomputed (the default) and computed on the fly by TRL every step
+    for precompute in (True, False):
+        init = backend.create_dpo_trainer(model, _dpo(tmp_path, max_steps=1, learning_rate=1e-9,
+                                                      precompute_ref_log_probs=precompute)).train(easy_pairs)
+        assert init.success, init.error_message
+        assert init.metrics["history"][0]["loss"] == pytest.approx(LN2, abs=1e-5), precompute
     assert (model.forward([[5, 6, 7, 8]]).logits - sft_logits).abs().max() < 1e-3  # DPO continued the SFT adapter
-    init_pre = backend.create_dpo_trainer(model, _dpo(tmp_path, max_steps=1, learning_rate=1e-9,
-                                                      precompute_ref_log_probs=True)).train(easy_pairs)
-    assert init_pre.metrics["history"][0]["loss"] == pytest.approx(LN2, abs=1e-5)
     # ... with the base as reference the SFT adapter already moves the log-ratios away from 0
-    base = backend.create_dpo_trainer(model, _dpo(tmp_path, max_steps=1, reference="base", learning_rate=1e-9)
-                                      ).train(easy_pairs)
-    first = base.metrics["history"][0]
+    on_the_fly = backend.create_dpo_trainer(model, _dpo(tmp_path, max_steps=1, reference="base", learning_rate=1e-9,
+                                                        precompute_ref_log_probs=False)).train(easy_pairs)
+    first = on_the_fly.metrics["history"][0]
     assert abs(first["rewards/chosen"]) > 1e-3 and abs(first["loss"] - LN2) > 1e-4
     # precomputed reference log-probs give the same first step as computing them on the fly
-    pre = backend.create_dpo_trainer(model, _dpo(tmp_path, max_steps=1, reference="base", learning_rate=1e-9,
-                                                 precompute_ref_log_probs=True)).train(easy_pairs)
+    pre = backend.create_dpo_trainer(model, _dpo(tmp_path, max_steps=1, reference="base", learning_rate=1e-9)
+                                     ).train(easy_pairs)
     assert pre.metrics["history"][0]["loss"] == pytest.approx(first["loss"], abs=1e-4)
     assert pre.metrics["history"][0]["rewards/chosen"] == pytest.approx(first["rewards/chosen"], abs=1e-4)
+    assert pre.metrics["history"][0]["rewards/rejected"] == pytest.approx(first["rewards/rejected"], abs=1e-4)
 
 
 def test_explicit_ref_model(backend: TorchBackend, load_tiny: Callable[[], PyTorchModel],

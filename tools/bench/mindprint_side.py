@@ -102,8 +102,9 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any])
     if spec.task == "sft":
         trainer = backend.create_sft_trainer(model, SFTConfig(**common), callbacks=[hook])
     else:
-        cfg = DPOConfig(**common, beta=spec.beta, loss_type="sigmoid", reference="initial_policy",
-                        precompute_ref_log_probs=bool(spec.options.get("precompute_ref_log_probs", False)))
+        # mindprint's own default unless the job overrides it (precompute_ref_log_probs is on by default)
+        overrides = {k: spec.options[k] for k in ("precompute_ref_log_probs",) if k in spec.options}
+        cfg = DPOConfig(**common, beta=spec.beta, loss_type="sigmoid", reference="initial_policy", **overrides)
         trainer = backend.create_dpo_trainer(model, cfg, callbacks=[hook])
     clock.train_start()
     outcome = trainer.train(prep.train_records(spec.task))

@@ -9,6 +9,11 @@ Reference (``DPOConfig.reference``):
   ``"ref"`` — after SFT that is the SFT model; with a fresh adapter (B = 0) it equals the base.
 - ``base``: the model with adapters disabled (we drop TRL's ``"ref"`` copy before it is used).
 - ``model``: an explicit ``ref_model`` (a PyTorchModel; its adapter is merged into a private copy).
+
+``precompute_ref_log_probs`` (default on, as mindprint-mlx always does): the reference is fixed, so its
+log-probs are computed once before the first step instead of one extra no-grad forward per step (TRL's
+default). We keep them in memory rather than in TRL's ``datasets`` cache file: for an in-memory dataset
+that file gets a random name per process, which breaks under DDP and litters the temp directory.
 """
 
 from __future__ import annotations
@@ -48,6 +53,24 @@ class _DPOTrainer(FiniteLossMixin, DPOTrainer):
         if self._mindprint_reference == "base":
             _drop_ref_adapter(self._mindprint_policy)
         return dataset
+
+
+    def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
+        import torch
+        from torch.utils.data import DataLoader
+
+        loader = self.accelerator.prepare(DataLoader(dataset, batch_size=batch_size, collate_fn=self.data_collator,
+                                                     shuffle=False, num_workers=0))
+        model = self.ref_model or self.model
+        chosen: list[Any] = []
+        rejected: list[Any] = []
+        for batch in loader:
+            ref_chosen, ref_rejected = self.compute_ref_log_probs(model, batch)  # type: ignore[no-untyped-call]
+            ref_chosen, ref_rejected = self.accelerator.gather_for_metrics((ref_chosen, ref_rejected))
+            chosen.append(ref_chosen.float().cpu())
+            rejected.append(ref_rejected.float().cpu())
+        dataset = dataset.add_column("ref_chosen_logps", torch.cat(chosen).tolist())
+        return dataset.add_column("ref_rejected_logps", torch.cat(rejected).tolist())
 
 
 def _drop_ref_adapter(peft_model: Any) -> None:
