@@ -27,7 +27,7 @@ from typing import Any
 
 from .common import JobSpec
 from .jobs import JOBS, JobDef, missing_requirement
-from .measure import load_average, thread_env
+from .measure import combine_rounds, load_average, thread_env
 from .report import build_comparisons, build_memory_checks, render_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run exactly this job (repeatable; see tools/bench/jobs.py); merges like --only")
     p.add_argument("--skip", action="append", default=[], metavar="SUBSTR", help="skip jobs whose name contains SUBSTR")
     p.add_argument("--no-refblas", action="store_true", help="skip the MLX peers on their as-installed reference BLAS")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure every job N times, the job order reversed every other round, and pool the timed "
+                        "steps (cancels a drift in machine speed; default 1)")
     p.add_argument("--parallel", type=int, default=1, help="jobs at once (default 1; >1 only for smoke runs)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per job before it is killed")
     p.add_argument("--out-dir", type=Path, help="where results.json / RESULTS.md go (default benchmarks/)")
@@ -199,6 +202,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     groups: list[list[JobDef]] = [[j for j in jobs if j.backend == b] for b in ("torch", "mlx")] if args.smoke \
         else [[j] for j in jobs]
     groups = [g for g in groups if g]
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be >= 1")
+    if args.rounds > 1:
+        args.parallel = 1  # rounds of one job share its result file and must not overlap
+    schedule = [g for r in range(args.rounds) for g in (groups if r % 2 == 0 else groups[::-1])]
+    measured: set[str] = set()
 
     def one(group: list[JobDef]) -> list[dict[str, Any]]:
         res = run_jobs([(j, _spec(j, args, model_dir, work_dir)) for j in group], work_dir, args.timeout)
@@ -215,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model_dir": model_dir, "smoke": args.smoke, "steps": args.steps, "warmup": args.warmup,
         "batch_size": args.batch_size, "max_length": args.max_length, "lr_sft": args.lr_sft, "lr_dpo": args.lr_dpo,
         "beta": args.beta, "seed": args.seed, "threads": args.threads, "eval_n": args.eval_n,
-        "amortise_over": args.amortise_over, "lora_r": 8, "lora_alpha": 16.0,
+        "amortise_over": args.amortise_over, "rounds": args.rounds, "lora_r": 8, "lora_alpha": 16.0,
         "data": {"sft_records": data.NUM_SFT, "preference_pairs": data.NUM_PAIRS, "seed": data.SEED,
                  "token_stats": _token_stats(model_dir, args)},
         "machine": f"{_cpu_name()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
@@ -241,9 +250,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         (out_dir / "RESULTS.md").write_text(render_markdown(results))
 
     with ThreadPoolExecutor(max(1, args.parallel)) as pool:
-        for group, res in zip(groups, pool.map(one, groups)):
+        for group, res in zip(schedule, pool.map(one, schedule)):
             for job, result in zip(group, res):
-                job_results[job.name] = result
+                job_results[job.name] = combine_rounds(job_results[job.name], result) \
+                    if job.name in measured else result
+                measured.add(job.name)
             write()  # after every job, so an interrupted run keeps what it measured
     write()
     print(f"bench: wrote {results_path} and {out_dir / 'RESULTS.md'}", flush=True)

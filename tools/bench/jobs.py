@@ -47,6 +47,9 @@ JOBS: tuple[JobDef, ...] = (
     JobDef("mlx-dpo-mindprint", "mlx", "dpo", "mindprint", "mindprint", "mindprint (mlx)", ("mindprint_mlx", "mlx_lm")),
     JobDef("mlx-dpo-mlx_lm_lora", "mlx", "dpo", "peer", "mlx_lm_lora_openblas", "mlx-lm-lora DPO (same OpenBLAS)",
            ("mlx_lm_lora",), options={"blas": "openblas"}),
+    JobDef("mlx-dpo-mlx_lm_lora-sameorder", "mlx", "dpo", "peer", "mlx_lm_lora_openblas_sameorder",
+           "mlx-lm-lora DPO, pairs in mindprint's order (same-maths check)", ("mlx_lm_lora",),
+           options={"blas": "openblas", "order": "mindprint"}),
     JobDef("mlx-dpo-mlx_lm_lora-refblas", "mlx", "dpo", "peer", "mlx_lm_lora",
            "mlx-lm-lora DPO (as installed: reference BLAS)", ("mlx_lm_lora",), full_only=True),
 )
@@ -71,6 +74,8 @@ COMPARISONS: tuple[Comparison, ...] = (
     Comparison("mlx_sft", "MLX SFT", "mlx-sft-mindprint", "mlx-sft-mlx_lm", 1.0),
     Comparison("mlx_sft_refblas", "MLX SFT vs mlx-lm as installed", "mlx-sft-mindprint", "mlx-sft-mlx_lm-refblas", None),
     Comparison("mlx_dpo", "MLX DPO", "mlx-dpo-mindprint", "mlx-dpo-mlx_lm_lora", 2.0),
+    Comparison("mlx_dpo_sameorder", "MLX DPO, peer in mindprint's batch order", "mlx-dpo-mindprint",
+               "mlx-dpo-mlx_lm_lora-sameorder", None),
     Comparison("mlx_dpo_refblas", "MLX DPO vs mlx-lm-lora as installed", "mlx-dpo-mindprint",
                "mlx-dpo-mlx_lm_lora-refblas", None),
 )

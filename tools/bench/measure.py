@@ -136,3 +136,44 @@ class StepClock:
             "amortised_steps": amortise_over,
             "amortised_sec_per_step": (max(one_off, 0.0) + amortise_over * steady) / amortise_over,
         }
+
+
+def combine_rounds(first: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """One job measured in several rounds (``--rounds``, alternating job order): pool the timed steps.
+
+    Running A then B lets a drift in machine speed (load from earlier work decaying, thermal state)
+    favour whichever runs second; with the order reversed in the next round and the timed steps
+    pooled, a drift cancels out instead of showing up as a ratio.
+    """
+    if not (first.get("ok") and later.get("ok")):
+        return later if later.get("ok") else first
+    rounds = first.get("rounds") or [_round_summary(first)]
+    timed = first.get("pooled_timed_steps_s") or first["step_times_s"][first["warmup_steps"]:]
+    timed = list(timed) + later["step_times_s"][later["warmup_steps"]:]
+    merged = dict(first)
+    steady = statistics.fmean(timed)
+    one_off = statistics.fmean([r["one_off_s"] for r in rounds] + [later["one_off_s"]])
+    merged.update({
+        "rounds": [*rounds, _round_summary(later)],
+        "pooled_timed_steps_s": timed,
+        "timed_steps": len(timed),
+        "sec_per_step": steady,
+        "sec_per_step_median": statistics.median(timed),
+        "sec_per_step_stdev": statistics.stdev(timed) if len(timed) > 1 else 0.0,
+        "one_off_s": one_off,
+        "amortised_sec_per_step": (one_off + first["amortised_steps"] * steady) / first["amortised_steps"],
+        "train_peak_rss_mb": max(first.get("train_peak_rss_mb") or 0.0, later.get("train_peak_rss_mb") or 0.0),
+        "peak_rss_mb": max(first.get("peak_rss_mb") or 0.0, later.get("peak_rss_mb") or 0.0),
+        "loadavg_end": later.get("loadavg_end"),
+    })
+    if first.get("tokens_per_step") is not None and later.get("tokens_per_step") is not None:
+        n_first = len(timed) - later["timed_steps"]
+        tokens = (first["tokens_per_step"] * n_first + later["tokens_per_step"] * later["timed_steps"]) / len(timed)
+        merged["tokens_per_step"] = tokens
+        merged["tokens_per_s"] = tokens / steady
+    return merged
+
+
+def _round_summary(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: result.get(k) for k in ("sec_per_step", "sec_per_step_median", "one_off_s", "loadavg_start",
+                                       "loadavg_end", "train_peak_rss_mb")}

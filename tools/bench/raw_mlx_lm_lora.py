@@ -73,9 +73,23 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any])
     model.freeze()
     linear_to_lora_layers(model, len(model.layers), lora_config(spec))
     original_batches: Any = dpo_trainer.iterate_dpo_batches
+    same_order = spec.options.get("order") == "mindprint"
+    pairs = _Pairs(prep)
+
+    def mindprint_order() -> Iterator[Any]:
+        """mlx-lm-lora's own batching and padding, but the pairs in mindprint-mlx's step order."""
+        from mindprint_mlx.schedule import plan_steps
+
+        for planned in plan_steps(len(pairs), spec.batch_size, 1, spec.total_steps, spec.seed):
+            for indices in planned.micro_batches:
+                yield from original_batches([pairs[i] for i in indices], spec.batch_size, spec.max_length, train=False)
+
+    # train_dpo calls next(iterate_dpo_batches(...)) once per step: one random batch each time. For the
+    # same-order variant the batches come from one persistent generator instead.
+    ordered = mindprint_order()
 
     def counting_batches(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        for batch in original_batches(*args, **kwargs):
+        for batch in (ordered if same_order else original_batches(*args, **kwargs)):
             chosen, rejected = batch[0], batch[1]
             clock.tokens.append(int(((chosen != 0).sum() + (rejected != 0).sum()).item()))
             yield batch
@@ -94,7 +108,7 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any])
         seq_step_size=None, gradient_accumulation_steps=1)
     clock.train_start()
     try:
-        dpo_trainer.train_dpo(model=model, ref_model=ref_model, optimizer=adamw(spec), train_dataset=_Pairs(prep),
+        dpo_trainer.train_dpo(model=model, ref_model=ref_model, optimizer=adamw(spec), train_dataset=pairs,
                               val_dataset=None, args=args, training_callback=Timing(), loss_type="sigmoid")
     finally:
         dpo_trainer.iterate_dpo_batches = original_batches

@@ -108,6 +108,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"{meta['warmup']} warm-up + {meta['steps']} timed steps, constant LR (SFT {meta['lr_sft']}, DPO "
         f"{meta['lr_dpo']}), beta {meta['beta']}, no gradient clipping, AdamW (wd 0, bias correction), seed {meta['seed']}"),
         f"- {meta['threads']} threads per job (torch.set_num_threads + OMP/OpenBLAS env); each job in its own process",
+        (f"- {meta.get('rounds', 1)} rounds, the job order reversed every other round; each job's timed steps "
+         "pooled over the rounds" if meta.get("rounds", 1) > 1 else "- 1 round (jobs in the listed order)"),
         f"- machine: {meta['machine']}; load average at start {meta['loadavg_start']}, at end {meta['loadavg_end']}",
         f"- commit `{meta['git_commit']}`, {meta['date']}",
         "",

@@ -2,7 +2,7 @@
 
 * logps = sum of completion-token log-probs. Per pair, the prompt runs once and the chosen and rejected
   completions continue from its cached keys/values, with the LM head only on completion positions
-  (:mod:`.shared_prompt`); models without mlx-lm's body/head layout fall back to one padded batched
+  (:mod:`.lean_forward`); models without mlx-lm's body/head layout fall back to one padded batched
   forward of ``[chosen..., rejected...]``. Both give the same numbers.
 * Reference log-probs are computed once before the first step and stored (no second model):
   ``initial_policy`` = the model as it is now (after SFT: with the SFT adapter), ``base`` = adapters
@@ -27,7 +27,7 @@ from mindprint_interfaces import ConfigError, DPOConfig
 from mindprint_interfaces.data import IGNORE_INDEX, TokenizedPair, as_preference_pairs, tokenize_preferences
 from mindprint_interfaces.protocols import TrainerCallback
 
-from . import distributed, lora, shared_prompt
+from . import distributed, lean_forward, lora
 from .losses import dpo_per_example_loss, token_logprobs
 from .model import MLXModel, right_pad
 from .training import MLXTrainerBase
@@ -57,7 +57,7 @@ class MLXDPOTrainer(MLXTrainerBase[DPOConfig]):
         self._ref_chosen: Any = None
         self._ref_rejected: Any = None
         # Prompt once per pair + head on completion positions only, when this model's layout allows it.
-        self.shared_prompt = shared_prompt.supports_shared_prompt(model.module)
+        self.lean_forward = lean_forward.supports_lean_forward(model.module)
         cfg = config
 
         def loss_fn(batch: list[TokenizedPair], ref_chosen: Any, ref_rejected: Any, n_chosen: Any,
@@ -71,8 +71,8 @@ class MLXDPOTrainer(MLXTrainerBase[DPOConfig]):
 
     def _policy_logps(self, batch: list[TokenizedPair]) -> tuple[Any, Any, Any]:
         """(chosen (B,), rejected (B,), [chosen, rejected] vocab-mean logit sums over completion tokens)."""
-        if self.shared_prompt:
-            return shared_prompt.batch_logps(self._model.module, batch)
+        if self.lean_forward:
+            return lean_forward.batch_logps(self._model.module, batch)
         ids, labels = pair_batch(batch, self._model.pad_id)
         logits = self._model.logits(ids)
         per_token, mask = token_logprobs(logits, labels)
@@ -93,7 +93,7 @@ class MLXDPOTrainer(MLXTrainerBase[DPOConfig]):
     def reference_logps(self, pairs: Sequence[TokenizedPair]) -> tuple[Any, Any]:
         """(ref_chosen, ref_rejected) for every pair, per ``self.reference``, without gradients."""
         source = self.ref_model if self.reference == "model" and self.ref_model is not None else self._model
-        shared = shared_prompt.supports_shared_prompt(source.module)
+        shared = lean_forward.supports_lean_forward(source.module)
         chosen: list[Any] = []
         rejected: list[Any] = []
         was_training = self._model.module.training
@@ -103,7 +103,7 @@ class MLXDPOTrainer(MLXTrainerBase[DPOConfig]):
                 for start in range(0, len(pairs), REF_CHUNK):
                     chunk = pairs[start:start + REF_CHUNK]
                     if shared:
-                        c, r, _ = shared_prompt.batch_logps(source.module, chunk)
+                        c, r, _ = lean_forward.batch_logps(source.module, chunk)
                     else:
                         logps = source.completion_logprobs([p.prompt_ids for p in chunk] * 2,
                                                            [p.chosen_ids for p in chunk] + [p.rejected_ids for p in chunk])

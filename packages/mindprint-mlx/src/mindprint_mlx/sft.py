@@ -3,6 +3,9 @@
 The loss of an optimizer step is the sum of token cross-entropies over every micro-batch of the
 step divided by the number of loss tokens in the whole accumulated batch (TRL/HF with
 ``num_items_in_batch``), so accumulation steps weigh tokens, not micro-batches.
+
+Each example runs unpadded with the LM head only on loss positions (:mod:`.lean_forward`) when the
+model's layout allows it; otherwise one padded batched forward. Both give the same numbers.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from mindprint_interfaces import SFTConfig
 from mindprint_interfaces.data import IGNORE_INDEX, TokenizedExample, as_sft_examples, tokenize_sft
 from mindprint_interfaces.protocols import TrainerCallback
 
+from . import lean_forward
 from .losses import ce_sum_and_count
 from .model import MLXModel, right_pad
 from .training import MLXTrainerBase
@@ -27,8 +31,14 @@ class MLXSFTTrainer(MLXTrainerBase[SFTConfig]):
 
     def __init__(self, model: MLXModel, config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> None:
         super().__init__(model, config, callbacks)
+        self.lean_forward = lean_forward.supports_lean_forward(model.module)
 
-        def loss_fn(ids: Any, labels: Any) -> tuple[Any, Any]:
+        def loss_fn(batch: list[TokenizedExample]) -> tuple[Any, Any]:
+            if self.lean_forward:
+                total, count = lean_forward.batch_ce(self._model.module, [(e.input_ids, e.labels) for e in batch])
+                return total, mx.array(float(count))
+            ids = mx.array(right_pad([e.input_ids for e in batch], self._model.pad_id))
+            labels = mx.array(right_pad([e.labels for e in batch], IGNORE_INDEX))
             return ce_sum_and_count(self._model.logits(ids), labels)
 
         self._grad_fn = nn.value_and_grad(model.module, loss_fn)
@@ -44,7 +54,5 @@ class MLXSFTTrainer(MLXTrainerBase[SFTConfig]):
 
     def _micro_step(self, examples: list[Any], indices: Sequence[int]) -> tuple[Any, Any, Any, dict[str, Any]]:
         batch: list[TokenizedExample] = [examples[i] for i in indices]
-        ids = mx.array(right_pad([e.input_ids for e in batch], self._model.pad_id))
-        labels = mx.array(right_pad([e.labels for e in batch], IGNORE_INDEX))
-        (loss_sum, count), grads = self._grad_fn(ids, labels)
+        (loss_sum, count), grads = self._grad_fn(batch)
         return loss_sum, grads, count, {"input_tokens": sum(len(e.input_ids) for e in batch)}

@@ -83,12 +83,32 @@ class TopicProgress:
 
 
 def _pass_rate(topics: list[TopicProgress]) -> float:
+    """Passed / finished topics (pending ones do not count yet; 0.0 before any finished)."""
     done = [t for t in topics if t.status != "pending"]
     return sum(t.passed for t in done) / len(done) if done else 0.0
 
 
+class _TopicCounts:
+    """The counts a chapter and a unit both report, over whichever topics they hold."""
+
+    def _counted_topics(self) -> list[TopicProgress]:
+        raise NotImplementedError
+
+    @property
+    def passed(self) -> int:
+        return sum(t.passed for t in self._counted_topics())
+
+    @property
+    def failed(self) -> int:
+        return sum(t.status == "failed" for t in self._counted_topics())
+
+    @property
+    def pass_rate(self) -> float:
+        return _pass_rate(self._counted_topics())
+
+
 @dataclass
-class ChapterProgress:
+class ChapterProgress(_TopicCounts):
     unit: str
     chapter: str
     topics: list[TopicProgress] = field(default_factory=list)
@@ -97,17 +117,8 @@ class ChapterProgress:
     def chapter_id(self) -> str:
         return f"{self.unit}/{self.chapter}"
 
-    @property
-    def passed(self) -> int:
-        return sum(t.passed for t in self.topics)
-
-    @property
-    def failed(self) -> int:
-        return sum(t.status == "failed" for t in self.topics)
-
-    @property
-    def pass_rate(self) -> float:
-        return _pass_rate(self.topics)
+    def _counted_topics(self) -> list[TopicProgress]:
+        return self.topics
 
     @property
     def completed(self) -> bool:
@@ -122,7 +133,7 @@ class ChapterProgress:
 
 
 @dataclass
-class UnitProgress:
+class UnitProgress(_TopicCounts):
     unit: str
     chapters: list[ChapterProgress] = field(default_factory=list)
     merged_model_path: str | None = None  # set after the unit's adapters were merged (merge_after_unit)
@@ -132,17 +143,8 @@ class UnitProgress:
     def topics(self) -> list[TopicProgress]:
         return [t for c in self.chapters for t in c.topics]
 
-    @property
-    def passed(self) -> int:
-        return sum(t.passed for t in self.topics)
-
-    @property
-    def failed(self) -> int:
-        return sum(t.status == "failed" for t in self.topics)
-
-    @property
-    def pass_rate(self) -> float:
-        return _pass_rate(self.topics)
+    def _counted_topics(self) -> list[TopicProgress]:
+        return self.topics
 
     @property
     def completed(self) -> bool:

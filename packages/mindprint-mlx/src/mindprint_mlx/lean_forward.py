@@ -1,26 +1,25 @@
-"""Preference-pair log-probs with the prompt run once and the LM head only where a loss is taken.
+"""Forwards that compute only what reaches the loss: the LM head on loss positions, a DPO prompt once.
 
-A DPO pair is (prompt, chosen, rejected). The padded batch ``[prompt+chosen, prompt+rejected]``
-spends most of its compute on work whose result is thrown away:
+The padded batched forward spends much of its compute on results that are thrown away:
 
-* the prompt goes through the network twice, though both rows see exactly the same prompt tokens;
 * the LM head (hidden x vocab, ~20 % of a small model's FLOPs) runs over every prompt and padding
   position, whose logits are masked out of the loss;
-* rows are padded to the longest of the four rows of a 2-pair batch (+16 % tokens on the
-  benchmark set).
+* rows are padded to the longest row of the batch (+16 % tokens on the DPO benchmark set);
+* in DPO the prompt goes through the network twice, though chosen and rejected see the same prompt.
 
-Here each pair runs its prompt once (batch 1, no padding) and keeps every layer's keys/values in a
-differentiable :class:`PrefixCache`; the chosen and the rejected completion then each run on top of
-that cache, and the head is applied only to the positions that predict a completion token (the last
-prompt position and the completion positions but the last). Gradients flow through the cached
-prompt keys/values into both completions, so the maths is the full-sequence forward's; only the
-work that does not reach the loss is skipped.
+Here every example runs unpadded (batch 1) and the head is applied only to the positions that predict
+a loss token. For SFT that is :func:`example_ce`. For DPO (:func:`pair_logps`) each pair runs its
+prompt once and keeps every layer's keys/values in a differentiable :class:`PrefixCache`; the chosen
+and the rejected completion then each run on top of that cache. Gradients flow through the cached
+prompt keys/values into both completions, so the maths is the full-sequence forward's; only work
+that does not reach the loss is skipped. (On a CPU, batch-1 matrix products of a few hundred rows run
+as fast per token as padded batches; a GPU would want several examples per call — not measured here.)
 
 The split "body -> hidden states -> head" and the cache hook are the mlx-lm model layout
 (``module.model(inputs, cache=[...])`` then ``lm_head`` or tied ``embed_tokens.as_linear``). Not
 every architecture follows it (logit soft-capping, scaled heads, recurrent layers), so
-:func:`supports_shared_prompt` checks it numerically once per model against the plain forward and
-the trainer falls back to the padded batch when it does not hold.
+:func:`supports_lean_forward` checks it numerically against the plain forward and the trainers fall
+back to the padded batch when it does not hold.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx_lm.models.cache import KVCache
 
-from mindprint_interfaces.data import TokenizedPair
+from mindprint_interfaces.data import IGNORE_INDEX, TokenizedPair
 
 from .losses import token_logprobs
 
@@ -78,6 +77,13 @@ def lm_head(module: nn.Module) -> Callable[[Any], Any] | None:
     return None
 
 
+def _head(module: nn.Module) -> Callable[[Any], Any]:
+    head = lm_head(module)
+    if head is None:
+        raise ValueError(f"{type(module).__name__} does not have mlx-lm's body/head layout")
+    return head
+
+
 def _rows_logps(head: Callable[[Any], Any], hidden: Any, targets: Any) -> tuple[Any, Any]:
     """(sum of log p(target), sum over rows of the vocab-mean logit) for hidden rows predicting ``targets``."""
     logits = head(hidden).astype(mx.float32)
@@ -91,9 +97,7 @@ def pair_logps(module: nn.Module, pair: TokenizedPair) -> tuple[Any, Any, Any, A
 
     Logit sums are the vocab-mean logit summed over completion tokens (TRL's ``logits/*`` numerator).
     """
-    head = lm_head(module)
-    if head is None:
-        raise ValueError(f"{type(module).__name__} does not have mlx-lm's body/head layout")
+    head = _head(module)
     body = module.model
     prompt_cache = [PrefixCache() for _ in body.layers]
     last_prompt = body(mx.array(pair.prompt_ids)[None], cache=prompt_cache)[0, -1:]
@@ -108,6 +112,29 @@ def pair_logps(module: nn.Module, pair: TokenizedPair) -> tuple[Any, Any, Any, A
     return chosen, rejected, chosen_logits, rejected_logits
 
 
+def example_ce(module: nn.Module, input_ids: Sequence[int], labels: Sequence[int]) -> tuple[Any, int]:
+    """(summed cross-entropy over the loss tokens, number of loss tokens) of one unpadded example."""
+    positions = [t for t in range(len(labels) - 1) if labels[t + 1] != IGNORE_INDEX]
+    if not positions:
+        return mx.array(0.0), 0
+    head = _head(module)
+    # positions after the last one predicting a loss token cannot influence the loss (causal attention)
+    hidden = module.model(mx.array(list(input_ids[:positions[-1] + 1]))[None])[0]
+    targets = mx.array([labels[t + 1] for t in positions])
+    logps, _ = _rows_logps(head, hidden[mx.array(positions)], targets)
+    return -logps, len(positions)
+
+
+def batch_ce(module: nn.Module, examples: Sequence[tuple[Sequence[int], Sequence[int]]]) -> tuple[Any, int]:
+    """(summed cross-entropy, loss tokens) over (input_ids, labels) examples, each run unpadded."""
+    total: Any = mx.array(0.0)
+    count = 0
+    for input_ids, labels in examples:
+        ce, n = example_ce(module, input_ids, labels)
+        total, count = total + ce, count + n
+    return total, count
+
+
 def batch_logps(module: nn.Module, pairs: Sequence[TokenizedPair]) -> tuple[Any, Any, Any]:
     """(chosen (B,), rejected (B,), [chosen logit sum, rejected logit sum]) for a list of pairs."""
     per_pair = [pair_logps(module, p) for p in pairs]
@@ -115,7 +142,7 @@ def batch_logps(module: nn.Module, pairs: Sequence[TokenizedPair]) -> tuple[Any,
     return chosen, rejected, mx.stack([chosen_logits.sum(), rejected_logits.sum()])
 
 
-def supports_shared_prompt(module: nn.Module) -> bool:
+def supports_lean_forward(module: nn.Module) -> bool:
     """Whether :func:`pair_logps` reproduces the plain forward on this model (a 6-token probe, eval mode)."""
     if lm_head(module) is None:
         return False
@@ -127,7 +154,10 @@ def supports_shared_prompt(module: nn.Module) -> bool:
     try:
         shared = mx.stack(list(pair_logps(module, probe)[:2]))
         plain, _ = token_logprobs(module(ids).astype(mx.float32), labels)
-        return bool(mx.all(mx.abs(shared - plain.sum(axis=1)) <= CHECK_TOLERANCE).item())
+        ce, _ = example_ce(module, [1, 2, 3, 4, 5, 6], [-100, -100, -100, 4, 5, 6])
+        expected = plain.sum(axis=1)
+        ok = mx.all(mx.abs(shared - expected) <= CHECK_TOLERANCE) & (mx.abs(ce + expected[0]) <= CHECK_TOLERANCE)
+        return bool(ok.item())
     except (TypeError, ValueError, AttributeError):
         return False  # a body that takes no per-layer cache list, or another layout
     finally:

@@ -1,4 +1,5 @@
-"""The shared-prompt DPO forward gives the padded batched forward's numbers — values, gradients, whole runs."""
+"""The lean forwards (head on loss positions, DPO prompt once) give the padded forward's numbers — values,
+gradients, whole SFT and DPO runs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from mlx.utils import tree_flatten
 
 from mindprint_interfaces import AdapterConfig
 from mindprint_interfaces.data import TokenizedPair, as_preference_pairs, tokenize_preferences
-from mindprint_mlx import lora, shared_prompt
+from mindprint_mlx import lean_forward, lora
 from mindprint_mlx.dpo import MLXDPOTrainer, pair_batch
 from mindprint_mlx.losses import token_logprobs
 
@@ -38,7 +39,7 @@ def _padded(model: Any, pairs: list[Any]) -> tuple[Any, Any]:
 
 
 def test_tiny_model_supports_it(tiny: Any) -> None:
-    assert shared_prompt.supports_shared_prompt(tiny.module)
+    assert lean_forward.supports_lean_forward(tiny.module)
 
 
 def test_values_and_gradients_equal_the_padded_forward(tiny: Any, preference_records: list[dict[str, Any]]) -> None:
@@ -53,12 +54,12 @@ def test_values_and_gradients_equal_the_padded_forward(tiny: Any, preference_rec
             return (chosen * 0.7 - rejected * 1.3).sum()
         return inner
 
-    shared_fn = loss(lambda: shared_prompt.batch_logps(tiny.module, pairs)[:2])
+    shared_fn = loss(lambda: lean_forward.batch_logps(tiny.module, pairs)[:2])
     padded_fn = loss(lambda: _padded(tiny, pairs))
     sv, sg = nn.value_and_grad(tiny.module, lambda: shared_fn())()
     pv, pg = nn.value_and_grad(tiny.module, lambda: padded_fn())()
     assert abs(sv.item() - pv.item()) < 1e-3 * max(1.0, abs(pv.item()))
-    chosen_s, rejected_s, _ = shared_prompt.batch_logps(tiny.module, pairs)
+    chosen_s, rejected_s, _ = lean_forward.batch_logps(tiny.module, pairs)
     chosen_p, rejected_p = _padded(tiny, pairs)
     assert mx.abs(chosen_s - chosen_p).max().item() < 1e-4
     assert mx.abs(rejected_s - rejected_p).max().item() < 1e-4
@@ -72,7 +73,7 @@ def test_values_and_gradients_equal_the_padded_forward(tiny: Any, preference_rec
 
 def test_logit_sums_equal_the_padded_metric(tiny: Any, preference_records: list[dict[str, Any]]) -> None:
     pairs = _pairs(tiny, preference_records[:2])
-    _, _, sums = shared_prompt.batch_logps(tiny.module, pairs)
+    _, _, sums = lean_forward.batch_logps(tiny.module, pairs)
     ids, labels = pair_batch(pairs, tiny.pad_id)
     logits = tiny.logits(ids)
     _, mask = token_logprobs(logits, labels)
@@ -90,8 +91,8 @@ def test_dpo_runs_match_with_and_without_it(backend: Any, load_tiny: Any, prefer
         cfg = {"learning_rate": 5e-3, "max_steps": 4, "per_device_batch_size": 2, "beta": 0.1, "lora_r": 4,
                "lora_alpha": 8, "output_dir": str(tmp_path / str(shared)), "reference": "base"}
         trainer = backend.create_dpo_trainer(model, cfg)
-        assert isinstance(trainer, MLXDPOTrainer) and trainer.shared_prompt
-        trainer.shared_prompt = shared
+        assert isinstance(trainer, MLXDPOTrainer) and trainer.lean_forward
+        trainer.lean_forward = shared
         result = trainer.train(preference_records)
         assert result.success, result.error_message
         histories.append(result.metrics["history"])
@@ -102,6 +103,40 @@ def test_dpo_runs_match_with_and_without_it(backend: Any, load_tiny: Any, prefer
         for key in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen", "logps/rejected",
                     "logits/chosen", "logits/rejected", "grad_norm"):
             assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-4), key
+
+
+def test_example_ce_equals_the_padded_loss(tiny: Any, sft_records: list[dict[str, Any]]) -> None:
+    from mindprint_interfaces.data import as_sft_examples, tokenize_sft
+    from mindprint_mlx.losses import ce_sum_and_count
+    from mindprint_mlx.model import right_pad
+
+    _nonzero_adapter(tiny)
+    examples = list(tokenize_sft(tiny.tokenizer, as_sft_examples(sft_records[:3]), max_length=64).examples)
+    rows = [(e.input_ids, e.labels) for e in examples] + [((3, 4, 5, 6), (-100, -100, -100, -100))]  # no loss tokens
+    total, count = lean_forward.batch_ce(tiny.module, rows)
+    ids = mx.array(right_pad([r[0] for r in rows], tiny.pad_id))
+    labels = mx.array(right_pad([r[1] for r in rows], -100))
+    expected_total, expected_count = ce_sum_and_count(tiny.logits(ids), labels)
+    assert count == int(expected_count.item()) > 0
+    assert abs(total.item() - expected_total.item()) < 1e-4 * expected_total.item()
+
+
+def test_sft_runs_match_with_and_without_it(backend: Any, load_tiny: Any, sft_records: list[dict[str, Any]],
+                                           tmp_path: Path) -> None:
+    histories = []
+    for lean in (True, False):
+        cfg = {"learning_rate": 5e-3, "max_steps": 4, "per_device_batch_size": 2, "lora_r": 4, "lora_alpha": 8,
+               "output_dir": str(tmp_path / str(lean))}
+        trainer = backend.create_sft_trainer(load_tiny(), cfg)
+        assert trainer.lean_forward
+        trainer.lean_forward = lean
+        result = trainer.train(sft_records)
+        assert result.success, result.error_message
+        histories.append(result.metrics["history"])
+    assert histories[0][-1]["loss"] < histories[0][0]["loss"]
+    for a, b in zip(*histories, strict=True):
+        for key in ("loss", "grad_norm"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4), key
 
 
 class _SoftCappedHead(nn.Module):
@@ -117,6 +152,6 @@ class _SoftCappedHead(nn.Module):
 
 
 def test_other_layouts_fall_back(tiny: Any) -> None:
-    assert not shared_prompt.supports_shared_prompt(_SoftCappedHead(tiny.module))
-    assert shared_prompt.lm_head(nn.Linear(2, 2)) is None
-    assert not shared_prompt.supports_shared_prompt(nn.Linear(2, 2))
+    assert not lean_forward.supports_lean_forward(_SoftCappedHead(tiny.module))
+    assert lean_forward.lm_head(nn.Linear(2, 2)) is None
+    assert not lean_forward.supports_lean_forward(nn.Linear(2, 2))

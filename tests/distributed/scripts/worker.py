@@ -1,10 +1,15 @@
-"""PyTorch worker for the distributed tests: run alone (1 process) or under ``torchrun --nproc-per-node 2``.
+"""Worker for the distributed tests, either backend: run alone (1 process) or under a launcher
+(``mlx.launch -n 2 --backend ring --`` for mlx, ``torchrun --nproc-per-node 2`` for pytorch).
 
-    python torch_worker.py grads MODEL_DIR ADAPTER_DIR OUT.npz
-        gradients of ONE global batch (dist_data's 4 records) for SFT and DPO through the real TRL/HF training
-        loop (``trainer.batch_gradients``: sharded loader, DDP, num_items_in_batch); rank 0 writes them (keys ``sft/<param>``, ``dpo/<param>``).
-    python torch_worker.py train MODEL_DIR OUT_DIR REPORT_DIR
+    python worker.py BACKEND grads MODEL_DIR ADAPTER_DIR OUT.npz
+        gradients of ONE global batch (dist_data's 4 records) for SFT and DPO through the trainers' own
+        code path (``trainer.batch_gradients``: for pytorch the real TRL/HF loop with its sharded loader, DDP
+        and num_items_in_batch); rank 0 writes them (keys ``sft/<param>``, ``dpo/<param>``).
+    python worker.py BACKEND train MODEL_DIR OUT_DIR REPORT_DIR
         a few SFT steps then a few DPO steps; every rank writes REPORT_DIR/rank<r>.json (callback counts, results).
+
+BACKEND is a registry name (``mlx`` / ``pytorch``); the backend is built through ``create_backend`` like a
+user would, before anything imports mlx (MLXBackend preloads the fast BLAS first).
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import importlib
 from dist_data import PREFERENCE_RECORDS, SFT_RECORDS, write_result
-from mindprint_interfaces import BackendConfig
-from mindprint_torch import TorchBackend
+from mindprint_interfaces import create_backend
+
+PACKAGES = {"mlx": "mindprint_mlx", "pytorch": "mindprint_torch"}
 
 
 class Recorder:
@@ -31,13 +38,13 @@ class Recorder:
 
 
 def main() -> None:
-    mode, model_dir = sys.argv[1], sys.argv[2]
-    backend = TorchBackend(BackendConfig("pytorch", device="cpu", dtype="float32", seed=0))
-    from mindprint_torch import distributed
+    name, mode, model_dir = sys.argv[1], sys.argv[2], sys.argv[3]
+    backend = create_backend(name, device="cpu", dtype="float32", seed=0)
+    distributed = importlib.import_module(f"{PACKAGES[name]}.distributed")
 
     rank = distributed.rank()
     if mode == "grads":
-        adapter_dir, out = sys.argv[3], sys.argv[4]
+        adapter_dir, out = sys.argv[4], sys.argv[5]
         import numpy as np
 
         arrays: dict[str, Any] = {}
@@ -63,7 +70,7 @@ def main() -> None:
         if rank == 0:
             np.savez(out, world_size=distributed.world_size(), **arrays)
         return
-    out_dir, report_dir = Path(sys.argv[3]), Path(sys.argv[4])
+    out_dir, report_dir = Path(sys.argv[4]), Path(sys.argv[5])
     model = backend.load_model(model_dir)
     rec = Recorder()
     common = {"per_device_batch_size": 1, "max_length": 128, "max_steps": 3, "lora_r": 4, "lora_alpha": 8,
