@@ -56,8 +56,6 @@ class MLXDPOTrainer(MLXTrainerBase[DPOConfig]):
         self.reference = "model" if ref_model is not None else config.reference
         self._ref_chosen: Any = None
         self._ref_rejected: Any = None
-        # Prompt once per pair + head on completion positions only, when this model's layout allows it.
-        self.lean_forward = lean_forward.supports_lean_forward(model.module)
         cfg = config
 
         def loss_fn(batch: list[TokenizedPair], ref_chosen: Any, ref_rejected: Any, n_chosen: Any,
@@ -93,7 +91,7 @@ class MLXDPOTrainer(MLXTrainerBase[DPOConfig]):
     def reference_logps(self, pairs: Sequence[TokenizedPair]) -> tuple[Any, Any]:
         """(ref_chosen, ref_rejected) for every pair, per ``self.reference``, without gradients."""
         source = self.ref_model if self.reference == "model" and self.ref_model is not None else self._model
-        shared = lean_forward.supports_lean_forward(source.module)
+        lean = self.lean_forward if source is self._model else lean_forward.supports_lean_forward(source.module)
         chosen: list[Any] = []
         rejected: list[Any] = []
         was_training = self._model.module.training
@@ -102,7 +100,7 @@ class MLXDPOTrainer(MLXTrainerBase[DPOConfig]):
             with lora.adapters_disabled(self._model.module) if self.reference == "base" else contextlib.nullcontext():
                 for start in range(0, len(pairs), REF_CHUNK):
                     chunk = pairs[start:start + REF_CHUNK]
-                    if shared:
+                    if lean:
                         c, r, _ = lean_forward.batch_logps(source.module, chunk)
                     else:
                         logps = source.completion_logprobs([p.prompt_ids for p in chunk] * 2,

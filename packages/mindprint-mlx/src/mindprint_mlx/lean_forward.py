@@ -34,6 +34,7 @@ from mlx_lm.models.cache import KVCache
 from mindprint_interfaces.data import IGNORE_INDEX, TokenizedPair
 
 from .losses import token_logprobs
+from .model import right_pad
 
 CHECK_TOLERANCE = 1e-3  # absolute, on summed log-probs of a few tokens (fp32 agrees to ~1e-5)
 
@@ -147,14 +148,15 @@ def supports_lean_forward(module: nn.Module) -> bool:
     if lm_head(module) is None:
         return False
     probe = TokenizedPair(prompt_ids=(1, 2, 3), chosen_ids=(4, 5, 6), rejected_ids=(7,))
-    ids = mx.array([[1, 2, 3, 4, 5, 6], [1, 2, 3, 7, 0, 0]])
-    labels = mx.array([[-100, -100, -100, 4, 5, 6], [-100, -100, -100, 7, -100, -100]])
+    rows = [[*probe.prompt_ids, *c] for c in (probe.chosen_ids, probe.rejected_ids)]
+    row_labels = [[IGNORE_INDEX] * len(probe.prompt_ids) + list(c) for c in (probe.chosen_ids, probe.rejected_ids)]
     was_training = module.training
     module.eval()
     try:
         shared = mx.stack(list(pair_logps(module, probe)[:2]))
-        plain, _ = token_logprobs(module(ids).astype(mx.float32), labels)
-        ce, _ = example_ce(module, [1, 2, 3, 4, 5, 6], [-100, -100, -100, 4, 5, 6])
+        plain, _ = token_logprobs(module(mx.array(right_pad(rows, 0))).astype(mx.float32),
+                                  mx.array(right_pad(row_labels, IGNORE_INDEX)))
+        ce, _ = example_ce(module, rows[0], row_labels[0])
         expected = plain.sum(axis=1)
         ok = mx.all(mx.abs(shared - expected) <= CHECK_TOLERANCE) & (mx.abs(ce + expected[0]) <= CHECK_TOLERANCE)
         return bool(ok.item())

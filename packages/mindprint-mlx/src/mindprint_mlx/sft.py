@@ -31,7 +31,6 @@ class MLXSFTTrainer(MLXTrainerBase[SFTConfig]):
 
     def __init__(self, model: MLXModel, config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> None:
         super().__init__(model, config, callbacks)
-        self.lean_forward = lean_forward.supports_lean_forward(model.module)
 
         def loss_fn(batch: list[TokenizedExample]) -> tuple[Any, Any]:
             if self.lean_forward:

@@ -33,7 +33,7 @@ from mindprint_interfaces.callbacks import CallbackRaised, notify_save, notify_s
 from mindprint_interfaces.configs import _TrainConfigBase
 from mindprint_interfaces.protocols import PathLike, TrainerCallback
 
-from . import distributed, schedule
+from . import distributed, lean_forward, schedule
 from .adapters import save_adapter
 from .model import MLXModel
 
@@ -82,6 +82,9 @@ class MLXTrainerBase(Generic[C]):
         if config.lora_layers is not None and any(i >= model.num_layers for i in config.lora_layers):
             raise ConfigError(f"lora_layers {list(config.lora_layers)}: the model has {model.num_layers} layers "
                               f"(0..{model.num_layers - 1})", key="lora_layers")
+        # Forwards that skip work not reaching the loss (see lean_forward), when this model's layout allows it;
+        # False selects the padded batched forward (same numbers).
+        self.lean_forward = lean_forward.supports_lean_forward(model.module)
 
     # -- Trainer protocol ------------------------------------------------------------------------------------------
     def get_model(self) -> MLXModel:
