@@ -11,7 +11,7 @@ state and re-raise the original.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +24,25 @@ class CallbackRaised(Exception):
         super().__init__(f"a training callback raised {type(original).__name__}: {original}")
 
 
-def notify_step(callbacks: Sequence[Any], step: int, metrics: Mapping[str, float]) -> None:
+def _call_hooks(callbacks: Sequence[Any], name: str, args: Callable[[], tuple[Any, ...]]) -> None:
+    """Call ``name`` on every callback that defines it, each with fresh ``args()`` (a callback that mutates
+    its metrics dict does not change what the next one sees); a hook's exception travels as CallbackRaised."""
     for cb in callbacks:
-        hook = getattr(cb, "on_step", None)
+        hook = getattr(cb, name, None)
         if hook is None:
             continue
         try:
-            hook(step, dict(metrics))
+            hook(*args())
         except Exception as exc:
             raise CallbackRaised(exc) from exc
+
+
+def notify_step(callbacks: Sequence[Any], step: int, metrics: Mapping[str, float]) -> None:
+    _call_hooks(callbacks, "on_step", lambda: (step, dict(metrics)))
 
 
 def notify_save(callbacks: Sequence[Any], path: Path) -> None:
-    for cb in callbacks:
-        hook = getattr(cb, "on_save", None)
-        if hook is None:
-            continue
-        try:
-            hook(path)
-        except Exception as exc:
-            raise CallbackRaised(exc) from exc
+    _call_hooks(callbacks, "on_save", lambda: (path,))
 
 
 @contextlib.contextmanager
