@@ -25,8 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from .baton import Baton, make_pipes, pass_on_behalf
 from .common import JobSpec
-from .jobs import JOBS, JobDef, missing_requirement
+from .jobs import COMPARISONS, JOBS, Comparison, JobDef, missing_requirement
 from .measure import combine_rounds, load_average, thread_env
 from .report import build_comparisons, build_memory_checks, render_markdown
 
@@ -59,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=1,
                    help="measure every job N times, the job order reversed every other round, and pool the timed "
                         "steps (cancels a drift in machine speed; default 1)")
+    p.add_argument("--interleave", action="store_true",
+                   help="run the mindprint job and its peer of each selected comparison at the same time, taking "
+                        "turns step by step (tools/bench/baton.py): both see the same machine speed, neither "
+                        "competes for the cores; the comparison's ratio then comes from these paired runs")
     p.add_argument("--parallel", type=int, default=1, help="jobs at once (default 1; >1 only for smoke runs)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per job before it is killed")
     p.add_argument("--out-dir", type=Path, help="where results.json / RESULTS.md go (default benchmarks/)")
@@ -123,8 +128,10 @@ def _env(spec: JobSpec) -> dict[str, str]:
     return env
 
 
-def run_jobs(batch: Sequence[tuple[JobDef, JobSpec]], work_dir: Path, timeout: float) -> list[dict[str, Any]]:
-    """Run ``batch`` in ONE child process (one job per process unless --smoke groups them)."""
+def run_jobs(batch: Sequence[tuple[JobDef, JobSpec]], work_dir: Path, timeout: float,
+             extra_env: dict[str, str] | None = None, on_exit: Any = None) -> list[dict[str, Any]]:
+    """Run ``batch`` in ONE child process (one job per process unless --smoke groups them).
+    ``on_exit()`` is called when that process has ended, however it ended."""
     results: dict[str, dict[str, Any]] = {}
     argv: list[str] = []
     runnable: list[tuple[JobDef, JobSpec]] = []
@@ -144,10 +151,13 @@ def run_jobs(batch: Sequence[tuple[JobDef, JobSpec]], work_dir: Path, timeout: f
         with log.open("w") as fh:
             try:
                 code = subprocess.run([sys.executable, "-m", "tools.bench.job", *argv], cwd=ROOT,
-                                      env=_env(runnable[0][1]), stdout=fh, stderr=subprocess.STDOUT,
-                                      timeout=timeout * len(runnable), check=False).returncode
+                                      env={**_env(runnable[0][1]), **(extra_env or {})}, stdout=fh,
+                                      stderr=subprocess.STDOUT, timeout=timeout * len(runnable), check=False).returncode
             except subprocess.TimeoutExpired:
                 code = None
+            finally:
+                if on_exit is not None:
+                    on_exit()
         for job, _spec_ in runnable:
             out_path = work_dir / f"{job.name}.result.json"
             if out_path.is_file():
@@ -162,6 +172,25 @@ def run_jobs(batch: Sequence[tuple[JobDef, JobSpec]], work_dir: Path, timeout: f
         results[job.name]["label"] = job.label
         out.append(results[job.name])
     return out
+
+
+def run_pair(first: tuple[JobDef, JobSpec], second: tuple[JobDef, JobSpec], work_dir: Path,
+             timeout: float) -> list[dict[str, Any]]:
+    """Run two jobs at once, taking turns step by step (``first`` starts); results in that order."""
+    pipe_1, pipe_2 = make_pipes(work_dir, (first[0].name, second[0].name))
+    # each job waits about half the time, so it gets twice the time before it is killed
+    plans = [(first, Baton.env(pipe_1, pipe_2, first=True, timeout=timeout), pipe_2),
+             (second, Baton.env(pipe_2, pipe_1, first=False, timeout=timeout), pipe_1)]
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(run_jobs, [job], work_dir, 2 * timeout, env, lambda p=partner: pass_on_behalf(p))
+                   for job, env, partner in plans]
+        return [f.result()[0] for f in futures]
+
+
+def interleaved_pairs(jobs: Sequence[JobDef]) -> list[Comparison]:
+    """The comparisons whose two jobs are both selected (each runs as one interleaved pair)."""
+    names = {j.name for j in jobs}
+    return [c for c in COMPARISONS if c.mindprint in names and c.peer in names]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -199,22 +228,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"bench: {len(jobs)} jobs, model {model_dir}, load average {loadavg_start}, logs in {work_dir}", flush=True)
 
     # One process per job; --smoke groups each backend's jobs into one process (plumbing check only).
-    groups: list[list[JobDef]] = [[j for j in jobs if j.backend == b] for b in ("torch", "mlx")] if args.smoke \
-        else [[j] for j in jobs]
+    # --interleave: each selected comparison runs as one pair of processes taking turns step by step.
+    pairs = interleaved_pairs(jobs) if args.interleave else []
+    paired = {name for c in pairs for name in (c.mindprint, c.peer)}
+    singles = [j for j in jobs if j.name not in paired]
+    groups: list[list[JobDef]] = [[j for j in singles if j.backend == b] for b in ("torch", "mlx")] \
+        if args.smoke and not args.interleave else [[j] for j in singles]
     groups = [g for g in groups if g]
     if args.rounds < 1:
         raise SystemExit("--rounds must be >= 1")
-    if args.rounds > 1:
-        args.parallel = 1  # rounds of one job share its result file and must not overlap
-    schedule = [g for r in range(args.rounds) for g in (groups if r % 2 == 0 else groups[::-1])]
+    if args.rounds > 1 or args.interleave:
+        args.parallel = 1  # rounds of one job share its result file; a pair already uses both cores in turn
+    by_name = {j.name: j for j in JOBS}
+    units: list[tuple[list[JobDef], Comparison | None]] = [(g, None) for g in groups] + \
+        [([by_name[c.mindprint], by_name[c.peer]], c) for c in pairs]
+    # the order of the units (and within a pair, who starts) is reversed every other round
+    schedule = [(g if r % 2 == 0 else g[::-1], c) for r in range(args.rounds)
+                for g, c in (units if r % 2 == 0 else units[::-1])]
     measured: set[str] = set()
+    pair_results: dict[str, dict[str, dict[str, Any]]] = dict(previous.get("interleaved", {}))
+    pairs_measured: set[str] = set()
 
-    def one(group: list[JobDef]) -> list[dict[str, Any]]:
-        res = run_jobs([(j, _spec(j, args, model_dir, work_dir)) for j in group], work_dir, args.timeout)
+    def one(unit: tuple[list[JobDef], Comparison | None]) -> list[dict[str, Any]]:
+        group, pair = unit
+        specs = [(j, _spec(j, args, model_dir, work_dir)) for j in group]
+        if pair is not None:
+            res = run_pair(specs[0], specs[1], work_dir, args.timeout)
+        else:
+            res = run_jobs(specs, work_dir, args.timeout)
         for job, result in zip(group, res):
             status = "ok" if result.get("ok") else f"FAILED: {result.get('skipped') or result.get('error')}"
             extra = f" {result['sec_per_step']:.3f} s/step" if result.get("ok") else ""
-            print(f"  {job.name}:{extra} {status}", flush=True)
+            print(f"  {job.name}:{extra} {status}{' (interleaved)' if pair else ''}", flush=True)
         return res
 
     from . import data
@@ -224,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model_dir": model_dir, "smoke": args.smoke, "steps": args.steps, "warmup": args.warmup,
         "batch_size": args.batch_size, "max_length": args.max_length, "lr_sft": args.lr_sft, "lr_dpo": args.lr_dpo,
         "beta": args.beta, "seed": args.seed, "threads": args.threads, "eval_n": args.eval_n,
-        "amortise_over": args.amortise_over, "rounds": args.rounds, "lora_r": 8, "lora_alpha": 16.0,
+        "amortise_over": args.amortise_over, "rounds": args.rounds, "interleave": args.interleave, "lora_r": 8, "lora_alpha": 16.0,
         "data": {"sft_records": data.NUM_SFT, "preference_pairs": data.NUM_PAIRS, "seed": data.SEED,
                  "token_stats": _token_stats(model_dir, args)},
         "machine": f"{_cpu_name()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
@@ -238,8 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def write() -> None:
         meta["loadavg_end"] = load_average()
-        results: dict[str, Any] = {"meta": meta, "jobs": job_results}
-        results["comparisons"] = build_comparisons(job_results)
+        results: dict[str, Any] = {"meta": meta, "jobs": job_results, "interleaved": pair_results}
+        results["comparisons"] = build_comparisons(job_results, pair_results)
         results["memory"] = build_memory_checks(job_results)
         notes = out_dir / "NOTES.md"
         if notes.is_file():
@@ -250,11 +295,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         (out_dir / "RESULTS.md").write_text(render_markdown(results))
 
     with ThreadPoolExecutor(max(1, args.parallel)) as pool:
-        for group, res in zip(schedule, pool.map(one, schedule)):
+        for (group, pair), res in zip(schedule, pool.map(one, schedule)):
             for job, result in zip(group, res):
                 job_results[job.name] = combine_rounds(job_results[job.name], result) \
                     if job.name in measured else result
                 measured.add(job.name)
+            if pair is not None:
+                side = {pair.mindprint: "mindprint", pair.peer: "peer"}
+                fresh = {side[job.name]: result for job, result in zip(group, res)}
+                if pair.key in pairs_measured:
+                    fresh = {k: combine_rounds(pair_results[pair.key][k], v) for k, v in fresh.items()}
+                pair_results[pair.key] = fresh
+                pairs_measured.add(pair.key)
             write()  # after every job, so an interrupted run keeps what it measured
     write()
     print(f"bench: wrote {results_path} and {out_dir / 'RESULTS.md'}", flush=True)
@@ -271,7 +323,7 @@ def rerender(out_dir: Path, merge_from: Sequence[Path] = ()) -> int:
         meta = other["meta"]
         results["meta"].setdefault("merged_runs", []).append(
             {k: meta.get(k) for k in ("date", "loadavg_start", "loadavg_end", "jobs_run_this_time", "git_commit")})
-    results["comparisons"] = build_comparisons(results["jobs"])
+    results["comparisons"] = build_comparisons(results["jobs"], results.get("interleaved", {}))
     results["memory"] = build_memory_checks(results["jobs"])
     notes = out_dir / "NOTES.md"
     if notes.is_file():

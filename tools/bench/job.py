@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .baton import Baton
 from .common import JobSpec, prepare
 from .measure import StepClock, hwm_mb, load_average, rss_mb, ru_maxrss_mb
 
@@ -28,12 +29,23 @@ def _preload_blas(result: dict[str, Any]) -> None:
 
 
 def execute(spec: JobSpec) -> dict[str, Any]:
+    baton = Baton.from_env()
+    if baton is not None and not baton.first:
+        baton.wait()  # the partner job goes first: imports, load, set-up and its first step
+    try:
+        return _execute(spec, baton)
+    finally:
+        if baton is not None:
+            baton.release()
+
+
+def _execute(spec: JobSpec, baton: Baton | None) -> dict[str, Any]:
     result: dict[str, Any] = {"name": spec.name, "backend": spec.backend, "task": spec.task, "side": spec.side,
                               "variant": spec.variant, "ok": False, "pid": os.getpid(), "notes": [],
                               "threads_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
                               "loadavg_start": load_average(), "batch_size": spec.batch_size,
                               "sequences_per_step": spec.sequences_per_step}
-    clock = StepClock(warmup=spec.warmup)
+    clock = StepClock(warmup=spec.warmup, baton=baton)
     t0 = time.perf_counter()
     try:
         if spec.backend == "mlx" and spec.side == "peer":
@@ -93,6 +105,10 @@ def execute(spec: JobSpec) -> dict[str, Any]:
         result["traceback"] = traceback.format_exc()
         result["peak_rss_mb"] = ru_maxrss_mb()
     result["wall_s"] = time.perf_counter() - t0
+    if baton is not None:
+        result["interleaved"] = {"first": baton.first, "turns": baton.turns, "waited_s": baton.waited}
+        if baton.broken:
+            result["notes"].append(baton.broken)
     result["loadavg_end"] = load_average()
     return result
 

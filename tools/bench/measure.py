@@ -11,6 +11,9 @@ Timing model (the same for every side of every comparison)::
   i.e. everything that is not steady-state stepping: trainer/data set-up, reference log-prob
   precompute, compilation and first-touch allocations, and end-of-training work;
 * amortised over R steps = (one-off + R * steady) / R   (R = 100 by default).
+
+With ``--interleave`` the clock runs only while the job holds the baton (:mod:`tools.bench.baton`):
+time spent waiting for the partner job is not part of any of these figures.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .baton import Baton
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
               "NUMEXPR_NUM_THREADS")
@@ -88,21 +93,28 @@ class StepClock:
     ends: list[float] = field(default_factory=list)
     losses: list[float | None] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)  # real (non-pad) tokens per step, when the side exposes them
+    baton: Baton | None = None  # --interleave: pass the turn to the partner job after every step
+
+    def now(self) -> float:
+        """Wall time minus the time spent waiting for the partner job."""
+        return time.perf_counter() - (self.baton.waited if self.baton is not None else 0.0)
 
     def setup(self) -> None:
-        self.t_setup = time.perf_counter()
+        self.t_setup = self.now()
 
     def train_start(self) -> None:
-        self.t_train = time.perf_counter()
+        self.t_train = self.now()
 
     def step(self, loss: float | None = None) -> None:
-        self.ends.append(time.perf_counter())
+        self.ends.append(self.now())
         self.losses.append(loss)
         prev = self.ends[-2] if len(self.ends) > 1 else self.t_train
         print(f"[bench] step {len(self.ends)}: {self.ends[-1] - prev:.3f} s", flush=True)  # progress in the job log
+        if self.baton is not None:
+            self.baton.swap()
 
     def done(self) -> None:
-        self.t_done = time.perf_counter()
+        self.t_done = self.now()
 
     def step_times(self) -> list[float]:
         out: list[float] = []

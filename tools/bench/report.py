@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any
 
-from .jobs import COMPARISONS, JOBS, MEMORY_CHECKS
+from .jobs import COMPARISONS, JOBS, MEMORY_CHECKS, Comparison
 
 
 def _num(x: Any) -> float | None:
@@ -21,12 +22,35 @@ def _eval_key(task: str) -> str:
     return "loss" if task == "sft" else "dpo_loss"
 
 
-def build_comparisons(jobs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _timed(job: dict[str, Any]) -> list[float]:
+    return list(job.get("pooled_timed_steps_s") or job["step_times_s"][job["warmup_steps"]:])
+
+
+def paired_step_ratio(mp: dict[str, Any], peer: dict[str, Any]) -> float | None:
+    """Median over steps of peer step time / mindprint step time, step i against step i of the same turn
+    sequence (interleaved runs only: there step i of both sides ran back to back on the same machine)."""
+    a, b = _timed(mp), _timed(peer)
+    if len(a) != len(b) or not a:
+        return None
+    return statistics.median(q / p for p, q in zip(a, b) if p > 0)
+
+
+def sides(c: Comparison, jobs: dict[str, dict[str, Any]],
+          interleaved: dict[str, dict[str, dict[str, Any]]]) -> tuple[dict[str, Any] | None, dict[str, Any] | None, bool]:
+    """The two results a comparison is judged on: its interleaved pair when it was measured that way."""
+    pair = interleaved.get(c.key, {})
+    if pair.get("mindprint", {}).get("ok") and pair.get("peer", {}).get("ok"):
+        return pair["mindprint"], pair["peer"], True
+    return jobs.get(c.mindprint), jobs.get(c.peer), False
+
+
+def build_comparisons(jobs: dict[str, dict[str, Any]],
+                      interleaved: dict[str, dict[str, dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for c in COMPARISONS:
-        mp, peer = jobs.get(c.mindprint), jobs.get(c.peer)
+        mp, peer, paired = sides(c, jobs, interleaved or {})
         row: dict[str, Any] = {"key": c.key, "title": c.title, "mindprint": c.mindprint, "peer": c.peer,
-                               "target": c.target}
+                               "target": c.target, "measured": "interleaved" if paired else "separate runs"}
         problems = [f"{name}: {(j or {}).get('error') or (j or {}).get('skipped') or 'not run yet'}"
                     for name, j in ((c.mindprint, mp), (c.peer, peer)) if j is None or not j.get("ok")]
         if problems:
@@ -46,7 +70,10 @@ def build_comparisons(jobs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             "eval_before_mindprint": mp.get("eval_before"),
             "eval_before_peer": peer.get("eval_before"),
             "peak_rss_ratio": _div(mp["peak_rss_mb"], peer["peak_rss_mb"]),
+            "rounds": len(mp.get("rounds") or [None]),
         })
+        if paired:
+            row["ratio_paired_steps"] = paired_step_ratio(mp, peer)
         ratio = row["ratio"]
         if c.target is None:
             row["status"] = "info"
@@ -110,6 +137,10 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"- {meta['threads']} threads per job (torch.set_num_threads + OMP/OpenBLAS env); each job in its own process",
         (f"- {meta.get('rounds', 1)} rounds, the job order reversed every other round; each job's timed steps "
          "pooled over the rounds" if meta.get("rounds", 1) > 1 else "- 1 round (jobs in the listed order)"),
+        ("- comparisons marked *interleaved*: the mindprint job and its peer ran at the same time, taking turns step "
+         "by step (`--interleave`, tools/bench/baton.py), so both saw the same machine speed and never competed "
+         "for the cores; time spent waiting for the turn is excluded; who starts alternates between rounds"
+         if results.get("interleaved") else "- every job ran alone"),
         f"- machine: {meta['machine']}; load average at start {meta['loadavg_start']}, at end {meta['loadavg_end']}",
         f"- commit `{meta['git_commit']}`, {meta['date']}",
         "",
@@ -120,20 +151,25 @@ def render_markdown(results: dict[str, Any]) -> str:
         "tokens/s (real, non-padding tokens). amortised ratio includes the one-off costs (set-up, reference "
         "precompute, compilation, first-step allocations) spread over a 100-step run."),
         "",
-        ("| comparison | mindprint | peer | median s/step mp / peer | **ratio** | target | per-token ratio | "
+        ("| comparison | mindprint | peer | measured | median s/step mp / peer | **ratio** | target | per-token ratio | "
         "amortised ratio (100 steps) | one-off s mp / peer | peak RSS MB mp / peer | fixed-set loss after N: mp / peer |"),
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    interleaved = results.get("interleaved", {})
     for row in results["comparisons"]:
-        mp, peer = jobs.get(row["mindprint"], {}), jobs.get(row["peer"], {})
+        pair = interleaved.get(row["key"], {}) if row.get("measured") == "interleaved" else {}
+        mp = pair.get("mindprint") or jobs.get(row["mindprint"], {})
+        peer = pair.get("peer") or jobs.get(row["peer"], {})
         target = "—" if row["target"] is None else f">= {row['target']:.1f}x"
         if row["status"] == "not measured":
             lines.append(f"| {row['title']} | {mp.get('label', row['mindprint'])} | {peer.get('label', row['peer'])} | "
-                         f"— | not measured | {target} | — | — | — | — | {row['reason']} |")
+                         f"— | — | not measured | {target} | — | — | — | — | {row['reason']} |")
             continue
         mark = {"met": " ✅", "missed": " ❌", "info": ""}[row["status"]]
+        how = (f"interleaved, {row['rounds']} round(s); per-step ratio {_f(row.get('ratio_paired_steps'), 2)}x"
+               if row.get("measured") == "interleaved" else f"separate runs, {row.get('rounds', 1)} round(s)")
         lines.append(
-            f"| {row['title']} | {mp['label']} | {peer['label']} | "
+            f"| {row['title']} | {mp['label']} | {peer['label']} | {how} | "
             f"{_pair(mp['sec_per_step_median'], peer['sec_per_step_median'])} | **{_f(row['ratio'], 2)}x**{mark} | {target} | "
             f"{_f(row['ratio_per_token'], 2)}x | {_f(row['ratio_amortised'], 2)}x | "
             f"{_pair(mp['one_off_s'], peer['one_off_s'], 1)} | {_pair(mp['peak_rss_mb'], peer['peak_rss_mb'], 0)} | "
