@@ -30,13 +30,14 @@ from mindprint_interfaces.data import as_preference_pairs, tokenize_preferences
 from mindprint_interfaces.protocols import Model, TrainerCallback
 
 from .callbacks import FiniteLossMixin, ProgressBridge
+from .compact_head import CompactHeadMixin
 from .model import PyTorchModel, ensure_torch_model
 from .training import TorchTrainerBase, common_args
 
 REF_ADAPTER = "ref"
 
 
-class _DPOTrainer(FiniteLossMixin, DPOTrainer):
+class _DPOTrainer(FiniteLossMixin, CompactHeadMixin, DPOTrainer):
     """DPOTrainer on pre-tokenized data; optionally drops TRL's frozen adapter copy (reference = base)."""
 
     samples_per_row = 2
@@ -46,6 +47,7 @@ class _DPOTrainer(FiniteLossMixin, DPOTrainer):
         self._mindprint_reference = mindprint_reference
         self._mindprint_policy = kwargs.get("model")
         super().__init__(*args, **kwargs)
+        self.use_compact_heads()  # LM head on completion positions only (TRL does that on CUDA/XPU only)
 
     def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
         # Called by DPOTrainer.__init__ after it created the "ref" adapter copy and before any reference
@@ -59,6 +61,7 @@ class _DPOTrainer(FiniteLossMixin, DPOTrainer):
         import torch
         from torch.utils.data import DataLoader
 
+        self.use_compact_heads()  # runs inside DPOTrainer.__init__, after TRL patched the heads
         loader = self.accelerator.prepare(DataLoader(dataset, batch_size=batch_size, collate_fn=self.data_collator,
                                                      shuffle=False, num_workers=0))
         model = self.ref_model or self.model

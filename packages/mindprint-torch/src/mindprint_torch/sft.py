@@ -19,12 +19,15 @@ from mindprint_interfaces.data import as_sft_examples, tokenize_sft
 from mindprint_interfaces.protocols import TrainerCallback
 
 from .callbacks import FiniteLossMixin, ProgressBridge
+from .compact_head import CompactHeadMixin
 from .model import PyTorchModel
 from .training import TorchTrainerBase, common_args
 
 
-class _SFTTrainer(FiniteLossMixin, SFTTrainer):
-    pass
+class _SFTTrainer(FiniteLossMixin, CompactHeadMixin, SFTTrainer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.use_compact_heads()  # LM head on loss positions only (TRL does that on CUDA/XPU only)
 
 
 def trl_sft_config(config: SFTConfig, model: PyTorchModel) -> Any:

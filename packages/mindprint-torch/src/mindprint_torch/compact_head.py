@@ -1,0 +1,147 @@
+"""TRL's fused LM head, scoring only the positions that have a label, on every device.
+
+TRL patches the model's forward with a fused LM head (``trl.kernels.ChunkedLogProbFunction``): the
+per-token log-probabilities are computed in vocabulary tiles without building the full logits. With its
+Triton kernels (CUDA/XPU) it scores only the positions whose next-token label is not ``-100``; on every
+other device (CPU, MPS) it scores *every* position of the padded batch and zeroes the unwanted ones
+afterwards, because there a changing number of rows would recompile tiles on some accelerators. On a
+small model the LM head is a large share of a token's compute (SmolLM2-135M: vocabulary 49152 x
+hidden 576, about a fifth of the forward and backward), and in SFT with completion-only loss or in
+DPO the prompt and the padding carry no label — often half of the positions.
+
+:func:`install` re-patches a model TRL has patched: the same backbone call, the same
+``ChunkedLogProbFunction`` with the same settings (read from TRL's own patched forward, so temperature,
+logit soft-capping and scaling, the extra metric outputs are TRL's), fed only the labelled rows, the
+results scattered back into the padded layout TRL expects. The values are TRL's; only rows whose
+result TRL would discard are not computed. Anything this does not cover (pre-shifted labels, MoE
+router losses, sharded heads, a TRL whose patched forward looks different) goes to TRL's forward,
+and a numerical probe against TRL's forward decides per model whether the compact one is used.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import types
+from typing import Any
+
+import torch
+
+# The names TRL's patched forward closes over (trl.trainer.utils.add_fused_lm_head); all must be present.
+_TRL_SETTINGS = ("original_forward", "text_config", "final_logit_softcapping", "logit_scale", "backbone_attr",
+                 "cast_lm_head_to_fp32", "temperature", "outputs")
+_MARK = "_mindprint_compact_head"
+
+
+def _trl_settings(forward: Any) -> dict[str, Any] | None:
+    func = getattr(forward, "__func__", None)
+    if func is None or getattr(getattr(func, "__code__", None), "co_name", "") != "_fused_forward":
+        return None
+    nonlocals = inspect.getclosurevars(func).nonlocals
+    if not all(name in nonlocals for name in _TRL_SETTINGS):
+        return None
+    return {name: nonlocals[name] for name in _TRL_SETTINGS}
+
+
+def _compact_forward(trl_forward: Any, settings: dict[str, Any]) -> Any:
+    from trl.kernels import ChunkedLogProbFunction
+    from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE as chunk_size
+    from trl.trainer.utils import FusedCausalLMOutput, maybe_gather_lm_head_ctx
+
+    text_config = settings["text_config"]
+    outputs = settings["outputs"]
+
+    def forward(self: Any, *args: Any, fused_lm_head: bool = False, labels: Any = None, shift_labels: Any = None,
+                num_items_in_batch: Any = None, **kwargs: Any) -> Any:
+        plain = (not fused_lm_head or labels is None or shift_labels is not None or settings["cast_lm_head_to_fp32"]
+                 or kwargs.get("output_router_logits") or getattr(text_config, "output_router_logits", False))
+        if plain:
+            return trl_forward(*args, fused_lm_head=fused_lm_head, labels=labels, shift_labels=shift_labels,
+                               num_items_in_batch=num_items_in_batch, **kwargs)
+        kwargs["use_cache"] = False
+        backbone_outputs = getattr(self, settings["backbone_attr"])(*args, **kwargs)
+        lm_head = self.get_output_embeddings()
+        hidden_states = backbone_outputs.last_hidden_state[:, :-1].to(lm_head.weight.device)
+        shifted = labels[:, 1:].to(lm_head.weight.device)
+        mask = shifted != -100
+        weight, bias = lm_head.weight, lm_head.bias
+        with maybe_gather_lm_head_ctx(weight, bias):
+            per_token = ChunkedLogProbFunction.apply(
+                hidden_states[mask], weight, bias, shifted[mask], settings["temperature"], chunk_size,
+                settings["final_logit_softcapping"], settings["logit_scale"], outputs)
+        # masked_scatter keeps an all-masked micro-batch connected to the graph (a differentiable zero), as TRL does
+        log_probs, entropy, log_sum_sq_probs, mean_logits, is_top1 = (
+            None if x is None else x.new_zeros(mask.shape).masked_scatter(mask, x) for x in per_token)
+        assert log_probs is not None  # always computed by ChunkedLogProbFunction
+        count = mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
+        return FusedCausalLMOutput(loss=-log_probs.sum() / count, log_probs=log_probs, entropy=entropy,
+                                   log_sum_sq_probs=log_sum_sq_probs, mean_logits=mean_logits, is_top1=is_top1,
+                                   label_mask=mask, aux_loss=None)
+
+    return forward
+
+
+def install(model: Any) -> bool:
+    """Use the compact head on ``model`` (the transformers model TRL patched, under any PEFT wrapper).
+    Returns whether it is in use; False leaves TRL's forward as it was."""
+    trl_forward = model.__dict__.get("forward")
+    if trl_forward is not None and trl_forward is model.__dict__.get(_MARK):
+        return True  # already ours (a second call for the same trainer)
+    settings = _trl_settings(trl_forward)
+    if settings is None:
+        return False
+    weight = getattr(model.get_output_embeddings(), "weight", None)
+    if weight is None or type(weight).__name__ == "DTensor":
+        return False
+    try:
+        compact = types.MethodType(_compact_forward(trl_forward, settings), model)
+    except ImportError:  # a TRL without these names: keep its own head
+        return False
+    if not _agrees(model, trl_forward, compact, settings["outputs"]):
+        return False
+    model.forward = compact
+    setattr(model, _MARK, compact)
+    return True
+
+
+def _agrees(model: Any, trl_forward: Any, compact: Any, outputs: tuple[str, ...]) -> bool:
+    """Both forwards on a small batch with padding and unlabelled positions: the same per-token values."""
+    vocab = int(model.get_output_embeddings().weight.shape[0])
+    device = model.get_output_embeddings().weight.device
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, vocab, (2, 12), generator=gen).to(device)
+    attention = torch.ones_like(ids)
+    attention[1, 9:] = 0
+    labels = ids.masked_fill(torch.arange(12, device=device) < 5, -100).masked_fill(attention == 0, -100)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            ref = trl_forward(input_ids=ids, attention_mask=attention, labels=labels, fused_lm_head=True)
+            got = compact(input_ids=ids, attention_mask=attention, labels=labels, fused_lm_head=True)
+    finally:
+        model.train(was_training)
+    for name in outputs:
+        a, b = getattr(ref, name), getattr(got, name)
+        if a is None or b is None or a.shape != b.shape:
+            return False
+        if not torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-5):
+            return False
+    return math.isclose(float(ref.loss), float(got.loss), rel_tol=1e-4, abs_tol=1e-6)
+
+
+class CompactHeadMixin:
+    """Mixed into the TRL trainer subclasses: after TRL patched its heads, switch them to the compact one.
+    ``compact_head`` tells whether the policy uses it (False: TRL's own head, e.g. the probe disagreed)."""
+
+    compact_head: bool = False
+
+    def use_compact_heads(self) -> None:
+        from peft import PeftModel
+
+        model: Any = self.model  # type: ignore[attr-defined]
+        policy = model.get_base_model() if isinstance(model, PeftModel) else model
+        self.compact_head = install(policy)
+        ref = getattr(self, "ref_model", None)
+        if ref is not None:
+            install(ref)
