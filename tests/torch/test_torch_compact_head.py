@@ -31,6 +31,23 @@ def _head_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return rows
 
 
+def _shared_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Spy on the shared-prefix backbone: the rows of every batch it computed (None results not counted)."""
+    from mindprint_torch import shared_prefix
+
+    batches: list[int] = []
+    original = shared_prefix.hidden_states
+
+    def hidden_states(backbone: Any, inputs: dict[str, Any]) -> Any:
+        out = original(backbone, inputs)
+        if out is not None:
+            batches.append(int(out.shape[0]))
+        return out
+
+    monkeypatch.setattr(shared_prefix, "hidden_states", hidden_states)
+    return batches
+
+
 def _run(make: Callable[[], Any], records: list[dict[str, Any]]) -> tuple[Any, Any]:
     trainer = make()
     result = trainer.train(records)
@@ -60,9 +77,11 @@ def test_same_training_as_trl_head_with_fewer_rows(task: str, backend: TorchBack
         return lambda: create(load_tiny(), {**config, "output_dir": str(tmp_path / out)})
 
     rows = _head_rows(monkeypatch)
+    shared_batches = _shared_batches(monkeypatch)
     compact, compact_result = _run(make("compact"), records)
     compact_rows = list(rows)
     assert compact.trl_trainer.compact_head is True
+    assert compact.get_model().hf_model.get_base_model().__dict__.get("_mindprint_shared_prefix") is (task == "dpo")
 
     rows.clear()
     monkeypatch.setattr(compact_head, "install", lambda model: False)  # TRL's own head, every position scored
@@ -71,9 +90,14 @@ def test_same_training_as_trl_head_with_fewer_rows(task: str, backend: TorchBack
 
     _same_history(compact_result.metrics["history"], plain_result.metrics["history"])
     # the work saved: TRL scores every position of the padded batch on CPU, the compact head only labelled ones
-    # (the compact run's first calls are the probe's: TRL's head and the compact one on a 2x12 batch)
+    # (the compact run's first calls are the probe's: TRL's head and the compact one on a 4x11 batch)
     training_rows = compact_rows[-len(rows):]
-    assert compact_rows[:2] == [22, 11] and sum(training_rows) < 0.8 * sum(rows), (compact_rows, rows)
+    assert compact_rows[:2] == [40, 17] and sum(training_rows) < 0.8 * sum(rows), (compact_rows, rows)
+    # DPO also runs each pair's prompt once (a second probe); SFT batches are not pairs
+    assert compact.trl_trainer.shared_prompts is (task == "dpo")
+    # ... and it is the path training took: the probe (2 pairs), the reference precompute (2 batches of 4
+    # pairs) and the 4 steps
+    assert shared_batches == ([] if task == "sft" else [4] + [8] * 6), shared_batches
 
 
 def test_probe_refuses_a_head_that_disagrees(tiny: PyTorchModel, backend: TorchBackend,
@@ -97,3 +121,55 @@ def test_a_model_trl_did_not_patch_is_left_alone(tiny: PyTorchModel) -> None:
     assert "forward" not in model.__dict__
     assert compact_head.install(model) is False
     assert "forward" not in model.__dict__
+
+
+def test_shared_prefix_hidden_states_and_gradients_match_the_padded_batch(tiny: PyTorchModel) -> None:
+    """Each pair's prompt once, both continuations from a copy of its cache: the same hidden states as the
+    padded batch, and the same gradients for the LoRA weights (with a non-zero adapter, so B != 0)."""
+    from mindprint_interfaces import AdapterConfig
+    from mindprint_torch import shared_prefix
+    from mindprint_torch.adapters import add_adapter
+
+    add_adapter(tiny, AdapterConfig(r=4, alpha=8, target_modules=("q_proj", "k_proj", "v_proj", "o_proj")), seed=0)
+    model = tiny.hf_model
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05, generator=gen)
+    backbone = model.get_base_model().model
+    ids, attention, _ = compact_head._probe_batch(int(model.config.vocab_size), "cpu")
+    weights = torch.randn(ids.shape + (backbone.config.hidden_size,), generator=torch.Generator().manual_seed(1))
+
+    def run(shared: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model.zero_grad()
+        inputs = {"input_ids": ids, "attention_mask": attention, "use_cache": False}
+        hidden = shared_prefix.hidden_states(backbone, inputs) if shared else backbone(**inputs).last_hidden_state
+        assert hidden is not None
+        mask = attention[..., None].float()
+        (hidden * mask * weights).sum().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return (hidden * mask).detach(), grads
+
+    padded, padded_grads = run(False)
+    shared, shared_grads = run(True)
+    torch.testing.assert_close(shared, padded, rtol=1e-5, atol=1e-5)
+    assert padded_grads.keys() == shared_grads.keys() and any("lora_A" in n for n in padded_grads)
+    for name, grad in padded_grads.items():
+        # fp32 sums in another order: differences ~1e-6 of the largest entry (a wrong cache would be O(1))
+        assert (shared_grads[name] - grad).abs().max() <= 1e-5 * grad.abs().max(), name
+
+
+def test_shared_prefix_declines_batches_it_does_not_handle(tiny: PyTorchModel) -> None:
+    from mindprint_torch import shared_prefix
+
+    backbone = tiny.hf_model.model
+    ids, attention, _ = compact_head._probe_batch(int(tiny.hf_model.config.vocab_size), "cpu")
+    assert shared_prefix.hidden_states(backbone, {"input_ids": ids[:3], "attention_mask": attention[:3]}) is None
+    left = attention.flip(1)  # left padding
+    assert shared_prefix.hidden_states(backbone, {"input_ids": ids, "attention_mask": left}) is None
+    other = ids.clone()
+    other[2:, 0] = (other[:2, 0] + 1) % int(tiny.hf_model.config.vocab_size)  # no common first token
+    assert shared_prefix.hidden_states(backbone, {"input_ids": other, "attention_mask": attention}) is None
+    assert shared_prefix.hidden_states(backbone, {"input_ids": ids, "attention_mask": attention,
+                                                  "position_ids": attention.cumsum(1)}) is None

@@ -320,6 +320,7 @@ def rerender(out_dir: Path, merge_from: Sequence[Path] = ()) -> int:
     for other_path in merge_from:
         other = json.loads(Path(other_path).read_text())
         results["jobs"].update(other["jobs"])
+        results.setdefault("interleaved", {}).update(other.get("interleaved", {}))
         meta = other["meta"]
         results["meta"].setdefault("merged_runs", []).append(
             {k: meta.get(k) for k in ("date", "loadavg_start", "loadavg_end", "jobs_run_this_time", "git_commit")})

@@ -27,10 +27,13 @@ from typing import Any
 
 import torch
 
+from . import shared_prefix
+
 # The names TRL's patched forward closes over (trl.trainer.utils.add_fused_lm_head); all must be present.
 _TRL_SETTINGS = ("original_forward", "text_config", "final_logit_softcapping", "logit_scale", "backbone_attr",
                  "cast_lm_head_to_fp32", "temperature", "outputs")
 _MARK = "_mindprint_compact_head"
+_TRL_FORWARD = "_mindprint_trl_forward"
 
 
 def _trl_settings(forward: Any) -> dict[str, Any] | None:
@@ -59,9 +62,14 @@ def _compact_forward(trl_forward: Any, settings: dict[str, Any]) -> Any:
             return trl_forward(*args, fused_lm_head=fused_lm_head, labels=labels, shift_labels=shift_labels,
                                num_items_in_batch=num_items_in_batch, **kwargs)
         kwargs["use_cache"] = False
-        backbone_outputs = getattr(self, settings["backbone_attr"])(*args, **kwargs)
+        backbone = getattr(self, settings["backbone_attr"])
+        hidden = None
+        if not args and getattr(self, shared_prefix.ATTR, False):
+            hidden = shared_prefix.hidden_states(backbone, kwargs)
+        if hidden is None:
+            hidden = backbone(*args, **kwargs).last_hidden_state
         lm_head = self.get_output_embeddings()
-        hidden_states = backbone_outputs.last_hidden_state[:, :-1].to(lm_head.weight.device)
+        hidden_states = hidden[:, :-1].to(lm_head.weight.device)
         shifted = labels[:, 1:].to(lm_head.weight.device)
         mask = shifted != -100
         weight, bias = lm_head.weight, lm_head.bias
@@ -101,18 +109,31 @@ def install(model: Any) -> bool:
         return False
     model.forward = compact
     setattr(model, _MARK, compact)
+    setattr(model, _TRL_FORWARD, (trl_forward, settings["outputs"]))
+    return True
+
+
+def share_prompts(model: Any) -> bool:
+    """DPO: let the compact head run each pair's prompt once (:mod:`.shared_prefix`) if the probe agrees.
+    Needs :func:`install` to have succeeded on ``model``."""
+    compact = model.__dict__.get("forward")
+    if compact is None or compact is not model.__dict__.get(_MARK):
+        return False
+    if getattr(model, shared_prefix.ATTR, False):
+        return True
+    trl_forward, outputs = getattr(model, _TRL_FORWARD)
+    setattr(model, shared_prefix.ATTR, True)
+    if not _agrees(model, trl_forward, compact, outputs):
+        setattr(model, shared_prefix.ATTR, False)
+        return False
     return True
 
 
 def _agrees(model: Any, trl_forward: Any, compact: Any, outputs: tuple[str, ...]) -> bool:
-    """Both forwards on a small batch with padding and unlabelled positions: the same per-token values."""
-    vocab = int(model.get_output_embeddings().weight.shape[0])
-    device = model.get_output_embeddings().weight.device
-    gen = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, vocab, (2, 12), generator=gen).to(device)
-    attention = torch.ones_like(ids)
-    attention[1, 9:] = 0
-    labels = ids.masked_fill(torch.arange(12, device=device) < 5, -100).masked_fill(attention == 0, -100)
+    """Both forwards on a small DPO-shaped batch (two pairs sharing their prompts, unlabelled prompts,
+    right padding): the same per-token values."""
+    ids, attention, labels = _probe_batch(int(model.get_output_embeddings().weight.shape[0]),
+                                          model.get_output_embeddings().weight.device)
     was_training = model.training
     model.eval()
     try:
@@ -130,18 +151,42 @@ def _agrees(model: Any, trl_forward: Any, compact: Any, outputs: tuple[str, ...]
     return math.isclose(float(ref.loss), float(got.loss), rel_tol=1e-4, abs_tol=1e-6)
 
 
+def _probe_batch(vocab: int, device: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(0, vocab, (n,), generator=gen) for n in (5, 3)]
+    completions = [torch.randint(0, vocab, (n,), generator=gen) for n in (4, 5, 6, 2)]  # chosen 1, 2; rejected 1, 2
+    rows = [(prompts[i % 2], completions[i]) for i in (0, 1, 2, 3)]
+    length = max(len(p) + len(c) for p, c in rows)
+    ids = torch.zeros(len(rows), length, dtype=torch.long)
+    attention = torch.zeros_like(ids)
+    labels = torch.full_like(ids, -100)
+    for r, (prompt, completion) in enumerate(rows):
+        n = len(prompt) + len(completion)
+        ids[r, :n] = torch.cat([prompt, completion])
+        attention[r, :n] = 1
+        labels[r, len(prompt):n] = completion
+    return ids.to(device), attention.to(device), labels.to(device)
+
+
 class CompactHeadMixin:
-    """Mixed into the TRL trainer subclasses: after TRL patched its heads, switch them to the compact one.
-    ``compact_head`` tells whether the policy uses it (False: TRL's own head, e.g. the probe disagreed)."""
+    """Mixed into the TRL trainer subclasses: after TRL patched its heads, switch them to the compact one
+    (and, for DPO, to shared prompts). ``compact_head`` / ``shared_prompts`` tell what the policy uses
+    (False: TRL's own forward, e.g. the probe disagreed)."""
 
     compact_head: bool = False
+    shared_prompts: bool = False
+    pair_batches: bool = False  # DPO: rows i and B + i of a batch share their prompt
 
     def use_compact_heads(self) -> None:
         from peft import PeftModel
 
         model: Any = self.model  # type: ignore[attr-defined]
-        policy = model.get_base_model() if isinstance(model, PeftModel) else model
-        self.compact_head = install(policy)
         ref = getattr(self, "ref_model", None)
-        if ref is not None:
-            install(ref)
+        for target in (model.get_base_model() if isinstance(model, PeftModel) else model, ref):
+            if target is None or not install(target):
+                continue
+            if not self.pair_batches:  # the model may come from a DPO run: its SFT batches are not pairs
+                setattr(target, shared_prefix.ATTR, False)
+            shared = self.pair_batches and share_prompts(target)
+            if target is not ref:
+                self.compact_head, self.shared_prompts = True, shared

@@ -41,13 +41,14 @@ class _DPOTrainer(FiniteLossMixin, CompactHeadMixin, DPOTrainer):
     """DPOTrainer on pre-tokenized data; optionally drops TRL's frozen adapter copy (reference = base)."""
 
     samples_per_row = 2
+    pair_batches = True
     _mindprint_reference = "initial_policy"
 
     def __init__(self, *args: Any, mindprint_reference: str = "initial_policy", **kwargs: Any) -> None:
         self._mindprint_reference = mindprint_reference
         self._mindprint_policy = kwargs.get("model")
         super().__init__(*args, **kwargs)
-        self.use_compact_heads()  # LM head on completion positions only (TRL does that on CUDA/XPU only)
+        self.use_compact_heads()  # LM head on completion positions only, each prompt once
 
     def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
         # Called by DPOTrainer.__init__ after it created the "ref" adapter copy and before any reference
