@@ -136,13 +136,16 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"{meta['lr_dpo']}), beta {meta['beta']}, no gradient clipping, AdamW (wd 0, bias correction), seed {meta['seed']}"),
         f"- {meta['threads']} threads per job (torch.set_num_threads + OMP/OpenBLAS env); each job in its own process",
         (f"- {meta.get('rounds', 1)} rounds, the job order reversed every other round; each job's timed steps "
-         "pooled over the rounds" if meta.get("rounds", 1) > 1 else "- 1 round (jobs in the listed order)"),
+         "pooled over the rounds" if meta.get("rounds", 1) > 1 else
+         "- 1 round per job unless a row says otherwise (jobs in the listed order)"),
         ("- comparisons marked *interleaved*: the mindprint job and its peer ran at the same time, taking turns step "
          "by step (`--interleave`, tools/bench/baton.py), so both saw the same machine speed and never competed "
          "for the cores; time spent waiting for the turn is excluded; who starts alternates between rounds"
          if results.get("interleaved") else "- every job ran alone"),
         f"- machine: {meta['machine']}; load average at start {meta['loadavg_start']}, at end {meta['loadavg_end']}",
         f"- commit `{meta['git_commit']}`, {meta['date']}",
+        *(f"- merged from a later run: commit `{m.get('git_commit')}`, {m.get('date')}, jobs "
+          f"{', '.join(m.get('jobs_run_this_time') or [])}" for m in meta.get("merged_runs", [])),
         "",
         "## Speed",
         "",
