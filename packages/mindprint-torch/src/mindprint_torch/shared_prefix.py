@@ -18,6 +18,7 @@ runs the ordinary batched backbone.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -39,6 +40,14 @@ def _copied_cache(prompt_cache: Any, rows: int) -> Any:
     return cache
 
 
+def _cache_names(backbone: Any) -> tuple[str, str]:
+    """(argument, output field) of the KV cache: transformers >= 5.2x calls both ``cache``, before that
+    ``past_key_values`` (still accepted, with a deprecation warning)."""
+    if "cache" in inspect.signature(backbone.forward).parameters:
+        return "cache", "cache"
+    return "past_key_values", "past_key_values"
+
+
 def hidden_states(backbone: Any, inputs: dict[str, Any]) -> torch.Tensor | None:
     """``last_hidden_state`` of the padded batch ``inputs`` (``input_ids``, ``attention_mask``), computed pair
     by pair with shared prefixes; None when the batch does not have the shape this handles."""
@@ -56,6 +65,7 @@ def hidden_states(backbone: Any, inputs: dict[str, Any]) -> torch.Tensor | None:
     if not bool((attention.bool() == (torch.arange(length, device=ids.device) < lengths[:, None])).all()):
         return None  # not right-padded
     pairs = rows // 2
+    cache_arg, cache_field = _cache_names(backbone)
     out: list[torch.Tensor | None] = [None] * rows
     for first, second in ((i, i + pairs) for i in range(pairs)):
         n_first, n_second = int(lengths[first]), int(lengths[second])
@@ -67,12 +77,12 @@ def hidden_states(backbone: Any, inputs: dict[str, Any]) -> torch.Tensor | None:
         if prefix < 1:
             return None
         head = backbone(input_ids=ids[first:first + 1, :prefix], use_cache=True)
-        cache = _copied_cache(head.past_key_values, 2)
+        cache = _copied_cache(getattr(head, cache_field), 2)
         if cache is None:
             return None
         tail_len = max(n_first, n_second) - prefix
         tails = torch.stack([ids[first, prefix:prefix + tail_len], ids[second, prefix:prefix + tail_len]])
-        tail = backbone(input_ids=tails, past_key_values=cache, use_cache=True).last_hidden_state
+        tail = backbone(input_ids=tails, use_cache=True, **{cache_arg: cache}).last_hidden_state
         for k, (row, n) in enumerate(((first, n_first), (second, n_second))):
             states = torch.cat([head.last_hidden_state[0], tail[k, :n - prefix]])
             out[row] = F.pad(states, (0, 0, 0, length - n))
