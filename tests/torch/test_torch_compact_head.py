@@ -112,8 +112,24 @@ def test_probe_refuses_a_head_that_disagrees(tiny: PyTorchModel, backend: TorchB
         out.log_probs = out.log_probs * 1.01
         return out
 
-    assert compact_head._agrees(model, ours, ours, ("log_probs", "entropy", "is_top1"))
-    assert not compact_head._agrees(model, ours, skewed, ("log_probs", "entropy", "is_top1"))
+    _, settings = model.__dict__["_mindprint_trl_forward"]
+    assert settings["outputs"] == ("log_probs", "entropy", "is_top1")
+    assert compact_head._agrees(model, ours, ours, settings)
+    assert not compact_head._agrees(model, ours, skewed, settings)
+
+
+def test_shared_prompts_refused_when_the_probe_disagrees(tiny: PyTorchModel, backend: TorchBackend,
+                                                         easy_pairs: list[dict[str, Any]], tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model on which the shared path goes wrong (here: continuations that do not see the prompt) must not
+    train with it; the compact head alone still applies."""
+    from mindprint_torch import shared_prefix
+    from transformers import DynamicCache
+
+    monkeypatch.setattr(shared_prefix, "_copied_cache", lambda cache, rows: DynamicCache())
+    trainer = backend.create_dpo_trainer(tiny, {"max_steps": 1, "output_dir": str(tmp_path)})
+    assert trainer.train(easy_pairs).success
+    assert trainer.trl_trainer.compact_head is True and trainer.trl_trainer.shared_prompts is False
 
 
 def test_a_model_trl_did_not_patch_is_left_alone(tiny: PyTorchModel) -> None:

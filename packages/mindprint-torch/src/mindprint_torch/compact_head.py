@@ -105,11 +105,11 @@ def install(model: Any) -> bool:
         compact = types.MethodType(_compact_forward(trl_forward, settings), model)
     except ImportError:  # a TRL without these names: keep its own head
         return False
-    if not _agrees(model, trl_forward, compact, settings["outputs"]):
+    if not _agrees(model, trl_forward, compact, settings):
         return False
     model.forward = compact
     setattr(model, _MARK, compact)
-    setattr(model, _TRL_FORWARD, (trl_forward, settings["outputs"]))
+    setattr(model, _TRL_FORWARD, (trl_forward, settings))
     return True
 
 
@@ -121,15 +121,18 @@ def share_prompts(model: Any) -> bool:
         return False
     if getattr(model, shared_prefix.ATTR, False):
         return True
-    trl_forward, outputs = getattr(model, _TRL_FORWARD)
+    trl_forward, settings = getattr(model, _TRL_FORWARD)
     setattr(model, shared_prefix.ATTR, True)
-    if not _agrees(model, trl_forward, compact, outputs):
+    try:
+        agrees = _agrees(model, trl_forward, compact, settings)
+    except (TypeError, ValueError, AttributeError):  # layers that do not take a plain per-layer cache
+        agrees = False
+    if not agrees:
         setattr(model, shared_prefix.ATTR, False)
-        return False
-    return True
+    return agrees
 
 
-def _agrees(model: Any, trl_forward: Any, compact: Any, outputs: tuple[str, ...]) -> bool:
+def _agrees(model: Any, trl_forward: Any, compact: Any, settings: dict[str, Any]) -> bool:
     """Both forwards on a small DPO-shaped batch (two pairs sharing their prompts, unlabelled prompts,
     right padding): the same per-token values."""
     ids, attention, labels = _probe_batch(int(model.get_output_embeddings().weight.shape[0]),
@@ -142,7 +145,7 @@ def _agrees(model: Any, trl_forward: Any, compact: Any, outputs: tuple[str, ...]
             got = compact(input_ids=ids, attention_mask=attention, labels=labels, fused_lm_head=True)
     finally:
         model.train(was_training)
-    for name in outputs:
+    for name in settings["outputs"]:
         a, b = getattr(ref, name), getattr(got, name)
         if a is None or b is None or a.shape != b.shape:
             return False

@@ -12,8 +12,8 @@ everything after the backbone — the LM head, the loss, the metrics — is TRL'
 Causal attention makes this exact: a position only sees earlier positions, and up to the end of the
 common prefix the two rows are the same tokens. Right padding after a continuation is never seen by
 its real tokens. Batches of another shape (odd rows, left padding, no shared prefix, a row of one token,
-extra model inputs) and caches other than plain per-layer key/value lists return None: the caller then
-runs the ordinary batched backbone.
+extra model inputs) return None: the caller then runs the ordinary batched backbone. Models whose layers
+do not work with a plain per-layer cache are refused by the probe in :func:`.compact_head.share_prompts`.
 """
 
 from __future__ import annotations
@@ -23,34 +23,36 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from transformers import DynamicCache
 
 ATTR = "_mindprint_shared_prefix"  # set on the transformers model: its batches are DPO pairs
 
 
 def _copied_cache(prompt_cache: Any, rows: int) -> Any:
-    from transformers import DynamicCache
-    from transformers.cache_utils import DynamicLayer
-
-    layers = getattr(prompt_cache, "layers", None)
-    if not layers or any(type(layer) is not DynamicLayer for layer in layers):
-        return None
+    """A fresh cache holding the prompt's keys/values for ``rows`` continuations (expanded views: the
+    gradient of every continuation flows back into the one prompt forward)."""
     cache = DynamicCache()
-    for index, layer in enumerate(layers):
+    for index, layer in enumerate(prompt_cache.layers):
         cache.update(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1), index)
     return cache
 
 
-def _cache_names(backbone: Any) -> tuple[str, str]:
-    """(argument, output field) of the KV cache: transformers >= 5.2x calls both ``cache``, before that
-    ``past_key_values`` (still accepted, with a deprecation warning)."""
-    if "cache" in inspect.signature(backbone.forward).parameters:
-        return "cache", "cache"
-    return "past_key_values", "past_key_values"
+_CACHE_ARGUMENT: dict[type, str] = {}
 
 
-def hidden_states(backbone: Any, inputs: dict[str, Any]) -> torch.Tensor | None:
-    """``last_hidden_state`` of the padded batch ``inputs`` (``input_ids``, ``attention_mask``), computed pair
-    by pair with shared prefixes; None when the batch does not have the shape this handles."""
+def _cache_argument(backbone: Any) -> str:
+    """The KV cache argument: transformers >= 5.2x calls it ``cache``, before that ``past_key_values`` (still
+    accepted, with a deprecation warning). Looked up once per backbone class, not per batch."""
+    kind = type(backbone)
+    if kind not in _CACHE_ARGUMENT:
+        takes_cache = "cache" in inspect.signature(kind.forward).parameters
+        _CACHE_ARGUMENT[kind] = "cache" if takes_cache else "past_key_values"
+    return _CACHE_ARGUMENT[kind]
+
+
+def _pair_prefixes(backbone: Any, inputs: dict[str, Any]) -> list[tuple[int, int, int]] | None:
+    """(common prefix length, row length of chosen, of rejected) for every pair of the padded batch, or None when
+    the batch does not have the shape this handles. Decided before any forward, so a decline costs nothing."""
     # PEFT passes unused arguments as None (inputs_embeds, output_attentions, ...)
     if {k for k, v in inputs.items() if v is not None} - {"input_ids", "attention_mask", "use_cache"}:
         return None
@@ -65,25 +67,40 @@ def hidden_states(backbone: Any, inputs: dict[str, Any]) -> torch.Tensor | None:
     if not bool((attention.bool() == (torch.arange(length, device=ids.device) < lengths[:, None])).all()):
         return None  # not right-padded
     pairs = rows // 2
-    cache_arg, cache_field = _cache_names(backbone)
-    out: list[torch.Tensor | None] = [None] * rows
+    plan = []
     for first, second in ((i, i + pairs) for i in range(pairs)):
         n_first, n_second = int(lengths[first]), int(lengths[second])
         limit = min(n_first, n_second) - 1  # each continuation keeps at least one token
         if limit < 1:
             return None
-        same = ids[first, :limit] == ids[second, :limit]
-        prefix = int(same.int().cumprod(dim=0).sum())
+        prefix = int((ids[first, :limit] == ids[second, :limit]).int().cumprod(dim=0).sum())
         if prefix < 1:
             return None
-        head = backbone(input_ids=ids[first:first + 1, :prefix], use_cache=True)
-        cache = _copied_cache(getattr(head, cache_field), 2)
-        if cache is None:
-            return None
+        plan.append((prefix, n_first, n_second))
+    return plan
+
+
+def hidden_states(backbone: Any, inputs: dict[str, Any]) -> torch.Tensor | None:
+    """``last_hidden_state`` of the padded batch ``inputs`` (``input_ids``, ``attention_mask``), computed pair
+    by pair with shared prefixes; None when the batch does not have the shape this handles."""
+    plan = _pair_prefixes(backbone, inputs)
+    if plan is None:
+        return None
+    ids = inputs["input_ids"]
+    pairs, length = len(plan), ids.shape[1]
+    cache_arg = _cache_argument(backbone)
+    chosen: list[torch.Tensor] = []
+    rejected: list[torch.Tensor] = []
+    for first, (prefix, n_first, n_second) in enumerate(plan):
+        second = first + pairs
+        # a plain per-layer cache of our own, whatever cache type the model would pick by itself
+        prompt_cache = DynamicCache()
+        head = backbone(input_ids=ids[first:first + 1, :prefix], use_cache=True, **{cache_arg: prompt_cache})
+        cache = _copied_cache(prompt_cache, 2)
         tail_len = max(n_first, n_second) - prefix
         tails = torch.stack([ids[first, prefix:prefix + tail_len], ids[second, prefix:prefix + tail_len]])
         tail = backbone(input_ids=tails, use_cache=True, **{cache_arg: cache}).last_hidden_state
-        for k, (row, n) in enumerate(((first, n_first), (second, n_second))):
+        for out, k, n in ((chosen, 0, n_first), (rejected, 1, n_second)):
             states = torch.cat([head.last_hidden_state[0], tail[k, :n - prefix]])
-            out[row] = F.pad(states, (0, 0, 0, length - n))
-    return torch.stack([h for h in out if h is not None])
+            out.append(F.pad(states, (0, 0, 0, length - n)))
+    return torch.stack(chosen + rejected)
