@@ -150,6 +150,11 @@ class StepClock:
         }
 
 
+def timed_steps(result: dict[str, Any]) -> list[float]:
+    """A job result's timed step times: pooled over its rounds, or its one round without the warm-up."""
+    return list(result.get("pooled_timed_steps_s") or result["step_times_s"][result["warmup_steps"]:])
+
+
 def combine_rounds(first: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
     """One job measured in several rounds (``--rounds``, alternating job order): pool the timed steps.
 
@@ -160,8 +165,7 @@ def combine_rounds(first: dict[str, Any], later: dict[str, Any]) -> dict[str, An
     if not (first.get("ok") and later.get("ok")):
         return later if later.get("ok") else first
     rounds = first.get("rounds") or [_round_summary(first)]
-    timed = first.get("pooled_timed_steps_s") or first["step_times_s"][first["warmup_steps"]:]
-    timed = list(timed) + later["step_times_s"][later["warmup_steps"]:]
+    timed = timed_steps(first) + timed_steps(later)
     merged = dict(first)
     steady = statistics.fmean(timed)
     one_off = statistics.fmean([r["one_off_s"] for r in rounds] + [later["one_off_s"]])

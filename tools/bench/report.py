@@ -7,6 +7,7 @@ import statistics
 from typing import Any
 
 from .jobs import COMPARISONS, JOBS, MEMORY_CHECKS, Comparison
+from .measure import timed_steps
 
 
 def _num(x: Any) -> float | None:
@@ -22,14 +23,10 @@ def _eval_key(task: str) -> str:
     return "loss" if task == "sft" else "dpo_loss"
 
 
-def _timed(job: dict[str, Any]) -> list[float]:
-    return list(job.get("pooled_timed_steps_s") or job["step_times_s"][job["warmup_steps"]:])
-
-
 def paired_step_ratio(mp: dict[str, Any], peer: dict[str, Any]) -> float | None:
     """Median over steps of peer step time / mindprint step time, step i against step i of the same turn
     sequence (interleaved runs only: there step i of both sides ran back to back on the same machine)."""
-    a, b = _timed(mp), _timed(peer)
+    a, b = timed_steps(mp), timed_steps(peer)
     if len(a) != len(b) or not a:
         return None
     return statistics.median(q / p for p, q in zip(a, b) if p > 0)
