@@ -155,7 +155,7 @@ def test_incompatible_adapter_names_the_mismatch(tiny: Any, tmp_path: Path) -> N
     with pytest.raises(AdapterFormatError) as info:
         tiny.load_adapter(tmp_path / "bad")
     assert "layer 3 does not exist (the base model has 2 layers)" in str(info.value)
-    assert "adapter expects (in=32, out=64), base model has (in=64, out=64)" in str(info.value)
+    assert "adapter expects (in=32, out=64), the base model has (in=64, out=64)" in str(info.value)
 
 
 def test_unreadable_adapters(tiny: Any, tmp_path: Path) -> None:
@@ -176,7 +176,7 @@ def test_save_is_atomic(tiny: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     path = tiny.save_adapter(tmp_path / "a")
     before = (path / "adapter_model.safetensors").read_bytes()
     randomise(tiny)
-    import mindprint_mlx.adapters as adapters
+    import mindprint_kit.adapter_files as adapters  # the writer every backend shares
 
     def boom(*args: Any, **kwargs: Any) -> None:
         raise OSError("disk full")

@@ -116,7 +116,7 @@ def test_incompatible_adapter_says_what_does_not_match(backend: TorchBackend, ti
         tiny.load_adapter(path)
     message = str(info.value)
     assert "layer 2 does not exist (the base model has 2 layers)" in message
-    assert "shape (4, 32), the base model needs (4, 64)" in message
+    assert "adapter expects (in=32, out=32), the base model has (in=64, out=64)" in message
     assert not tiny.has_adapter()  # a refused load leaves the model as it was
 
 

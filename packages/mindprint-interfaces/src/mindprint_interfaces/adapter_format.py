@@ -58,6 +58,10 @@ class LoraKey:
     def peft(self) -> str:
         return f"base_model.model.model.layers.{self.layer}.{self.module}.lora_{self.matrix}.weight"
 
+    def peft_parameter(self, adapter_name: str = "default") -> str:
+        """The live parameter's name inside a PeftModel (``named_parameters()``), e.g. for gradients."""
+        return f"base_model.model.model.layers.{self.layer}.{self.module}.lora_{self.matrix}.{adapter_name}.weight"
+
     def mlx(self) -> str:
         return f"model.layers.{self.layer}.{self.module}.lora_{self.matrix.lower()}"
 

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from .backend import MLXBackend
 
 if TYPE_CHECKING:
-    from .adapters import MLXAdapterManager, convert_adapter
+    from .adapter_manager import MLXAdapterManager
+    from .adapters import convert_adapter
     from .device import MLXDeviceManager
     from .dpo import MLXDPOTrainer
     from .model import MLXModel
@@ -24,7 +25,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "MLXModel": ".model",
     "MLXDeviceManager": ".device",
-    "MLXAdapterManager": ".adapters",
+    "MLXAdapterManager": ".adapter_manager",
     "convert_adapter": ".adapters",
     "MLXSFTTrainer": ".sft",
     "MLXDPOTrainer": ".dpo",

@@ -8,7 +8,7 @@ if TYPE_CHECKING:
     from mindprint_interfaces import AdapterManager, Backend, BackendConfig, DeviceManager, Model, SFTConfig, Trainer
     from mindprint_interfaces import DPOConfig, Tokenizer
 
-    from .adapters import MLXAdapterManager
+    from .adapter_manager import MLXAdapterManager
     from .backend import MLXBackend
     from .device import MLXDeviceManager
     from .dpo import MLXDPOTrainer

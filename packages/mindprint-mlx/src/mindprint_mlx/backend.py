@@ -6,13 +6,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mindprint_interfaces import BackendConfig, BackendMismatchError, DPOConfig, SFTConfig
+from mindprint_interfaces import BackendConfig, DPOConfig, SFTConfig
 from mindprint_interfaces.protocols import Model, PathLike, TrainerCallback
 
 from ._imports import require_mlx
 
 if TYPE_CHECKING:
-    from .adapters import MLXAdapterManager
+    from .adapter_manager import MLXAdapterManager
     from .device import MLXDeviceManager
     from .dpo import MLXDPOTrainer
     from .model import MLXModel
@@ -20,11 +20,10 @@ if TYPE_CHECKING:
 
 
 def ensure_mlx_model(model: object) -> "MLXModel":
-    from .model import MLXModel
+    """Return ``model`` if it is an MLXModel, else raise BackendMismatchError ("Expected MLXModel, got X")."""
+    from .model import ensure_mlx_model as ensure
 
-    if not isinstance(model, MLXModel):
-        raise BackendMismatchError(expected="MLXModel", got=type(model).__name__)
-    return model
+    return ensure(model)
 
 
 class MLXBackend:
@@ -35,7 +34,7 @@ class MLXBackend:
     def __init__(self, config: BackendConfig | None = None) -> None:
         self.config = config if config is not None else BackendConfig(backend_type="mlx")
         core, _ = require_mlx()  # 'mlx-lm not installed: ...' when missing
-        from .adapters import MLXAdapterManager
+        from .adapter_manager import MLXAdapterManager
         from .device import MLXDeviceManager
 
         self._device_manager = MLXDeviceManager(self.config.device, self.config.dtype)

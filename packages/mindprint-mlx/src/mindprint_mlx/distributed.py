@@ -1,4 +1,4 @@
-"""Data-parallel training with ``mx.distributed`` (DESIGN.md §8).
+"""Data-parallel training with ``mx.distributed`` (docs/architecture.md, "Data parallel").
 
 Launch any script that trains with this backend under mlx's launcher and it runs data parallel::
 

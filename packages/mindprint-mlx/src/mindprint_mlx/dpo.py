@@ -24,8 +24,9 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from mindprint_interfaces import ConfigError, DPOConfig
-from mindprint_interfaces.data import IGNORE_INDEX, TokenizedPair, as_preference_pairs, tokenize_preferences
+from mindprint_interfaces.data import IGNORE_INDEX, TokenizedPair
 from mindprint_interfaces.protocols import TrainerCallback
+from mindprint_kit.data import Prepared, prepare_preferences
 
 from . import distributed, lean_forward, lora
 from .losses import dpo_per_example_loss, token_logprobs
@@ -79,13 +80,8 @@ class MLXDPOTrainer(MLXTrainerBase[DPOConfig]):
         mean_logits = mx.stop_gradient(logits[:, :-1, :]).mean(axis=-1) * mask
         return logps[:b], logps[b:], mx.stack([mean_logits[:b].sum(), mean_logits[b:].sum()])
 
-    def _prepare(self, data: Sequence[Mapping[str, Any]], source: str) -> tuple[list[Any], dict[str, Any]]:
-        pairs = as_preference_pairs(data, source)
-        tokenized = tokenize_preferences(self._model.tokenizer, pairs, max_length=self.config.max_length,
-                                         truncation=self.config.truncation, source=source)
-        stats = {"num_examples": len(tokenized.examples), "truncated": tokenized.truncated,
-                 "dropped": len(tokenized.dropped)}
-        return list(tokenized.examples), stats
+    def _prepare(self, data: Sequence[Mapping[str, Any]], source: str) -> Prepared[TokenizedPair]:
+        return prepare_preferences(self._model.tokenizer, data, self.config, source)
 
     # -- reference -------------------------------------------------------------------------------------------------
     def reference_logps(self, pairs: Sequence[TokenizedPair]) -> tuple[Any, Any]:
@@ -117,7 +113,7 @@ class MLXDPOTrainer(MLXTrainerBase[DPOConfig]):
     def _start(self, examples: list[Any]) -> None:
         self._ref_chosen, self._ref_rejected = self.reference_logps(examples)
 
-    def _finish(self) -> None:
+    def _cleanup(self) -> None:
         self._ref_chosen = self._ref_rejected = None
 
     # -- steps -----------------------------------------------------------------------------------------------------

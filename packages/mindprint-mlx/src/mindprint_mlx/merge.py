@@ -11,26 +11,40 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten
 from safetensors.numpy import save_file
 
-from mindprint_interfaces import MergeVerificationError
+from mindprint_interfaces import HFTokenizer, MergeVerificationError
 from mindprint_interfaces.fileio import atomic_directory
 from mindprint_interfaces.protocols import PathLike
 
-if TYPE_CHECKING:
-    from .model import MLXModel
+from .loading import load_hf_directory
+from .lora import lora_modules
+
+
+class MergeSource(Protocol):
+    """What a merge reads from an MLX model (MLXModel has it; no import of it here)."""
+
+    module: Any
+    model_path: Path
+    hf_config: dict[str, Any]
+
+    @property
+    def tokenizer(self) -> HFTokenizer: ...
+    @property
+    def dtype(self) -> str: ...
+    def logits(self, input_ids: Any) -> Any: ...
 
 # Tolerance on max |logit difference| relative to the logit scale (fp32 merges agree to ~1e-5).
 TOLERANCE = {"float32": 1e-3, "bfloat16": 6e-2, "float16": 2e-2}
 EXTRA_FILES = ("generation_config.json",)
 
 
-def merged_weights(model: "MLXModel") -> dict[str, np.ndarray]:
+def merged_weights(model: MergeSource) -> dict[str, np.ndarray]:
     """HF-named fp32 weights with every LoRA delta (scale * B @ A) folded into its base linear."""
     params = dict(tree_flatten(model.module.parameters()))
     out: dict[str, np.ndarray] = {}
@@ -39,8 +53,6 @@ def merged_weights(model: "MLXModel") -> dict[str, np.ndarray]:
         if leaf in ("lora_a", "lora_b"):
             continue
         out[name.replace(".linear.", ".")] = np.array(value.astype(mx.float32))
-    from .lora import lora_modules
-
     for (layer, module), m in lora_modules(model.module).items():
         key = f"model.layers.{layer}.{module}.weight"
         a = np.array(m.lora_a.astype(mx.float32))  # (in, r)
@@ -49,7 +61,7 @@ def merged_weights(model: "MLXModel") -> dict[str, np.ndarray]:
     return out
 
 
-def probe_batch(model: "MLXModel") -> list[list[int]]:
+def probe_batch(model: MergeSource) -> list[list[int]]:
     vocab = int(model.hf_config.get("vocab_size") or len(model.tokenizer))
     text = model.tokenizer.encode("The capital of France is Paris. What is two plus two?")[:24]
     spread = [(i * 7919 + 13) % vocab for i in range(24)]
@@ -58,7 +70,7 @@ def probe_batch(model: "MLXModel") -> list[list[int]]:
     return [r[:width] for r in rows]
 
 
-def write_hf_directory(model: "MLXModel", out: Path, weights: dict[str, np.ndarray]) -> None:
+def write_hf_directory(model: MergeSource, out: Path, weights: dict[str, np.ndarray]) -> None:
     save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, str(out / "model.safetensors"),
               metadata={"format": "pt"})
     config = json.loads((model.model_path / "config.json").read_text(encoding="utf-8"))
@@ -74,10 +86,8 @@ def write_hf_directory(model: "MLXModel", out: Path, weights: dict[str, np.ndarr
             shutil.copy2(src, out / name)
 
 
-def verify(model: "MLXModel", directory: Path) -> float:
+def verify(model: MergeSource, directory: Path) -> float:
     """Reload ``directory`` and compare its logits with ``model``'s on the probe batch; returns max |diff|."""
-    from .loading import load_hf_directory
-
     probe = mx.array(probe_batch(model))
     expected = model.logits(probe)
     reloaded, _, _ = load_hf_directory(directory, None, mx.float32)
@@ -92,7 +102,7 @@ def verify(model: "MLXModel", directory: Path) -> float:
     return diff
 
 
-def save_merged(model: "MLXModel", path: PathLike) -> Path:
+def save_merged(model: MergeSource, path: PathLike) -> Path:
     target = Path(path)
     with atomic_directory(target) as tmp:
         write_hf_directory(model, tmp, merged_weights(model))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -12,11 +12,19 @@ from mlx_lm.generate import stream_generate
 from mlx_lm.sample_utils import make_sampler
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
-from mindprint_interfaces import AdapterConfig, ForwardOutput, Generation, GenerationConfig, HFTokenizer
-from mindprint_interfaces.data import IGNORE_INDEX, Message, render_prompt
+from mindprint_interfaces import (
+    AdapterConfig,
+    BackendMismatchError,
+    ForwardOutput,
+    Generation,
+    GenerationConfig,
+    HFTokenizer,
+)
+from mindprint_interfaces.data import IGNORE_INDEX
 from mindprint_interfaces.protocols import PathLike, Prompt
+from mindprint_kit.prompts import encode_prompt, trim_at_stop
 
-from . import lora
+from . import adapters, lora, merge
 from .losses import ce_sum_and_count, token_logprobs
 
 LOGPROB_CHUNK = 8  # sequences per forward in sequence_logprobs
@@ -127,26 +135,19 @@ class MLXModel:
         return values
 
     # --- generation -------------------------------------------------------------------------
+    def encode_prompt(self, prompt: Prompt) -> list[int]:
+        """Prompt -> ids, the same on every backend (:func:`mindprint_kit.prompts.encode_prompt`)."""
+        return encode_prompt(self._tokenizer, prompt)
+
     def prompt_ids(self, prompt: Prompt) -> list[int]:
-        if isinstance(prompt, str):
-            if self._tokenizer.has_chat_template:
-                return render_prompt(self._tokenizer, [Message(role="user", content=prompt)])
-            bos = self._tokenizer.bos_token_id
-            return ([bos] if bos is not None else []) + self._tokenizer.encode(prompt)
-        items = list(prompt)
-        if items and all(isinstance(t, int) for t in items):
-            return [int(cast(int, t)) for t in items]
-        if items and all(isinstance(m, Mapping) for m in items):
-            maps = [cast(Mapping[str, Any], m) for m in items]
-            messages = [Message(role=str(m["role"]), content=str(m["content"])) for m in maps]
-            return render_prompt(self._tokenizer, messages)
-        raise TypeError("prompt must be a string, a sequence of token ids, or a list of {role, content} messages")
+        """Deprecated name of :meth:`encode_prompt`."""
+        return self.encode_prompt(prompt)
 
     def generate(self, prompt: Prompt, config: GenerationConfig | None = None, **overrides: Any) -> Generation:
         cfg = GenerationConfig.coerce(config)
         if overrides:
             cfg = cfg.replace(**overrides)
-        ids = self.prompt_ids(prompt)
+        ids = self.encode_prompt(prompt)
         if not ids:
             raise ValueError("empty prompt")
         if cfg.seed is not None:
@@ -165,11 +166,9 @@ class MLXModel:
             if cfg.stop and any(s in stream_text for s in cfg.stop):
                 finish = "stop"
                 break
-        text = self._tokenizer.decode(tokens, skip_special_tokens=True)
-        if cfg.stop:
-            cut = min((text.find(s) for s in cfg.stop if s in text), default=-1)
-            if cut >= 0:
-                text, finish = text[:cut], "stop"
+        text, stopped = trim_at_stop(self._tokenizer.decode(tokens, skip_special_tokens=True), cfg.stop)
+        if stopped:
+            finish = "stop"
         return Generation(text=text, token_ids=tuple(tokens), finish_reason="stop" if finish == "stop" else "length",
                           prompt_tokens=len(ids))
 
@@ -183,16 +182,17 @@ class MLXModel:
         self.adapter_config = None
 
     def load_adapter(self, path: PathLike) -> None:
-        from .adapters import load_adapter
-
-        load_adapter(self, path)
+        adapters.load_adapter(self, path)
 
     def save_adapter(self, path: PathLike, format: str = "peft") -> Path:
-        from .adapters import save_adapter
-
-        return save_adapter(self, path, format=format)
+        return adapters.save_adapter(self, path, format=format)
 
     def save_pretrained(self, path: PathLike) -> Path:
-        from .merge import save_merged
+        return merge.save_merged(self, path)
 
-        return save_merged(self, path)
+
+def ensure_mlx_model(model: object) -> MLXModel:
+    """Return ``model`` if it is an MLXModel, else raise BackendMismatchError ("Expected MLXModel, got X")."""
+    if not isinstance(model, MLXModel):
+        raise BackendMismatchError(expected="MLXModel", got=type(model).__name__)
+    return model

@@ -17,8 +17,9 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from mindprint_interfaces import SFTConfig
-from mindprint_interfaces.data import IGNORE_INDEX, TokenizedExample, as_sft_examples, tokenize_sft
+from mindprint_interfaces.data import IGNORE_INDEX, TokenizedExample
 from mindprint_interfaces.protocols import TrainerCallback
+from mindprint_kit.data import Prepared, prepare_sft
 
 from . import lean_forward
 from .losses import ce_sum_and_count
@@ -42,14 +43,8 @@ class MLXSFTTrainer(MLXTrainerBase[SFTConfig]):
 
         self._grad_fn = nn.value_and_grad(model.module, loss_fn)
 
-    def _prepare(self, data: Sequence[Mapping[str, Any]], source: str) -> tuple[list[Any], dict[str, Any]]:
-        examples = as_sft_examples(data, source)
-        tokenized = tokenize_sft(self._model.tokenizer, examples, max_length=self.config.max_length,
-                                 truncation=self.config.truncation,
-                                 completion_only_loss=self.config.completion_only_loss, source=source)
-        stats = {"num_examples": len(tokenized.examples), "truncated": tokenized.truncated,
-                 "dropped": len(tokenized.dropped)}
-        return list(tokenized.examples), stats
+    def _prepare(self, data: Sequence[Mapping[str, Any]], source: str) -> Prepared[TokenizedExample]:
+        return prepare_sft(self._model.tokenizer, data, self.config, source)
 
     def _micro_step(self, examples: list[Any], indices: Sequence[int]) -> tuple[Any, Any, Any, dict[str, Any]]:
         batch: list[TokenizedExample] = [examples[i] for i in indices]

@@ -56,7 +56,7 @@ def _slug(text: str) -> str:
 
 
 def trainer_topic_id(topic_id: str) -> str:
-    """The topic id handed to ``train_on_topic``: each part limited to letters, digits, ``_ . -``."""
+    """The topic's adapter sub-directory: each part limited to letters, digits, ``_ . -``."""
     return "/".join(re.sub(r"[^A-Za-z0-9_.-]+", "_", part).strip(".") or "_" for part in topic_id.split("/"))
 
 
@@ -323,7 +323,7 @@ class DPOPipeline:
             run_dir = Path(cfg.output_dir) / "runs" / _slug(topic.id) / f"attempt-{attempt}"
             sft = self.backend.create_sft_trainer(model, cfg.sft_config(seed=seed, output_dir=run_dir / "sft"),
                                                   callbacks=[StepForwarder("sft", topic.id, self.callbacks)])
-            sft_result = sft.train_on_topic(topic.sft_records(), trainer_topic_id(topic.id))
+            sft_result = sft.train(topic.sft_records(), adapter_dir=run_dir / "sft" / trainer_topic_id(topic.id))
             result.sft_loss, result.sft_samples = sft_result.final_loss, sft_result.samples_trained
             if not sft_result.success:
                 result.error = f"SFT failed: {sft_result.error_message}"
@@ -336,7 +336,8 @@ class DPOPipeline:
             if accuracy >= cfg.accuracy_threshold and voice < cfg.dpo_trigger_threshold and topic.preferences:
                 dpo = self.backend.create_dpo_trainer(model, cfg.dpo_config(seed=seed, output_dir=run_dir / "dpo"),
                                                       callbacks=[StepForwarder("dpo", topic.id, self.callbacks)])
-                dpo_result = dpo.train_on_topic(topic.preference_records(), trainer_topic_id(topic.id))
+                dpo_result = dpo.train(topic.preference_records(),
+                                       adapter_dir=run_dir / "dpo" / trainer_topic_id(topic.id))
                 result.dpo_applied = True
                 result.dpo_loss, result.dpo_samples = dpo_result.final_loss, dpo_result.samples_trained
                 if not dpo_result.success:

@@ -4,7 +4,8 @@
 ``mindprint.backends`` entry point.
 """
 
-from .adapters import TorchAdapterManager, convert_adapter
+from .adapter_manager import TorchAdapterManager
+from .adapters import convert_adapter
 from .backend import TorchBackend
 from .device import TorchDeviceManager
 from .dpo import TorchDPOTrainer

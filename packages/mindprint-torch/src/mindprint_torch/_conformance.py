@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mindprint_interfaces import AdapterManager, Backend, BackendConfig, DeviceManager, Model, Trainer
 
-    from .adapters import TorchAdapterManager
+    from .adapter_manager import TorchAdapterManager
     from .backend import TorchBackend
     from .device import TorchDeviceManager
     from .dpo import TorchDPOTrainer

@@ -1,41 +1,51 @@
-"""LoRA adapters through PEFT: add, save (PEFT or mlx-lm layout, atomically), load (either layout), convert.
+"""LoRA adapters through PEFT: add, save (PEFT or mlx-lm layout, atomically), load (either layout).
 
-The canonical on-disk format is PEFT's own (``PeftModel.save_pretrained``). mlx-lm's layout is
-read and written by exact conversion: ``lora_a = A.T`` (in, r), ``lora_b = B.T`` (r, out),
-``scale = alpha / r``. Loading checks the adapter against the base model (layer count, module
-names, matrix shapes) and says what does not fit.
+The canonical on-disk format is PEFT's own (``PeftModel.save_pretrained``). Reading either layout,
+writing mlx-lm's, converting and the fits-the-model check are :mod:`mindprint_kit.adapter_files`'
+(shared with every backend); this module moves matrices between PEFT's live LoRA layers and the kit's
+PEFT-oriented numpy :data:`~mindprint_kit.adapter_files.LoraWeights`.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from mindprint_interfaces import AdapterConfig, AdapterFormatError
-from mindprint_interfaces.adapter_format import (
-    MLX_WEIGHTS,
-    PEFT_CONFIG,
-    PEFT_WEIGHTS,
-    LoraKey,
-    detect_layout,
-    mlx_config_dict,
-    parse_mlx_key,
-    parse_peft_key,
-    peft_config_dict,
-    read_adapter_config,
-)
+from mindprint_interfaces.adapter_format import LoraKey, parse_peft_key
 from mindprint_interfaces.fileio import atomic_directory
-from mindprint_interfaces.protocols import Model, PathLike
+from mindprint_interfaces.protocols import PathLike
+from mindprint_kit.adapter_files import (
+    LoraWeights,
+    adapter_config_for,
+    check_fits,
+    check_format,
+    convert_adapter,
+    read_adapter,
+    write_adapter,
+)
 
-from .model import PyTorchModel, ensure_torch_model
+__all__ = ["ADAPTER_NAME", "add_adapter", "convert_adapter", "current_config", "live_weights", "load_adapter",
+           "lora_config", "save_adapter"]
 
 ADAPTER_NAME = "default"
-LoraTensors = dict[LoraKey, torch.Tensor]  # PEFT orientation: A (r, in), B (out, r)
+
+
+class PeftHost(Protocol):
+    """What adapter I/O needs from a torch model (PyTorchModel has it; no import of it here)."""
+
+    hf_model: Any
+
+    @property
+    def num_layers(self) -> int: ...
+    @property
+    def base_model(self) -> Any: ...
+    @property
+    def torch_dtype(self) -> torch.dtype: ...
+    def has_adapter(self) -> bool: ...
 
 
 def lora_config(config: AdapterConfig) -> Any:
@@ -57,7 +67,7 @@ def _alpha(value: float) -> Any:
     return int(value) if float(value).is_integer() else float(value)
 
 
-def add_adapter(model: PyTorchModel, config: AdapterConfig, *, seed: int | None = None) -> None:
+def add_adapter(model: PeftHost, config: AdapterConfig, *, seed: int | None = None) -> None:
     """Wrap the model with a fresh LoRA adapter (B = 0, so outputs are unchanged until trained).
 
     With ``seed``, lora_A is drawn from a generator seeded with it (the process-wide RNG is
@@ -78,13 +88,13 @@ def add_adapter(model: PyTorchModel, config: AdapterConfig, *, seed: int | None 
         model.hf_model = get_peft_model(model.hf_model, lora_config(config), adapter_name=ADAPTER_NAME)
 
 
-def _check_layers(model: PyTorchModel, config: AdapterConfig) -> None:
+def _check_layers(model: PeftHost, config: AdapterConfig) -> None:
     if config.layers is not None and any(i >= model.num_layers for i in config.layers):
         bad = [i for i in config.layers if i >= model.num_layers]
         raise AdapterFormatError(f"lora layers {bad} do not exist: the model has {model.num_layers} layers (0..{model.num_layers - 1})")
 
 
-def current_config(model: PyTorchModel) -> AdapterConfig:
+def current_config(model: PeftHost) -> AdapterConfig:
     """AdapterConfig of the model's live adapter."""
     if not model.has_adapter():
         raise AdapterFormatError("the model has no adapter")
@@ -100,158 +110,62 @@ def current_config(model: PyTorchModel) -> AdapterConfig:
                          layers=tuple(int(i) for i in layers) if layers else None)
 
 
-def live_tensors(model: PyTorchModel) -> LoraTensors:
-    """The live adapter's LoRA matrices (detached CPU copies), keyed by layer/module/matrix."""
+def live_weights(model: PeftHost) -> LoraWeights:
+    """The live adapter's LoRA matrices as fp32 numpy in PEFT orientation, keyed by (layer, module)."""
     from peft import get_peft_model_state_dict
 
     state = get_peft_model_state_dict(model.hf_model, adapter_name=ADAPTER_NAME)
-    return {parse_peft_key(k): v.detach().to("cpu").clone() for k, v in state.items()}
-
-
-# -- reading / writing adapter directories ----------------------------------------------------------------------
-def read_adapter(path: PathLike) -> tuple[AdapterConfig, LoraTensors, dict[str, Any]]:
-    """(config, tensors in PEFT orientation, raw adapter_config.json) from a PEFT or mlx-lm directory."""
-    from safetensors.torch import load_file
-
-    p = Path(path)
-    layout = detect_layout(p)
-    raw = json.loads((p / PEFT_CONFIG).read_text(encoding="utf-8"))
-    try:
-        weights = load_file(str(p / (PEFT_WEIGHTS if layout == "peft" else MLX_WEIGHTS)))
-    except Exception as exc:  # safetensors raises its own error types
-        raise AdapterFormatError(f"{p}: cannot read adapter weights: {exc}") from None
-    tensors: LoraTensors = {}
-    for name, value in weights.items():
-        if layout == "peft":
-            tensors[parse_peft_key(name)] = value
-        else:
-            tensors[parse_mlx_key(name)] = value.T.contiguous()  # mlx (in, r)/(r, out) -> PEFT (r, in)/(out, r)
-    if not tensors:
-        raise AdapterFormatError(f"{p}: the adapter has no LoRA weights")
-    config = read_adapter_config(p, sorted({k.layer for k in tensors}))
-    if layout == "peft":
-        unsupported = [k for k in ("use_dora", "use_rslora") if raw.get(k)]
-        if raw.get("bias", "none") != "none":
-            unsupported.append(f"bias={raw['bias']!r}")
-        if raw.get("modules_to_save"):
-            unsupported.append("modules_to_save")
-        if unsupported:
-            raise AdapterFormatError(f"{p}: unsupported PEFT adapter options: {', '.join(unsupported)}")
-    _check_pairs(p, config, tensors)
-    return config, tensors, raw
-
-
-def _check_pairs(where: Path, config: AdapterConfig, tensors: LoraTensors) -> None:
-    problems: list[str] = []
-    for key, value in tensors.items():
-        other = LoraKey(key.layer, key.module, "B" if key.matrix == "A" else "A")
-        if other not in tensors:
-            problems.append(f"{key.peft()} has no matching lora_{other.matrix}")
-        if value.dim() != 2:
-            problems.append(f"{key.peft()} is not a matrix (shape {tuple(value.shape)})")
-            continue
-        rank = value.shape[0] if key.matrix == "A" else value.shape[1]
-        if rank != config.r:
-            problems.append(f"{key.peft()} has rank {rank} but the config says r={config.r}")
-    if problems:
-        raise AdapterFormatError(f"{where}: inconsistent adapter: " + "; ".join(problems[:10]))
-
-
-def write_adapter(dst: PathLike, config: AdapterConfig, tensors: Mapping[LoraKey, torch.Tensor], *, to: str,
-                  base_model_name_or_path: str = "", num_model_layers: int | None = None) -> Path:
-    """Write ``tensors`` (PEFT orientation) as a PEFT or mlx-lm adapter directory, atomically."""
-    from safetensors.torch import save_file
-
-    if to not in ("peft", "mlx"):
-        raise AdapterFormatError(f"unknown adapter format {to!r}; expected 'peft' or 'mlx'")
-    if to == "peft":
-        cfg = peft_config_dict(config, base_model_name_or_path)
-        weights = {k.peft(): v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-        names = (PEFT_CONFIG, PEFT_WEIGHTS)
-    else:
-        layers = num_model_layers if num_model_layers is not None else max(k.layer for k in tensors) + 1
-        if config.layers is None:
-            config = AdapterConfig(r=config.r, alpha=config.alpha, dropout=config.dropout,
-                                   target_modules=config.target_modules, layers=tuple(sorted({k.layer for k in tensors})))
-        cfg = mlx_config_dict(config, layers)
-        weights = {k.mlx(): v.detach().to("cpu").T.contiguous() for k, v in tensors.items()}
-        names = (PEFT_CONFIG, MLX_WEIGHTS)
-    with atomic_directory(dst) as tmp:
-        (tmp / names[0]).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        save_file(weights, str(tmp / names[1]), metadata={"format": "pt"})
-    return Path(dst)
-
-
-def convert_adapter(src: PathLike, dst: PathLike, *, to: str = "peft", num_model_layers: int | None = None) -> Path:
-    """Convert an adapter directory between the PEFT and mlx-lm layouts (exact: transpose, alpha = scale * r)."""
-    config, tensors, raw = read_adapter(src)
-    if to == detect_layout(src):
-        with atomic_directory(dst) as tmp:
-            for f in Path(src).iterdir():
-                if f.is_file():
-                    shutil.copy2(f, tmp / f.name)
-        return Path(dst)
-    base = str(raw.get("base_model_name_or_path") or "")
-    return write_adapter(dst, config, tensors, to=to, base_model_name_or_path=base, num_model_layers=num_model_layers)
+    halves: dict[tuple[int, str], dict[str, np.ndarray]] = {}
+    for name, value in state.items():
+        key = parse_peft_key(name)
+        halves.setdefault((key.layer, key.module), {})[key.matrix] = value.detach().float().cpu().numpy().copy()
+    return {site: (pair["A"], pair["B"]) for site, pair in sorted(halves.items())}
 
 
 # -- model-level save / load ------------------------------------------------------------------------------------
-def save_adapter(model: PyTorchModel, path: PathLike, *, format: str = "peft") -> Path:
+def save_adapter(model: PeftHost, path: PathLike, *, format: str = "peft") -> Path:
     """Save the live adapter. ``peft`` uses PEFT's own writer; ``mlx`` writes mlx-lm's layout. Atomic."""
+    check_format(format)
     if not model.has_adapter():
         raise AdapterFormatError("the model has no adapter to save (train it or load one first)")
     if format == "peft":
         with atomic_directory(path) as tmp:
             model.hf_model.save_pretrained(str(tmp), selected_adapters=[ADAPTER_NAME], save_embedding_layers=False)
         return Path(path)
-    if format == "mlx":
-        return write_adapter(path, current_config(model), live_tensors(model), to="mlx",
-                             num_model_layers=model.num_layers)
-    raise AdapterFormatError(f"unknown adapter format {format!r}; expected 'peft' or 'mlx'")
+    return write_adapter(path, current_config(model), live_weights(model), format="mlx",
+                         num_model_layers=model.num_layers)
 
 
-def check_compatible(model: PyTorchModel, config: AdapterConfig, tensors: LoraTensors, where: str = "") -> None:
-    """Raise AdapterFormatError naming every way the adapter does not fit the model."""
-    problems: list[str] = []
-    n = model.num_layers
+def module_shapes(model: PeftHost) -> Any:
+    """``check_fits``'s question for this model: (in, out) of a layer's linear, or why there is none."""
     layers = model.base_model.model.layers if hasattr(model.base_model, "model") else None
     if layers is None:
-        raise AdapterFormatError(f"{where}: cannot locate decoder layers in {type(model.base_model).__name__}")
-    for key, value in sorted(tensors.items(), key=lambda kv: (kv[0].layer, kv[0].module, kv[0].matrix)):
-        if key.layer >= n:
-            problems.append(f"layer {key.layer} does not exist (the base model has {n} layers)")
-            continue
+        raise AdapterFormatError(f"cannot locate decoder layers in {type(model.base_model).__name__}")
+
+    def shape(layer: int, name: str) -> tuple[int, int] | str:
         try:
-            module = layers[key.layer].get_submodule(key.module)
+            module = layers[layer].get_submodule(name)
         except AttributeError:
-            problems.append(f"layer {key.layer} has no module {key.module!r}")
-            continue
+            return f"module {name!r} not found in the base model"
         base_layer = getattr(module, "base_layer", module)
         in_f, out_f = getattr(base_layer, "in_features", None), getattr(base_layer, "out_features", None)
         if in_f is None or out_f is None:
-            problems.append(f"{key.module} in layer {key.layer} is not a linear layer")
-            continue
-        want = (config.r, in_f) if key.matrix == "A" else (out_f, config.r)
-        if tuple(value.shape) != want:
-            problems.append(f"layers.{key.layer}.{key.module}.lora_{key.matrix}: shape {tuple(value.shape)}, "
-                            f"the base model needs {want}")
-    if problems:
-        # structural problems (missing layers/modules) first: they explain the shape ones
-        uniq = sorted(dict.fromkeys(problems), key=lambda m: "shape" in m)
-        more = f" (and {len(uniq) - 10} more)" if len(uniq) > 10 else ""
-        raise AdapterFormatError(f"{where}: adapter does not fit the base model: " + "; ".join(uniq[:10]) + more)
+            return f"{name} is not a linear layer"
+        return int(in_f), int(out_f)
+    return shape
 
 
-def load_adapter(model: PyTorchModel, path: PathLike) -> None:
+def load_adapter(model: PeftHost, path: PathLike) -> None:
     """Replace the model's adapter (if any) with the one in ``path`` (PEFT or mlx-lm layout)."""
     from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
-    config, tensors, _raw = read_adapter(path)
-    check_compatible(model, config, tensors, str(path))
-    covered = sorted({k.layer for k in tensors})
-    config = AdapterConfig(r=config.r, alpha=config.alpha, dropout=config.dropout,
-                           target_modules=tuple(sorted({k.short for k in tensors})),
-                           layers=tuple(covered) if len(covered) < model.num_layers else None)
+    config, weights = read_adapter(path)
+    check_fits(weights, num_layers=model.num_layers, module_shape=module_shapes(model), where=str(path))
+    config = adapter_config_for(config, weights, model.num_layers)
+    tensors: dict[LoraKey, torch.Tensor] = {}
+    for (layer, module), (a, b) in weights.items():
+        tensors[LoraKey(layer, module, "A")] = torch.from_numpy(a)
+        tensors[LoraKey(layer, module, "B")] = torch.from_numpy(b)
     base = model.hf_model.unload() if model.has_adapter() else model.hf_model
     peft_model = get_peft_model(base, lora_config(config), adapter_name=ADAPTER_NAME)
     dtype = model.torch_dtype
@@ -268,19 +182,3 @@ def load_adapter(model: PyTorchModel, path: PathLike) -> None:
         model.hf_model = peft_model.unload()
         raise AdapterFormatError(f"{path}: adapter weights not used by the model: {', '.join(unexpected[:5])}")
     model.hf_model = peft_model
-
-
-class TorchAdapterManager:
-    """AdapterManager protocol over the functions above."""
-
-    def add_adapter(self, model: Model, config: AdapterConfig) -> None:
-        add_adapter(ensure_torch_model(model), config)
-
-    def save(self, model: Model, path: PathLike, *, format: str = "peft") -> Path:
-        return save_adapter(ensure_torch_model(model), path, format=format)
-
-    def load(self, model: Model, path: PathLike) -> None:
-        load_adapter(ensure_torch_model(model), path)
-
-    def convert(self, src: PathLike, dst: PathLike, *, to: str) -> Path:
-        return convert_adapter(src, dst, to=to)

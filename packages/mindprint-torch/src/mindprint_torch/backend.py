@@ -11,7 +11,8 @@ import torch
 from mindprint_interfaces import BackendConfig, ConfigError, DPOConfig, SFTConfig
 from mindprint_interfaces.protocols import Model, PathLike, TrainerCallback
 
-from .adapters import TorchAdapterManager, load_adapter
+from .adapter_manager import TorchAdapterManager
+from .adapters import load_adapter
 from .device import TorchDeviceManager
 from .dpo import TorchDPOTrainer
 from .model import PyTorchModel, ensure_torch_model

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
 from mindprint_interfaces import TrainingError
-from mindprint_interfaces.callbacks import notify_save, notify_step
+from mindprint_interfaces.callbacks import notify_step
 from mindprint_interfaces.protocols import TrainerCallback as MindprintCallback
 
 from . import distributed
@@ -41,9 +40,10 @@ class ProgressBridge(TrainerCallback):
     """Collects TRL's logged metrics (history) and forwards them to the user's callbacks."""
 
     def __init__(self, callbacks: Sequence[MindprintCallback], *, save_steps: int = 0,
-                 on_checkpoint: Callable[[int], None] | None = None) -> None:
+                 on_checkpoint: Callable[[int], None] | None = None,
+                 history: list[dict[str, float]] | None = None) -> None:
         self.callbacks = list(callbacks)
-        self.history: list[dict[str, float]] = []
+        self.history: list[dict[str, float]] = history if history is not None else []
         self.summary: dict[str, float] = {}
         self.save_steps = save_steps
         self.on_checkpoint = on_checkpoint
@@ -69,11 +69,6 @@ class ProgressBridge(TrainerCallback):
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.save_steps > 0 and self.on_checkpoint is not None and state.global_step % self.save_steps == 0:
             self.on_checkpoint(int(state.global_step))
-
-    def notify_save(self, path: Path) -> None:
-        if not distributed.is_main_process():
-            return
-        notify_save(self.callbacks, path)
 
 
 class FiniteLossMixin:

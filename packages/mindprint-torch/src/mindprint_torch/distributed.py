@@ -1,4 +1,4 @@
-"""Data-parallel training with DDP through accelerate (DESIGN.md §8).
+"""Data-parallel training with DDP through accelerate (docs/architecture.md, "Data parallel").
 
 Start any script that trains with this backend under a launcher and TRL/HF Trainer run it with
 DistributedDataParallel — NCCL on CUDA, gloo on CPU::
@@ -96,60 +96,3 @@ def barrier() -> None:
 def on_main_then_wait(fn: Callable[[], T]) -> T | None:
     """Run ``fn`` on rank 0 only (e.g. write an adapter), then make every rank wait for it."""
     return ranks.on_main_then_wait(fn, is_main=is_main_process(), barrier=barrier)
-
-
-def batch_gradients(trainer: Any, data: Any) -> tuple[float, dict[str, Any]]:
-    """Loss and gradients of ONE optimizer step whose global batch is all of ``data``, under the trainer's loss.
-
-    Runs the real TRL/HF training loop for exactly one step (sharded data loader, DDP, ``num_items_in_batch``
-    normalisation, gradient accumulation ``len(data) / (per_device_batch_size * world_size)``) with clipping
-    off, captures the all-reduced gradients just before the optimizer step, then restores the adapter weights.
-    Call it on every rank; every rank returns the same result. ``len(data)`` must be a multiple of
-    ``per_device_batch_size * world_size`` (accelerate would otherwise repeat examples to fill the batch).
-    Gradient keys are PEFT parameter names (``...layers.0.self_attn.q_proj.lora_A.default.weight``).
-    """
-    import numpy as np
-    from transformers import TrainerCallback
-    from transformers.trainer_callback import PrinterCallback
-
-    from mindprint_interfaces import ConfigError
-
-    from .adapters import add_adapter
-    from .callbacks import ProgressBridge
-    from .training import quiet_datasets
-
-    dataset, _ = trainer._prepare(data, "<batch>")
-    per_step = trainer.config.per_device_batch_size * world_size()
-    if len(dataset) == 0 or len(dataset) % per_step:
-        raise ConfigError(f"batch_gradients: {len(dataset)} examples is not a multiple of per_device_batch_size x "
-                          f"world_size = {per_step}", key="per_device_batch_size")
-    model = trainer.get_model()
-    if not model.has_adapter():
-        add_adapter(model, trainer.config.adapter_config())
-    hf_model = model.hf_model
-    captured: dict[str, Any] = {}
-
-    class _Capture(TrainerCallback):
-        def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            for name, p in hf_model.named_parameters():
-                if p.requires_grad and p.grad is not None:
-                    captured[name] = p.grad.detach().float().cpu().numpy().copy()
-
-    original = trainer.config
-    state = trainer._trainable_state()
-    bridge = ProgressBridge([])
-    trainer.config = original.replace(gradient_accumulation_steps=len(dataset) // per_step, max_steps=1,
-                                      max_grad_norm=0.0, save_steps=0, logging_steps=1)
-    try:
-        with quiet_datasets():
-            hf_trainer = trainer._build(dataset, bridge)
-        hf_trainer.remove_callback(PrinterCallback)
-        hf_trainer.add_callback(_Capture())
-        hf_trainer.train()
-    finally:
-        trainer.config = original
-        trainer._cleanup()
-        trainer._restore(state)
-        hf_model.eval()
-    loss = float(bridge.history[0]["loss"]) if bridge.history else float("nan")
-    return loss, {k: np.asarray(v) for k, v in captured.items()}

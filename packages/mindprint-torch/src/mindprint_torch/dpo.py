@@ -26,8 +26,9 @@ from trl.trainer.dpo_config import DPOConfig as TRLDPOConfig
 from trl.trainer.dpo_trainer import DPOTrainer
 
 from mindprint_interfaces import ConfigError, DPOConfig
-from mindprint_interfaces.data import as_preference_pairs, tokenize_preferences
+from mindprint_interfaces.data import TokenizedPair
 from mindprint_interfaces.protocols import Model, TrainerCallback
+from mindprint_kit.data import Prepared, prepare_preferences
 
 from .callbacks import FiniteLossMixin, ProgressBridge
 from .compact_head import CompactHeadMixin
@@ -134,20 +135,17 @@ class TorchDPOTrainer(TorchTrainerBase[DPOConfig]):
         self.ref_model = ref
         self._ref_module: Any = None
 
-    def _prepare(self, data: Sequence[Mapping[str, Any]], source: str) -> tuple[Any, dict[str, Any]]:
+    def _prepare(self, data: Sequence[Mapping[str, Any]], source: str) -> Prepared[TokenizedPair]:
+        return prepare_preferences(self._model.tokenizer, data, self.config, source)
+
+    def _dataset(self, prepared: Prepared[TokenizedPair]) -> Any:
         from datasets import Dataset
 
-        pairs = as_preference_pairs(data, source)
-        tokenized = tokenize_preferences(self._model.tokenizer, pairs, max_length=self.config.max_length,
-                                         truncation=self.config.truncation, source=source)
-        dataset = Dataset.from_dict({
-            "prompt_ids": [list(p.prompt_ids) for p in tokenized.examples],
-            "chosen_ids": [list(p.chosen_ids) for p in tokenized.examples],
-            "rejected_ids": [list(p.rejected_ids) for p in tokenized.examples],
+        return Dataset.from_dict({
+            "prompt_ids": [list(p.prompt_ids) for p in prepared.examples],
+            "chosen_ids": [list(p.chosen_ids) for p in prepared.examples],
+            "rejected_ids": [list(p.rejected_ids) for p in prepared.examples],
         })
-        stats = {"num_examples": len(tokenized.examples), "truncated": tokenized.truncated,
-                 "dropped": len(tokenized.dropped)}
-        return dataset, stats
 
     def _build(self, dataset: Any, bridge: ProgressBridge) -> Any:
         if self.ref_model is not None and self._ref_module is None:

@@ -13,16 +13,28 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
-from mindprint_interfaces import MergeVerificationError
+from mindprint_interfaces import HFTokenizer, MergeVerificationError
 from mindprint_interfaces.data import Message, render_prompt
 from mindprint_interfaces.fileio import atomic_directory
 from mindprint_interfaces.protocols import PathLike
 
-from .model import PyTorchModel
+
+
+class MergeSource(Protocol):
+    """What a merge reads from a torch model (PyTorchModel has it; no import of it here)."""
+
+    hf_model: Any
+    hf_tokenizer: Any
+
+    @property
+    def tokenizer(self) -> HFTokenizer: ...
+    @property
+    def pad_id(self) -> int: ...
+    def has_adapter(self) -> bool: ...
 
 PROBE_TEXTS = (
     "The capital of France is Paris. The quick brown fox jumps over the lazy dog.",
@@ -33,7 +45,7 @@ RELATIVE_TOLERANCE = 1e-5
 ABSOLUTE_TOLERANCE = 1e-4
 
 
-def probe_batch(model: PyTorchModel) -> tuple[torch.Tensor, torch.Tensor]:
+def probe_batch(model: MergeSource) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed, right-padded batch of token ids (plain text and a chat-formatted prompt)."""
     tok = model.tokenizer
     rows = [tok.encode(t) for t in PROBE_TEXTS]
@@ -68,7 +80,7 @@ def _compare(reference: torch.Tensor, other: torch.Tensor, what: str) -> None:
             "the merged weights are wrong, nothing was saved", max_abs_diff=diff, tolerance=tol)
 
 
-def merged_cpu_copy(model: PyTorchModel) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+def merged_cpu_copy(model: MergeSource) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(merged fp32 CPU model, probe ids, probe mask, reference logits of the unmerged fp32 copy)."""
     work = copy.deepcopy(model.hf_model).to(device="cpu", dtype=torch.float32)
     # TRL patches ``forward`` on the instance (fused LM head) with a closure over the *original* module's
@@ -89,7 +101,7 @@ def merged_cpu_copy(model: PyTorchModel) -> tuple[Any, torch.Tensor, torch.Tenso
     return work, ids, mask, reference
 
 
-def save_merged(model: PyTorchModel, path: PathLike, *,
+def save_merged(model: MergeSource, path: PathLike, *,
                 _after_merge: Callable[[Any], None] | None = None,
                 _after_write: Callable[[Path], None] | None = None) -> Path:
     """Merge (on a CPU fp32 copy), save as HF safetensors + tokenizer, reload and verify. Atomic.

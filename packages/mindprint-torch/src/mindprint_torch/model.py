@@ -10,9 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from mindprint_interfaces import BackendMismatchError, ForwardOutput, Generation, GenerationConfig, HFTokenizer
-from mindprint_interfaces.data import IGNORE_INDEX, Message, render_prompt
+from mindprint_interfaces.data import IGNORE_INDEX
 from mindprint_interfaces.protocols import PathLike, Prompt
+from mindprint_kit.prompts import encode_prompt, trim_at_stop
 
+from . import adapters, merge
 from .device import DTYPES
 
 BACKEND_NAME = "pytorch"
@@ -127,16 +129,8 @@ class PyTorchModel:
 
     # -- generation ----------------------------------------------------------------------------------------------
     def encode_prompt(self, prompt: Prompt) -> list[int]:
-        """Prompt -> ids: text gets the chat template (as one user turn) when the tokenizer has one."""
-        if isinstance(prompt, str):
-            return render_prompt(self._tokenizer, [Message(role="user", content=prompt)])
-        items: list[Any] = list(prompt)
-        if items and all(isinstance(t, int) and not isinstance(t, bool) for t in items):
-            return [int(t) for t in items]
-        if items and all(isinstance(m, Mapping) for m in items):
-            messages = [Message(role=str(m["role"]), content=str(m["content"])) for m in items]
-            return render_prompt(self._tokenizer, messages)
-        raise TypeError("prompt must be a string, a list of token ids or a list of {role, content} messages")
+        """Prompt -> ids, the same on every backend (:func:`mindprint_kit.prompts.encode_prompt`)."""
+        return encode_prompt(self._tokenizer, prompt)
 
     def generate(self, prompt: Prompt, config: GenerationConfig | None = None, **overrides: Any) -> Generation:
         cfg = GenerationConfig.coerce(config)
@@ -169,28 +163,20 @@ class PyTorchModel:
         if eos is not None and eos in new:
             new = new[: new.index(eos)]
             finish = "stop"
-        text = self._tokenizer.decode(new)
-        for stop in cfg.stop:
-            if stop in text:
-                text = text[: text.index(stop)]
-                finish = "stop"
+        text, stopped = trim_at_stop(self._tokenizer.decode(new), cfg.stop)
+        if stopped:
+            finish = "stop"
         return Generation(text=text, token_ids=tuple(new), finish_reason=finish, prompt_tokens=len(prompt_ids))
 
     # -- persistence (implemented in adapters.py / merge.py) ------------------------------------------------------
     def save_pretrained(self, path: PathLike) -> Path:
-        from .merge import save_merged
-
-        return save_merged(self, path)
+        return merge.save_merged(self, path)
 
     def load_adapter(self, path: PathLike) -> None:
-        from .adapters import load_adapter
-
-        load_adapter(self, path)
+        adapters.load_adapter(self, path)
 
     def save_adapter(self, path: PathLike, format: str = "peft") -> Path:
-        from .adapters import save_adapter
-
-        return save_adapter(self, path, format=format)
+        return adapters.save_adapter(self, path, format=format)
 
     def __repr__(self) -> str:
         return (f"PyTorchModel({self.name_or_path!r}, device={self.device!r}, dtype={self.dtype!r}, "

@@ -15,8 +15,9 @@ from trl.trainer.sft_config import SFTConfig as TRLSFTConfig
 from trl.trainer.sft_trainer import SFTTrainer
 
 from mindprint_interfaces import SFTConfig
-from mindprint_interfaces.data import as_sft_examples, tokenize_sft
+from mindprint_interfaces.data import TokenizedExample
 from mindprint_interfaces.protocols import TrainerCallback
+from mindprint_kit.data import Prepared, prepare_sft
 
 from .callbacks import FiniteLossMixin, ProgressBridge
 from .compact_head import CompactHeadMixin
@@ -50,20 +51,16 @@ class TorchSFTTrainer(TorchTrainerBase[SFTConfig]):
                  callbacks: Sequence[TrainerCallback] = ()) -> None:
         super().__init__(model, SFTConfig.coerce(config), callbacks)
 
-    def _prepare(self, data: Sequence[Mapping[str, Any]], source: str) -> tuple[Any, dict[str, Any]]:
+    def _prepare(self, data: Sequence[Mapping[str, Any]], source: str) -> Prepared[TokenizedExample]:
+        return prepare_sft(self._model.tokenizer, data, self.config, source)
+
+    def _dataset(self, prepared: Prepared[TokenizedExample]) -> Any:
         from datasets import Dataset
 
-        examples = as_sft_examples(data, source)
-        tokenized = tokenize_sft(self._model.tokenizer, examples, max_length=self.config.max_length,
-                                 truncation=self.config.truncation,
-                                 completion_only_loss=self.config.completion_only_loss, source=source)
-        dataset = Dataset.from_dict({
-            "input_ids": [list(e.input_ids) for e in tokenized.examples],
-            "labels": [list(e.labels) for e in tokenized.examples],
+        return Dataset.from_dict({
+            "input_ids": [list(e.input_ids) for e in prepared.examples],
+            "labels": [list(e.labels) for e in prepared.examples],
         })
-        stats = {"num_examples": len(tokenized.examples), "truncated": tokenized.truncated,
-                 "dropped": len(tokenized.dropped)}
-        return dataset, stats
 
     def _build(self, dataset: Any, bridge: ProgressBridge) -> Any:
         return _SFTTrainer(

@@ -1,11 +1,9 @@
-"""What SFT and DPO trainers share: TRL argument mapping, the run/failure protocol, adapter saving.
+"""What the torch SFT and DPO trainers share: TRL argument mapping and the kit's hooks on top of TRL.
 
-The run protocol (``train`` / ``train_on_topic``):
-1. validate + tokenize the data with the shared data layer (raises DataValidationError / ConfigError — before any work);
-2. make sure the model has a LoRA adapter, snapshot its weights;
-3. run TRL; a failure (non-finite loss, OOM, any runtime error) restores the last good weights in memory,
-   leaves the last good adapter on disk untouched and returns ``TrainingResult(success=False)``;
-4. on success save the adapter atomically to the target directory and report it.
+The run template (validate, adapter, snapshot, failure policy, saving, the result) is
+:class:`mindprint_kit.trainer.KitTrainer`'s; here TRL's trainer is the step loop. A subclass says how to
+tokenize (``_prepare``), how to lay the examples out for TRL (``_dataset``) and which TRL trainer to build
+(``_build``).
 
 Under ``torchrun`` / ``accelerate launch`` TRL trains with DDP (see :mod:`.distributed`): only rank 0
 writes adapters (the others wait at a barrier) and calls the user's callbacks.
@@ -14,19 +12,19 @@ writes adapters (the others wait at a barrier) and calls the user's callbacks.
 from __future__ import annotations
 
 import contextlib
-import re
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import torch
+from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
-from mindprint_interfaces import ConfigError, MindprintError, TrainingResult
-from mindprint_interfaces.callbacks import CallbackRaised, original_callback_errors
+from mindprint_interfaces import ConfigError
 from mindprint_interfaces.configs import _TrainConfigBase
-from mindprint_interfaces.protocols import PathLike, TrainerCallback
+from mindprint_interfaces.protocols import TrainerCallback as MindprintCallback
+from mindprint_kit.data import Prepared
+from mindprint_kit.trainer import KitTrainer, RunProgress
 
 from . import distributed
 from .adapters import add_adapter, save_adapter
@@ -34,7 +32,6 @@ from .callbacks import ProgressBridge
 from .model import PyTorchModel
 
 C = TypeVar("C", bound=_TrainConfigBase)
-_TOPIC_RE = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 
 
 def common_args(config: _TrainConfigBase, model: PyTorchModel) -> dict[str, Any]:
@@ -101,65 +98,74 @@ def _checkpointing_off() -> dict[str, Any]:
     return flags
 
 
-def validate_topic_id(topic_id: str) -> str:
-    if not isinstance(topic_id, str) or not _TOPIC_RE.match(topic_id) or ".." in topic_id.split("/"):
-        raise ConfigError(f"topic_id: must look like 'unit/chapter/topic' (letters, digits, _ . -), got {topic_id!r}",
-                          key="topic_id")
-    return topic_id
+class TorchTrainerBase(KitTrainer[C, PyTorchModel]):
+    """The kit's trainer with TRL as the step loop; subclasses provide ``_prepare``, ``_dataset`` and ``_build``."""
 
-
-class TorchTrainerBase(Generic[C]):
-    """Shared Trainer-protocol implementation; subclasses provide ``_prepare`` and ``_build``."""
-
-    config: C
-
-    def __init__(self, model: PyTorchModel, config: C, callbacks: Sequence[TrainerCallback] = ()) -> None:
-        self._model = model
-        self.config = config
-        self.callbacks = list(callbacks)
+    def __init__(self, model: PyTorchModel, config: C, callbacks: Sequence[MindprintCallback] = ()) -> None:
+        super().__init__(model, config, callbacks)
         self.trl_trainer: Any = None  # the last TRL trainer (for inspection)
-        self.last_result: TrainingResult | None = None
-
-    # -- Trainer protocol ------------------------------------------------------------------------------------------
-    def get_model(self) -> PyTorchModel:
-        return self._model
-
-    def save_adapter(self, path: PathLike) -> Path:
-        """Save the adapter (PEFT layout). Under a DDP launcher call it on every rank: rank 0 writes, all wait."""
-        out = self._save(Path(path))
-        ProgressBridge(self.callbacks).notify_save(out)
-        return out
 
     def batch_gradients(self, train_data: Sequence[Mapping[str, Any]]) -> tuple[float, dict[str, Any]]:
-        """Loss and all-reduced gradients (numpy, PEFT names) of one step over all of ``train_data``
-        (:func:`mindprint_torch.distributed.batch_gradients`); the adapter weights are left unchanged."""
-        return distributed.batch_gradients(self, train_data)
+        """Loss and gradients of ONE optimizer step whose global batch is all of ``train_data``.
 
-    def _save(self, target: Path) -> Path:
-        distributed.on_main_then_wait(lambda: save_adapter(self._model, target))
-        return target
+        Runs the real TRL/HF training loop for exactly one step (sharded data loader, DDP, ``num_items_in_batch``
+        normalisation, gradient accumulation ``len(data) / (per_device_batch_size * world_size)``) with clipping
+        off, captures the all-reduced gradients just before the optimizer step, then restores the adapter weights.
+        Call it on every rank; every rank returns the same result. ``len(data)`` must be a multiple of
+        ``per_device_batch_size * world_size`` (accelerate would otherwise repeat examples to fill the batch).
+        Gradients are keyed by PEFT parameter names (``...layers.0.self_attn.q_proj.lora_A.default.weight``).
+        """
+        import numpy as np
 
-    def train(self, train_data: Sequence[Mapping[str, Any]]) -> TrainingResult:
-        return self._run(train_data, Path(self.config.output_dir) / "adapter", source="<train_data>")
+        prepared = self._prepare(train_data, "<batch>")
+        per_step = self.config.per_device_batch_size * distributed.world_size()
+        if not prepared.examples or len(prepared.examples) % per_step:
+            raise ConfigError(f"batch_gradients: {len(prepared.examples)} examples is not a multiple of "
+                              f"per_device_batch_size x world_size = {per_step}", key="per_device_batch_size")
+        self._ensure_adapter()
+        hf_model = self._model.hf_model
+        captured: dict[str, Any] = {}
 
-    def train_on_topic(self, topic_data: Sequence[Mapping[str, Any]], topic_id: str) -> TrainingResult:
-        validate_topic_id(topic_id)
-        return self._run(topic_data, Path(self.config.output_dir) / topic_id, source=f"<topic {topic_id}>")
+        class _Capture(TrainerCallback):
+            def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                for name, p in hf_model.named_parameters():
+                    if p.requires_grad and p.grad is not None:
+                        captured[name] = p.grad.detach().float().cpu().numpy().copy()
+
+        original = self.config
+        state = self._snapshot()
+        bridge = ProgressBridge([])
+        self.config = original.replace(gradient_accumulation_steps=len(prepared.examples) // per_step, max_steps=1,
+                                       max_grad_norm=0.0, save_steps=0, logging_steps=1)
+        try:
+            with quiet_datasets():
+                hf_trainer = self._build(self._dataset(prepared), bridge)
+            hf_trainer.remove_callback(PrinterCallback)
+            hf_trainer.add_callback(_Capture())
+            hf_trainer.train()
+        finally:
+            self.config = original
+            self._cleanup()
+            self._restore(state)
+            hf_model.eval()
+        loss = float(bridge.history[0]["loss"]) if bridge.history else float("nan")
+        return loss, {k: np.asarray(v) for k, v in captured.items()}
 
     # -- subclass hooks --------------------------------------------------------------------------------------------
-    def _prepare(self, data: Sequence[Mapping[str, Any]], source: str) -> tuple[Any, dict[str, Any]]:
-        """Validate + tokenize; return (datasets.Dataset, data stats). Raises on invalid data."""
+    def _dataset(self, prepared: Prepared[Any]) -> Any:
+        """The tokenized examples as the ``datasets.Dataset`` TRL's collator takes."""
         raise NotImplementedError
 
     def _build(self, dataset: Any, bridge: ProgressBridge) -> Any:
         """Create the TRL trainer on ``self._model`` (which has an adapter)."""
         raise NotImplementedError
 
-    def _cleanup(self) -> None:
-        """Undo trainer-specific model changes (e.g. DPO's frozen reference adapter)."""
+    # -- the kit's hooks -------------------------------------------------------------------------------------------
+    def _ensure_adapter(self) -> None:
+        if not self._model.has_adapter():
+            add_adapter(self._model, self.config.adapter_config(), seed=self.config.seed)
 
-    # -- run protocol ----------------------------------------------------------------------------------------------
-    def _trainable_state(self) -> dict[str, torch.Tensor]:
+    def _snapshot(self) -> dict[str, torch.Tensor]:
         return {n: p.detach().clone() for n, p in self._model.hf_model.named_parameters() if p.requires_grad}
 
     def _restore(self, state: Mapping[str, torch.Tensor]) -> None:
@@ -169,83 +175,34 @@ class TorchTrainerBase(Generic[C]):
                 if name in params:
                     params[name].copy_(value)
 
-    def _run(self, data: Sequence[Mapping[str, Any]], target: Path, *, source: str) -> TrainingResult:
-        dataset, stats = self._prepare(data, source)  # invalid data raises here, before any work
-        if not self._model.has_adapter():
-            add_adapter(self._model, self.config.adapter_config(), seed=self.config.seed)
-        good = self._trainable_state()
-        saved: list[Path] = []
-        start = time.perf_counter()
+    def _set_eval(self) -> None:
+        self._model.hf_model.eval()
 
-        def checkpoint(step: int) -> None:
-            nonlocal good
-            self._save(target)
-            good = self._trainable_state()
-            saved.append(target)
-            bridge.notify_save(target)
+    def _write_adapter(self, target: Path) -> None:
+        distributed.on_main_then_wait(lambda: save_adapter(self._model, target))
 
-        bridge = ProgressBridge(self.callbacks, save_steps=self.config.save_steps, on_checkpoint=checkpoint)
+    def _is_main(self) -> bool:
+        return distributed.is_main_process()
+
+    def _out_of_memory(self, exc: BaseException) -> bool:
+        return isinstance(exc, (MemoryError, torch.OutOfMemoryError))
+
+    def _train_steps(self, prepared: Prepared[Any], progress: RunProgress, checkpoint: Callable[[], None]) -> None:
+        bridge = ProgressBridge(self.callbacks, save_steps=self.config.save_steps,
+                                on_checkpoint=lambda step: checkpoint(), history=progress.history)
         trainer: Any = None
         try:
             with quiet_datasets():
-                trainer = self._build(dataset, bridge)
+                trainer = self._build(self._dataset(prepared), bridge)
             trainer.remove_callback(PrinterCallback)  # progress goes through our callbacks, not stdout
             self.trl_trainer = trainer
             output = trainer.train()
-        except CallbackRaised as exc:  # the user's callback asked to stop (or failed): restore, then let it through
-            self._failed(exc, good, start, trainer, bridge, stats, saved)
-            raise exc.original from None
-        except MindprintError as exc:
-            if isinstance(exc, ConfigError):
-                self._cleanup()
-                raise
-            return self._failed(exc, good, start, trainer, bridge, stats, saved)
-        except Exception as exc:  # OOM, NaN, any runtime error: the seed's contract is "report, don't raise"
-            return self._failed(exc, good, start, trainer, bridge, stats, saved)
-        self._cleanup()
-        self._model.hf_model.eval()
-        self._save(target)
-        with original_callback_errors():
-            bridge.notify_save(target)
-        elapsed = time.perf_counter() - start
-        metrics = self._metrics(bridge, stats, trainer)
-        final = bridge.history[-1]["loss"] if bridge.history else float(output.training_loss)
-        result = TrainingResult(success=True, final_loss=float(final), training_time_seconds=elapsed,
-                                samples_trained=self._samples_trained(trainer, stats), adapter_path=str(target),
-                                metrics=metrics)
-        self.last_result = result
-        return result
-
-    def _failed(self, exc: BaseException, good: Mapping[str, torch.Tensor], start: float, trainer: Any,
-                bridge: ProgressBridge, stats: dict[str, Any], saved: list[Path]) -> TrainingResult:
-        self._cleanup()
-        self._restore(good)  # back to the last good weights (the last checkpoint, or the start of this run)
-        self._model.hf_model.eval()
-        if isinstance(exc, torch.OutOfMemoryError):
-            message = f"out of memory: {exc}"
-        else:
-            message = f"{type(exc).__name__}: {exc}"
-        metrics = self._metrics(bridge, stats, trainer)
-        final = bridge.history[-1]["loss"] if bridge.history else float("nan")
-        result = TrainingResult(success=False, final_loss=float(final), training_time_seconds=time.perf_counter() - start,
-                                samples_trained=self._samples_trained(trainer, stats),
-                                adapter_path=str(saved[-1]) if saved else "", error_message=message, metrics=metrics)
-        self.last_result = result
-        return result
-
-    @staticmethod
-    def _samples_trained(trainer: Any, stats: Mapping[str, Any]) -> int:
-        """Distinct examples trained on: the tokenized examples (after drops), capped by what was actually seen."""
-        seen = int(getattr(trainer, "samples_seen", 0) or 0)
-        return min(int(stats.get("num_examples", 0)), seen)
-
-    def _metrics(self, bridge: ProgressBridge, stats: dict[str, Any], trainer: Any) -> dict[str, Any]:
-        metrics: dict[str, Any] = {}
-        if bridge.history:
-            metrics.update({k: v for k, v in bridge.history[-1].items() if k != "step"})
-        metrics.update(bridge.summary)
-        metrics["history"] = list(bridge.history)
-        metrics["global_step"] = int(getattr(getattr(trainer, "state", None), "global_step", 0) or 0)
-        metrics["samples_seen"] = int(getattr(trainer, "samples_seen", 0) or 0)  # presentations, counting epochs
-        metrics.update(stats)
-        return metrics
+            progress.fallback_loss = float(output.training_loss)
+        finally:
+            progress.summary.update(bridge.summary)
+            state = getattr(trainer, "state", None)
+            progress.global_step = int(getattr(state, "global_step", 0) or 0)
+            progress.total_steps = int(getattr(state, "max_steps", 0) or 0)
+            progress.samples_seen = int(getattr(trainer, "samples_seen", 0) or 0)  # presentations, counting epochs
+            # distinct examples trained on: the tokenized examples, capped by what was actually seen
+            progress.samples_trained = min(len(prepared.examples), progress.samples_seen)

@@ -1,0 +1,52 @@
+"""Validate + tokenize a trainer's records with the shared data layer, with the stats every result reports.
+
+Both backends (and every method) go through here, so the same records give the same token ids,
+the same truncation and the same ``num_examples`` / ``truncated`` / ``dropped`` on either backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from mindprint_interfaces.configs import DPOConfig, SFTConfig
+from mindprint_interfaces.data import (
+    TokenizedExample,
+    TokenizedPair,
+    as_preference_pairs,
+    as_sft_examples,
+    tokenize_preferences,
+    tokenize_sft,
+)
+from mindprint_interfaces.protocols import Tokenizer
+
+E = TypeVar("E")
+
+
+@dataclass(frozen=True)
+class Prepared(Generic[E]):
+    """Tokenized examples of one run and the data stats its TrainingResult carries."""
+
+    examples: list[E]
+    truncated: int
+    dropped: int
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return {"num_examples": len(self.examples), "truncated": self.truncated, "dropped": self.dropped}
+
+
+def prepare_sft(tokenizer: Tokenizer, data: Sequence[Mapping[str, Any]], config: SFTConfig,
+                source: str) -> Prepared[TokenizedExample]:
+    tokenized = tokenize_sft(tokenizer, as_sft_examples(data, source), max_length=config.max_length,
+                             truncation=config.truncation, completion_only_loss=config.completion_only_loss,
+                             source=source)
+    return Prepared(list(tokenized.examples), tokenized.truncated, len(tokenized.dropped))
+
+
+def prepare_preferences(tokenizer: Tokenizer, data: Sequence[Mapping[str, Any]], config: DPOConfig,
+                        source: str) -> Prepared[TokenizedPair]:
+    tokenized = tokenize_preferences(tokenizer, as_preference_pairs(data, source), max_length=config.max_length,
+                                     truncation=config.truncation, source=source)
+    return Prepared(list(tokenized.examples), tokenized.truncated, len(tokenized.dropped))

@@ -1,0 +1,207 @@
+"""The train template every backend's trainers share, and the hooks a backend fills in.
+
+One run (``train``):
+
+1. validate + tokenize the records (:meth:`KitTrainer._prepare`) — bad data or config raises here,
+   before any work;
+2. make sure the model has a LoRA adapter (seeded) and snapshot its trainable weights;
+3. run the backend's step loop (:meth:`KitTrainer._train_steps`); it records what it did in a
+   :class:`RunProgress` and calls ``checkpoint()`` every ``save_steps``;
+4. a failure of training itself (non-finite loss, out of memory, a runtime error) restores the last
+   good weights in memory, leaves the last good adapter on disk untouched and returns
+   ``TrainingResult(success=False)``; a config error or an exception raised by the user's callback
+   goes back to the caller after the same restore;
+5. on success the adapter is written atomically to the target directory and reported.
+
+Under a data-parallel launcher only the main process writes and calls callbacks; a backend says who
+that is (:meth:`KitTrainer._is_main`) and how to write-then-wait (:meth:`KitTrainer._write_adapter`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar, Generic, TypeVar
+
+from mindprint_interfaces import ConfigError, MindprintError, TrainingResult
+from mindprint_interfaces.callbacks import CallbackRaised, notify_save, notify_step, original_callback_errors
+from mindprint_interfaces.configs import _TrainConfigBase
+from mindprint_interfaces.protocols import PathLike, TrainerCallback
+
+from .data import Prepared
+
+C = TypeVar("C", bound=_TrainConfigBase)
+M = TypeVar("M")
+
+DEFAULT_ADAPTER_DIR = "adapter"  # under config.output_dir when train() is given no directory
+
+
+@dataclass
+class RunProgress:
+    """What a step loop has done so far; the result is built from it on success and on failure alike."""
+
+    history: list[dict[str, float]] = field(default_factory=list)  # one entry per logged step ("step" + metrics)
+    summary: dict[str, float] = field(default_factory=dict)  # run-level figures (e.g. TRL's train_runtime)
+    global_step: int = 0  # optimizer steps done
+    total_steps: int = 0  # optimizer steps planned
+    samples_seen: int = 0  # presentations over all processes, counting epochs
+    samples_trained: int = 0  # distinct examples trained on
+    fallback_loss: float = math.nan  # final loss when nothing was logged (e.g. TRL's training_loss)
+
+
+def safe_relative_dir(name: str, *, key: str) -> PurePosixPath:
+    """A relative sub-directory that stays inside its parent: no absolute path, no empty or '..' part."""
+    path = PurePosixPath(name) if isinstance(name, str) else None
+    if path is None or not name or name.startswith("/") or "\\" in name or any(
+            part in ("", ".", "..") for part in name.split("/")):
+        raise ConfigError(f"{key}: must be a relative path like 'unit/chapter/topic' without '.' or '..' parts, "
+                          f"got {name!r}", key=key)
+    return path
+
+
+class KitTrainer(Generic[C, M]):
+    """The Trainer protocol, implemented once. Subclasses fill the hooks in the second half of the class."""
+
+    # Training failures reported as TrainingResult(success=False) rather than raised.
+    failure_types: ClassVar[tuple[type[BaseException], ...]] = (
+        MindprintError, MemoryError, RuntimeError, ValueError, ArithmeticError)
+
+    def __init__(self, model: M, config: C, callbacks: Sequence[TrainerCallback] = ()) -> None:
+        self._model = model
+        self.config = config
+        self.callbacks = list(callbacks)
+        self.last_result: TrainingResult | None = None
+
+    # -- Trainer protocol ------------------------------------------------------------------------------------------
+    def get_model(self) -> M:
+        return self._model
+
+    def save_adapter(self, path: PathLike) -> Path:
+        """Save the adapter (PEFT layout). Under a data-parallel launcher call it on every process."""
+        target = Path(path)
+        self._write_adapter(target)
+        self._notify_save(target)
+        return target
+
+    def train(self, train_data: Sequence[Mapping[str, Any]], *, adapter_dir: PathLike | None = None) -> TrainingResult:
+        """Train on ``train_data``; the adapter goes to ``adapter_dir`` (default ``<output_dir>/adapter``)."""
+        target = Path(adapter_dir) if adapter_dir is not None else Path(self.config.output_dir) / DEFAULT_ADAPTER_DIR
+        return self._run(train_data, target, source="<train_data>")
+
+    def train_on_topic(self, topic_data: Sequence[Mapping[str, Any]], topic_id: str) -> TrainingResult:
+        """Deprecated: ``train(data, adapter_dir=<output_dir>/<topic_id>)`` (topic naming is the pipeline's)."""
+        warnings.warn("train_on_topic is deprecated; use train(data, adapter_dir=...)", DeprecationWarning,
+                      stacklevel=2)
+        sub = safe_relative_dir(topic_id, key="topic_id")
+        return self._run(topic_data, Path(self.config.output_dir) / sub, source=f"<topic {topic_id}>")
+
+    # -- hooks a backend fills in ----------------------------------------------------------------------------------
+    def _prepare(self, data: Sequence[Mapping[str, Any]], source: str) -> Prepared[Any]:
+        """Validate + tokenize (see :mod:`mindprint_kit.data`); raises on invalid data."""
+        raise NotImplementedError
+
+    def _ensure_adapter(self) -> None:
+        """Give the model a fresh LoRA adapter from the config (seeded) when it has none."""
+        raise NotImplementedError
+
+    def _snapshot(self) -> Any:
+        """A copy of the trainable weights, to restore after a failure."""
+        raise NotImplementedError
+
+    def _restore(self, state: Any) -> None:
+        raise NotImplementedError
+
+    def _train_steps(self, prepared: Prepared[Any], progress: RunProgress, checkpoint: Callable[[], None]) -> None:
+        """Run every optimizer step, filling ``progress``; call ``checkpoint()`` after every ``save_steps``."""
+        raise NotImplementedError
+
+    def _cleanup(self) -> None:
+        """Undo what the run set up (e.g. DPO's reference state); called after success and failure."""
+
+    def _set_eval(self) -> None:
+        """Put the model back in inference mode."""
+        raise NotImplementedError
+
+    def _write_adapter(self, target: Path) -> None:
+        """Write the adapter atomically (main process only; the others wait for it)."""
+        raise NotImplementedError
+
+    def _is_main(self) -> bool:
+        """True on the process that talks to callbacks and writes files."""
+        return True
+
+    def _out_of_memory(self, exc: BaseException) -> bool:
+        return isinstance(exc, MemoryError)
+
+    # -- notifications (main process only) -------------------------------------------------------------------------
+    def _notify_step(self, step: int, metrics: Mapping[str, float]) -> None:
+        if self._is_main():
+            notify_step(self.callbacks, step, metrics)
+
+    def _notify_save(self, path: Path) -> None:
+        if self._is_main():
+            notify_save(self.callbacks, path)
+
+    # -- the template ----------------------------------------------------------------------------------------------
+    def _run(self, data: Sequence[Mapping[str, Any]], target: Path, *, source: str) -> TrainingResult:
+        prepared = self._prepare(data, source)  # invalid data/config raises here, before any work
+        self._ensure_adapter()
+        good = self._snapshot()
+        saved: list[Path] = []
+        progress = RunProgress()
+        start = time.perf_counter()
+
+        def checkpoint() -> None:
+            nonlocal good
+            self._write_adapter(target)
+            good = self._snapshot()
+            saved.append(target)
+            self._notify_save(target)
+
+        def failed(exc: BaseException) -> TrainingResult:
+            self._cleanup()
+            self._restore(good)  # back to the last good weights (the last checkpoint, or the start of this run)
+            self._set_eval()
+            message = f"out of memory: {exc}" if self._out_of_memory(exc) else f"{type(exc).__name__}: {exc}"
+            return self._finish(False, progress, prepared, start, str(saved[-1]) if saved else "", message)
+
+        try:
+            self._train_steps(prepared, progress, checkpoint)
+        except ConfigError:
+            self._cleanup()
+            self._set_eval()
+            raise
+        except CallbackRaised as exc:  # the user's callback asked to stop (or failed): restore, then let it through
+            failed(exc.original)
+            raise exc.original from None
+        except self.failure_types as exc:
+            return failed(exc)
+        self._cleanup()
+        self._set_eval()
+        self._write_adapter(target)
+        with original_callback_errors():
+            self._notify_save(target)
+        return self._finish(True, progress, prepared, start, str(target), None)
+
+    def _finish(self, success: bool, progress: RunProgress, prepared: Prepared[Any], start: float, adapter: str,
+                error: str | None) -> TrainingResult:
+        history = progress.history
+        metrics: dict[str, Any] = {}
+        if history:
+            metrics.update({k: v for k, v in history[-1].items() if k != "step"})
+        metrics.update(progress.summary)
+        metrics["history"] = list(history)
+        metrics["global_step"] = progress.global_step
+        metrics["total_steps"] = progress.total_steps
+        metrics["samples_seen"] = progress.samples_seen
+        metrics.update(prepared.stats)
+        result = TrainingResult(success=success, final_loss=float(history[-1]["loss"]) if history else progress.fallback_loss,
+                                training_time_seconds=time.perf_counter() - start,
+                                samples_trained=progress.samples_trained, adapter_path=adapter,
+                                error_message=error, metrics=metrics)
+        self.last_result = result
+        return result
