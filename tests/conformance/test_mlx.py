@@ -1,6 +1,7 @@
-import pytest
+from pathlib import Path
 
-from .suite import BackendConformance
+import pytest
+from mindprint_interfaces.testing import BackendConformance
 
 pytestmark = pytest.mark.mlx
 
@@ -9,3 +10,7 @@ class TestMLXBackend(BackendConformance):
     backend_name = "mlx"
     model_class_name = "MLXModel"
     other_model_class_name = "PyTorchModel"
+
+    @pytest.fixture(scope="class")
+    def model_dir(self, tiny_model_dir: Path) -> Path:
+        return tiny_model_dir

@@ -1,6 +1,7 @@
-import pytest
+from pathlib import Path
 
-from .suite import BackendConformance
+import pytest
+from mindprint_interfaces.testing import BackendConformance
 
 pytestmark = pytest.mark.torch
 
@@ -9,3 +10,7 @@ class TestPyTorchBackend(BackendConformance):
     backend_name = "pytorch"
     model_class_name = "PyTorchModel"
     other_model_class_name = "MLXModel"
+
+    @pytest.fixture(scope="class")
+    def model_dir(self, tiny_model_dir: Path) -> Path:
+        return tiny_model_dir

@@ -8,7 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from mindprint_interfaces import BackendConfig, BackendNotFoundError, BackendRegistry, ConfigError, create_backend
+from mindprint_interfaces import (
+    BackendConfig,
+    BackendNotFoundError,
+    BackendRegistry,
+    BackendSpec,
+    ConfigError,
+    create_backend,
+)
 from mindprint_interfaces.registry import ENV_VAR, KNOWN_BACKENDS, resolve_backend_name
 
 
@@ -97,3 +104,57 @@ def test_import_pulls_no_ml_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_registration_modules_import_no_ml_library() -> None:
+    """The shipped entry points name light specs: reading them and building a launch command imports no ML library."""
+    code = (
+        "import sys; from mindprint_interfaces import BackendRegistry, BackendSpec;"
+        "specs=[BackendRegistry.spec(n) for n in ('pytorch','mlx')];"
+        "assert all(isinstance(s, BackendSpec) for s in specs);"
+        "[s.launch_command(2, [sys.executable, '-m', 'x']) for s in specs];"
+        "bad=[m for m in ('torch','mlx','mlx.core','transformers','numpy','peft','trl') if m in sys.modules];"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_shipped_specs_launchers_and_ranks() -> None:
+    torch_spec, mlx_spec = BackendRegistry.spec("torch"), BackendRegistry.spec("mlx")
+    inner = [sys.executable, "-m", "mindprint_trainer", "sft"]
+    assert torch_spec.launch_command(4, inner) == [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "4", "-m", "mindprint_trainer",
+        "sft"]
+    mlx_cmd = mlx_spec.launch_command(4, inner)
+    assert mlx_cmd[-9:] == ["-n", "4", "--backend", "ring", "--", *inner]
+    assert torch_spec.rank({"WORLD_SIZE": "2", "RANK": "1"}) == 1 and torch_spec.launched({"WORLD_SIZE": "2"})
+    assert mlx_spec.rank({"MLX_RANK": "1"}) == 1 and mlx_spec.launched({"MLX_RANK": "0"})
+    assert not mlx_spec.launched({"WORLD_SIZE": "2"}) and mlx_spec.rank({}) is None
+    assert "mindprint-torch" in torch_spec.distributions and "mlx-lm" in mlx_spec.distributions
+
+
+def test_lazy_path_to_a_spec_or_a_factory() -> None:
+    """An entry point (or register) may name a spec or, as before, a plain factory; both resolve lazily."""
+    BackendRegistry.register("lazyspec", f"{__name__}:LAZY_SPEC")
+    BackendRegistry.register("lazyfactory", f"{__name__}:_FakeBackend")
+    try:
+        assert BackendRegistry.spec("lazyspec") is LAZY_SPEC
+        plain = BackendRegistry.spec("lazyfactory")
+        assert plain.factory is _FakeBackend and not plain.has_launcher and not plain.has_converter
+        backend = create_backend("lazyspec", device="cpu")
+        assert isinstance(backend, _FakeBackend) and backend.config.backend_type == "lazyspec"
+        with pytest.raises(ConfigError, match="the lazyfactory backend provides no data-parallel launcher"):
+            plain.launch_command(2, [sys.executable])
+    finally:
+        BackendRegistry.unregister("lazyspec")
+        BackendRegistry.unregister("lazyfactory")
+
+
+def test_spec_of_unregistered_name_keeps_the_message() -> None:
+    with pytest.raises(BackendNotFoundError) as info:
+        BackendRegistry.spec("tensorflow")
+    assert str(info.value).startswith("Unknown backend: tensorflow")
+
+
+LAZY_SPEC = BackendSpec(name="lazyspec", factory=_FakeBackend)  # type: ignore[arg-type]

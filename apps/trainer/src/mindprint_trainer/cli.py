@@ -50,13 +50,20 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def _backend_choices() -> str:
+    """The registered backends for the help text (entry points are read, no backend is imported)."""
+    from mindprint_interfaces import BackendRegistry
+
+    return " | ".join(BackendRegistry.preference_order()) or "any registered backend"
+
+
 def _common(p: argparse.ArgumentParser, *, config: bool = True, model: bool = True) -> None:
     g = p.add_argument_group("backend and config")
     if config:
         g.add_argument("-c", "--config", metavar="YAML", help="config file (default: the bundled defaults)")
         g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set sft.learning_rate=1e-4 (repeatable)")
-    g.add_argument("-b", "--backend", help="pytorch | mlx (overrides MINDPRINT_BACKEND and the config file)")
+    g.add_argument("-b", "--backend", help=f"{_backend_choices()} (overrides MINDPRINT_BACKEND and the config file)")
     g.add_argument("--device", help="auto | cpu | cuda | mps | gpu")
     g.add_argument("--dtype", help="auto | float32 | float16 | bfloat16")
     if model:
@@ -70,7 +77,8 @@ def _output(p: argparse.ArgumentParser) -> None:
 
 def _nproc(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nproc", type=int, default=1, metavar="N",
-                   help="data parallel on N local processes (torchrun for pytorch, mlx.launch --backend ring for mlx)")
+                   help="data parallel on N local processes, under the backend's own launcher "
+                        "(torchrun for pytorch, mlx.launch --backend ring for mlx)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,8 +211,8 @@ def _launch(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise ConfigError("--nproc: this process was already started by a launcher; drop --nproc", key="nproc")
     backend = config_from_args(args).backend.type
     if backend is None:
-        raise ConfigError("--nproc: choose a backend (--backend pytorch|mlx, MINDPRINT_BACKEND or backend.type)",
-                          key="backend.type")
+        raise ConfigError(f"--nproc: choose a backend (--backend {_backend_choices()}, MINDPRINT_BACKEND or "
+                          "backend.type)", key="backend.type")
     return launch.relaunch(backend, args.nproc, argv)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import math
 import shutil
 import time
@@ -286,27 +285,23 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
-CONVERTERS: tuple[tuple[str, str], ...] = (("mlx", "mindprint_mlx.adapters"), ("pytorch", "mindprint_torch.adapters"))
-
-
 def find_converter(preferred: str | None) -> Callable[..., Path]:
-    order = list(CONVERTERS)
-    if preferred:
-        name = canonical_name(preferred)
-        order = [c for c in CONVERTERS if c[0] == name]
-        if not order:
-            raise ConfigError(f"--backend: must be one of pytorch, mlx, got {preferred!r}", key="backend")
+    """The adapter converter of the ``preferred`` backend, else of the first registered backend (name order) that has one.
+
+    Any registered backend with a converter qualifies; one whose libraries do not import is skipped
+    (and named in the error when none works).
+    """
+    names = [canonical_name(preferred)] if preferred else BackendRegistry.available()
     problems: list[str] = []
-    for name, module_name in order:
+    for name in names:
         try:
-            module = importlib.import_module(module_name)
+            spec = BackendRegistry.spec(name)  # 'Unknown backend: <name>' for an unregistered --backend
+            if not spec.has_converter:
+                problems.append(f"{name}: provides no adapter converter")
+                continue
+            return spec.load_converter()
         except ImportError as exc:
             problems.append(f"{name}: {exc.name or exc} not installed")
-            continue
-        fn = getattr(module, "convert_adapter", None)
-        if callable(fn):
-            return fn  # type: ignore[no-any-return]
-        problems.append(f"{name}: {module_name}.convert_adapter missing")
     raise BackendNotFoundError("no backend package can convert adapters (" + "; ".join(problems) +
                                "); install one: pip install 'mindprint-trainer[torch]' or 'mindprint-trainer[mlx]'")
 

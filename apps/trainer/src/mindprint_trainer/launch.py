@@ -1,8 +1,10 @@
 """``--nproc N``: re-run the same ``mindprint`` command data parallel under the backend's own launcher.
 
-* pytorch: ``python -m torch.distributed.run --standalone --nproc-per-node N -m mindprint_trainer ...``
-  (DDP through accelerate: NCCL on CUDA, gloo on CPU);
-* mlx: ``mlx.launch -n N --backend ring -- python -m mindprint_trainer ...`` (``mx.distributed``).
+The launcher and the variables that mark a launched process come from the backend's registry spec
+(:class:`~mindprint_interfaces.BackendSpec`), so any registered backend with a launcher works. The two
+shipped ones: pytorch runs ``python -m torch.distributed.run --standalone --nproc-per-node N -m
+mindprint_trainer ...`` (DDP through accelerate), mlx runs ``mlx.launch -n N --backend ring -- python
+-m mindprint_trainer ...`` (``mx.distributed``).
 
 In the launched processes, rank 0 owns the run directory; every other rank trains into a throwaway
 directory (the backends already let only rank 0 write adapters and call the progress callbacks) with
@@ -18,11 +20,8 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
-from mindprint_interfaces import ConfigError
-
-LAUNCHED_ENV = ("WORLD_SIZE", "MLX_RANK")
+from mindprint_interfaces import BackendRegistry
 
 
 def strip_nproc(argv: Sequence[str]) -> list[str]:
@@ -42,25 +41,21 @@ def strip_nproc(argv: Sequence[str]) -> list[str]:
 
 
 def launcher_command(backend: str, nproc: int, argv: Sequence[str]) -> list[str]:
+    """The registered ``backend``'s launch command for this ``mindprint`` command (``--nproc`` removed)."""
     inner = [sys.executable, "-m", "mindprint_trainer", *strip_nproc(argv)]
-    if backend == "pytorch":
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), *inner[1:]]
-    if backend == "mlx":
-        launcher = Path(sys.executable).parent / "mlx.launch"
-        prefix = [str(launcher)] if launcher.exists() else [sys.executable, "-m", "mlx._distributed_utils.launch"]
-        return [*prefix, "-n", str(nproc), "--backend", "ring", "--", *inner]
-    raise ConfigError(f"--nproc: unknown backend {backend!r} (pytorch | mlx)", key="backend.type")
+    return BackendRegistry.spec(backend).launch_command(nproc, inner)
 
 
 def in_launched_process() -> bool:
-    return any(os.environ.get(name) for name in LAUNCHED_ENV)
+    """Whether a registered backend's launcher started this process (checked before the backend is known)."""
+    return any(spec.launched() for spec in BackendRegistry.specs())
 
 
 def launched_rank() -> int:
-    for name in ("RANK", "MLX_RANK"):
-        value = os.environ.get(name)
-        if value and value.isdigit():
-            return int(value)
+    for spec in BackendRegistry.specs():
+        rank = spec.rank()
+        if rank is not None:
+            return rank
     return 0
 
 

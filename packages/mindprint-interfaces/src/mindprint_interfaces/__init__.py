@@ -28,6 +28,7 @@ from .protocols import (
     Trainer,
     TrainerCallback,
 )
+from .backend_spec import BackendSpec
 from .hf_tokenizer import HFTokenizer
 from .registry import BackendRegistry, create_backend, resolve_backend_name
 from .results import ForwardOutput, Generation, TrainingResult
@@ -36,7 +37,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdapterConfig", "AdapterFormatError", "AdapterManager", "Backend", "BackendConfig", "BackendMismatchError",
-    "BackendNotFoundError", "BackendRegistry", "BaseCallback", "ConfigError", "DPOConfig", "DataIssue",
+    "BackendNotFoundError", "BackendRegistry", "BackendSpec", "BaseCallback", "ConfigError", "DPOConfig", "DataIssue",
     "DataValidationError", "DeviceManager", "DeviceUnavailableError", "Evaluator", "ForwardOutput", "Generation",
     "GenerationConfig", "HFTokenizer", "MergeVerificationError", "MindprintError", "Model", "SFTConfig", "Tokenizer", "Trainer",
     "TrainerCallback", "TrainingError", "TrainingResult", "create_backend", "resolve_backend_name",

@@ -1,20 +1,22 @@
-"""Backend registry: name -> lazy factory, with install hints for backends that are not installed.
+"""Backend registry: name -> lazy backend spec, with install hints for backends that are not installed.
 
 Backends register themselves through the ``mindprint.backends`` entry-point group (so a host
-installs only the backend it needs), or explicitly with :meth:`BackendRegistry.register`.
-Nothing is imported until a backend is asked for.
+installs only the backend it needs), or explicitly with :meth:`BackendRegistry.register`. A
+registration is a :class:`~mindprint_interfaces.backend_spec.BackendSpec` (factory, launcher,
+adapter converter, rank variables, required distributions) or, as before, a plain factory, which
+becomes a spec without those capabilities. Nothing is imported until a backend is asked for.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
 from ._validation import suggest
+from .backend_spec import BackendFactory, BackendSpec, load_object
 from .configs import BackendConfig
 from .errors import BackendNotFoundError, ConfigError
 from .protocols import Backend
@@ -22,7 +24,8 @@ from .protocols import Backend
 ENTRY_POINT_GROUP = "mindprint.backends"
 ENV_VAR = "MINDPRINT_BACKEND"
 
-BackendFactory = Callable[[BackendConfig], Backend]
+__all__ = ["ALIASES", "ENTRY_POINT_GROUP", "ENV_VAR", "KNOWN_BACKENDS", "BackendFactory", "BackendRegistry",
+           "BackendSpec", "KnownBackend", "canonical_name", "create_backend", "resolve_backend_name"]
 
 
 @dataclass(frozen=True)
@@ -55,12 +58,13 @@ def canonical_name(name: str) -> str:
 class BackendRegistry:
     """Process-wide registry. Explicit registrations win over entry points of the same name."""
 
-    _factories: dict[str, BackendFactory | str] = {}
+    # name -> BackendSpec, a plain factory, or a lazy "module:attr" path to either (resolved on first use)
+    _factories: dict[str, BackendSpec | BackendFactory | str] = {}
     _entry_points_loaded: bool = False
 
     @classmethod
-    def register(cls, name: str, factory: BackendFactory | str) -> None:
-        """Register ``factory`` (a callable, or a lazy ``"module:attr"`` path) under ``name``."""
+    def register(cls, name: str, factory: BackendSpec | BackendFactory | str) -> None:
+        """Register a :class:`BackendSpec`, a factory, or a lazy ``"module:attr"`` path to either under ``name``."""
         cls._factories[canonical_name(name)] = factory
 
     @classmethod
@@ -77,31 +81,60 @@ class BackendRegistry:
 
     @classmethod
     def available(cls) -> list[str]:
-        """Names of registered backends (installed packages; their libraries are checked on create)."""
+        """Names of registered backends, sorted (installed packages; their libraries are checked on create)."""
         cls._load_entry_points()
         return sorted(cls._factories)
 
     @classmethod
-    def _resolve_factory(cls, name: str) -> BackendFactory:
+    def preference_order(cls) -> list[str]:
+        """Registered backends, the known ones first in :data:`KNOWN_BACKENDS` order: the order a default is taken in."""
+        available = cls.available()
+        return [n for n in KNOWN_BACKENDS if n in available] + [n for n in available if n not in KNOWN_BACKENDS]
+
+    @classmethod
+    def _not_found(cls, name: str) -> BackendNotFoundError:
+        known = sorted(set(cls._factories) | set(KNOWN_BACKENDS))
+        msg = f"Unknown backend: {name}. Known backends: {', '.join(known)}"
+        if name in KNOWN_BACKENDS:
+            kb = KNOWN_BACKENDS[name]
+            msg = (f"Unknown backend: {name} is not installed. Known backends: {', '.join(known)}. "
+                   f"It is provided by the package {kb.distribution}: {kb.install_hint}")
+        else:
+            msg += suggest(name, known)
+        return BackendNotFoundError(msg)
+
+    @classmethod
+    def spec(cls, name: str) -> BackendSpec:
+        """The spec registered under ``name`` (a plain factory is wrapped in a spec without capabilities).
+
+        Imports only the registered module (a backend's light registration module), not the backend.
+        """
+        name = canonical_name(name)
         cls._load_entry_points()
         target = cls._factories.get(name)
         if target is None:
-            known = sorted(set(cls._factories) | set(KNOWN_BACKENDS))
-            msg = f"Unknown backend: {name}. Known backends: {', '.join(known)}"
-            if name in KNOWN_BACKENDS:
-                kb = KNOWN_BACKENDS[name]
-                msg = (f"Unknown backend: {name} is not installed. Known backends: {', '.join(known)}. "
-                       f"It is provided by the package {kb.distribution}: {kb.install_hint}")
-            else:
-                msg += suggest(name, known)
-            raise BackendNotFoundError(msg)
-        if isinstance(target, str):
-            module_name, _, attr = target.partition(":")
-            module = importlib.import_module(module_name)
-            factory: BackendFactory = getattr(module, attr)
-            cls._factories[name] = factory
-            return factory
-        return target
+            raise cls._not_found(name)
+        if isinstance(target, BackendSpec):
+            return target
+        loaded = load_object(target) if isinstance(target, str) else target
+        spec = loaded if isinstance(loaded, BackendSpec) else BackendSpec(name=name, factory=loaded)
+        cls._factories[name] = spec
+        return spec
+
+    @classmethod
+    def specs(cls) -> list[BackendSpec]:
+        """The specs of every registered backend whose registration module imports (in preference order)."""
+        out: list[BackendSpec] = []
+        for name in cls.preference_order():
+            try:
+                out.append(cls.spec(name))
+            except ImportError:  # a broken third-party registration must not break the other backends
+                continue
+        return out
+
+    @classmethod
+    def _resolve_factory(cls, name: str) -> BackendFactory:
+        return cls.spec(name).load_factory()
 
     @classmethod
     def create(cls, config: BackendConfig, **options: Any) -> Backend:
@@ -133,7 +166,7 @@ def resolve_backend_name(argument: str | None = None, config_value: str | None =
 
 def create_backend(name: str | None = None, *, device: str = "auto", dtype: str = "auto", seed: int = 42,
                    config_value: str | None = None, **options: Any) -> Backend:
-    """Create a backend by name (``"pytorch"``/``"torch"`` or ``"mlx"``).
+    """Create a backend by name (any registered one: ``"pytorch"``/``"torch"``, ``"mlx"``, a third party's).
 
     ``name`` wins over ``MINDPRINT_BACKEND``, which wins over ``config_value`` (the config file's
     ``backend.type``). There is no silent default: with none of them set this raises.

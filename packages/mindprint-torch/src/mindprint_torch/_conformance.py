@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mindprint_interfaces import AdapterManager, Backend, BackendConfig, DeviceManager, Model, Trainer
 
-    from .adapter_manager import TorchAdapterManager
-    from .backend import TorchBackend
-    from .device import TorchDeviceManager
-    from .dpo import TorchDPOTrainer
+    from .adapter_manager import PyTorchAdapterManager
+    from .backend import PyTorchBackend
+    from .device import PyTorchDeviceManager
+    from .dpo import PyTorchDPOTrainer
     from .model import PyTorchModel
-    from .sft import TorchSFTTrainer
+    from .sft import PyTorchSFTTrainer
 
-    _backend: Backend = TorchBackend(BackendConfig("pytorch"))
+    _backend: Backend = PyTorchBackend(BackendConfig("pytorch"))
     _model: Model = PyTorchModel(None, None)
-    _sft: Trainer = TorchSFTTrainer(_model_impl := PyTorchModel(None, None), {})
-    _dpo: Trainer = TorchDPOTrainer(_model_impl, {})
-    _devices: DeviceManager = TorchDeviceManager()
-    _adapters: AdapterManager = TorchAdapterManager()
+    _sft: Trainer = PyTorchSFTTrainer(_model_impl := PyTorchModel(None, None), {})
+    _dpo: Trainer = PyTorchDPOTrainer(_model_impl, {})
+    _devices: DeviceManager = PyTorchDeviceManager()
+    _adapters: AdapterManager = PyTorchAdapterManager()

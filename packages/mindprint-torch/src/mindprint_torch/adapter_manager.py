@@ -1,4 +1,4 @@
-"""TorchAdapterManager: the AdapterManager protocol for torch models."""
+"""PyTorchAdapterManager: the AdapterManager protocol for torch models."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .adapters import add_adapter, load_adapter, save_adapter
 from .model import ensure_torch_model
 
 
-class TorchAdapterManager:
+class PyTorchAdapterManager:
     """Add / save / load / convert LoRA adapters of torch models (PEFT underneath)."""
 
     def add_adapter(self, model: Model, config: AdapterConfig) -> None:
@@ -26,3 +26,6 @@ class TorchAdapterManager:
 
     def convert(self, src: PathLike, dst: PathLike, *, to: str) -> Path:
         return convert_adapter(src, dst, to=to)
+
+
+TorchAdapterManager = PyTorchAdapterManager  # 0.1 name, kept as an alias

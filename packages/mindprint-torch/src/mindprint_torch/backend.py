@@ -1,4 +1,4 @@
-"""TorchBackend: the ``pytorch`` backend factory (entry point ``mindprint.backends: pytorch``)."""
+"""PyTorchBackend: the ``pytorch`` backend factory (entry point ``mindprint.backends: pytorch``)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ import torch
 from mindprint_interfaces import BackendConfig, ConfigError, DPOConfig, SFTConfig
 from mindprint_interfaces.protocols import Model, PathLike, TrainerCallback
 
-from .adapter_manager import TorchAdapterManager
+from .adapter_manager import PyTorchAdapterManager
 from .adapters import load_adapter
-from .device import TorchDeviceManager
-from .dpo import TorchDPOTrainer
+from .device import PyTorchDeviceManager
+from .dpo import PyTorchDPOTrainer
 from .model import PyTorchModel, ensure_torch_model
-from .sft import TorchSFTTrainer
+from .sft import PyTorchSFTTrainer
 
 
-class TorchBackend:
-    """PyTorch + transformers + PEFT + TRL. ``TorchBackend(BackendConfig("pytorch", device=..., dtype=...))``."""
+class PyTorchBackend:
+    """PyTorch + transformers + PEFT + TRL. ``PyTorchBackend(BackendConfig("pytorch", device=..., dtype=...))``."""
 
     name = "pytorch"
 
@@ -29,16 +29,16 @@ class TorchBackend:
         if cfg.backend_type is None:
             cfg = BackendConfig(backend_type="pytorch", device=cfg.device, dtype=cfg.dtype, seed=cfg.seed, options=cfg.options)
         self.config: BackendConfig = cfg
-        self._device_manager = TorchDeviceManager(cfg.device, cfg.dtype)
-        self._adapter_manager = TorchAdapterManager()
+        self._device_manager = PyTorchDeviceManager(cfg.device, cfg.dtype)
+        self._adapter_manager = PyTorchAdapterManager()
         torch.manual_seed(cfg.seed)
 
     @property
-    def device_manager(self) -> TorchDeviceManager:
+    def device_manager(self) -> PyTorchDeviceManager:
         return self._device_manager
 
     @property
-    def adapter_manager(self) -> TorchAdapterManager:
+    def adapter_manager(self) -> PyTorchAdapterManager:
         return self._adapter_manager
 
     def load_model(self, model_path: PathLike, tokenizer_path: PathLike | None = None,
@@ -80,12 +80,15 @@ class TorchBackend:
         return PyTorchModel(model, tokenizer)
 
     def create_sft_trainer(self, model: Model, config: SFTConfig | Mapping[str, Any],
-                           *, callbacks: Sequence[TrainerCallback] = ()) -> TorchSFTTrainer:
-        return TorchSFTTrainer(ensure_torch_model(model), config, callbacks)
+                           *, callbacks: Sequence[TrainerCallback] = ()) -> PyTorchSFTTrainer:
+        return PyTorchSFTTrainer(ensure_torch_model(model), config, callbacks)
 
     def create_dpo_trainer(self, model: Model, config: DPOConfig | Mapping[str, Any], ref_model: Model | None = None,
-                           *, callbacks: Sequence[TrainerCallback] = ()) -> TorchDPOTrainer:
-        return TorchDPOTrainer(ensure_torch_model(model), config, ref_model, callbacks)
+                           *, callbacks: Sequence[TrainerCallback] = ()) -> PyTorchDPOTrainer:
+        return PyTorchDPOTrainer(ensure_torch_model(model), config, ref_model, callbacks)
 
     def __repr__(self) -> str:
-        return f"TorchBackend(device={self._device_manager.device!r}, dtype={self._device_manager.dtype!r})"
+        return f"PyTorchBackend(device={self._device_manager.device!r}, dtype={self._device_manager.dtype!r})"
+
+
+TorchBackend = PyTorchBackend  # 0.1 name, kept as an alias

@@ -82,7 +82,7 @@ def resolve_dtype(name: str, device: str) -> str:
     return key
 
 
-class TorchDeviceManager:
+class PyTorchDeviceManager:
     """Resolved device + dtype for one backend instance."""
 
     def __init__(self, device: str = "auto", dtype: str = "auto") -> None:
@@ -130,7 +130,7 @@ class TorchDeviceManager:
             torch.mps.synchronize()
 
     def __repr__(self) -> str:
-        return f"TorchDeviceManager(device={self._device!r}, dtype={self._dtype!r})"
+        return f"PyTorchDeviceManager(device={self._device!r}, dtype={self._dtype!r})"
 
 
 def _peak_rss_bytes() -> int:
@@ -147,3 +147,6 @@ def _rss_bytes() -> int:
         return pages * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return _peak_rss_bytes()
+
+
+TorchDeviceManager = PyTorchDeviceManager  # 0.1 name, kept as an alias

@@ -33,7 +33,7 @@ from mindprint_kit.data import Prepared, prepare_preferences
 from .callbacks import FiniteLossMixin, ProgressBridge
 from .compact_head import CompactHeadMixin
 from .model import PyTorchModel, ensure_torch_model
-from .training import TorchTrainerBase, common_args
+from .training import PyTorchTrainerBase, common_args
 
 REF_ADAPTER = "ref"
 
@@ -113,7 +113,7 @@ def _reference_module(ref: PyTorchModel) -> Any:
     return module
 
 
-class TorchDPOTrainer(TorchTrainerBase[DPOConfig]):
+class PyTorchDPOTrainer(PyTorchTrainerBase[DPOConfig]):
     """Trainer protocol: LoRA DPO with TRL's losses (sigmoid, ipo, hinge, robust) and metric names."""
 
     def __init__(self, model: PyTorchModel, config: DPOConfig | Mapping[str, Any], ref_model: Model | None = None,
@@ -162,3 +162,6 @@ class TorchDPOTrainer(TorchTrainerBase[DPOConfig]):
 
     def _cleanup(self) -> None:
         _drop_ref_adapter(self._model.hf_model if self._model.has_adapter() else None)
+
+
+TorchDPOTrainer = PyTorchDPOTrainer  # 0.1 name, kept as an alias

@@ -22,7 +22,7 @@ from mindprint_kit.data import Prepared, prepare_sft
 from .callbacks import FiniteLossMixin, ProgressBridge
 from .compact_head import CompactHeadMixin
 from .model import PyTorchModel
-from .training import TorchTrainerBase, common_args
+from .training import PyTorchTrainerBase, common_args
 
 
 class _SFTTrainer(FiniteLossMixin, CompactHeadMixin, SFTTrainer):
@@ -44,7 +44,7 @@ def trl_sft_config(config: SFTConfig, model: PyTorchModel) -> Any:
     )
 
 
-class TorchSFTTrainer(TorchTrainerBase[SFTConfig]):
+class PyTorchSFTTrainer(PyTorchTrainerBase[SFTConfig]):
     """Trainer protocol: LoRA SFT with TRL. Loss on completion tokens only unless ``completion_only_loss=False``."""
 
     def __init__(self, model: PyTorchModel, config: SFTConfig | Mapping[str, Any],
@@ -70,3 +70,6 @@ class TorchSFTTrainer(TorchTrainerBase[SFTConfig]):
             processing_class=self._model.hf_tokenizer,
             callbacks=[bridge],
         )
+
+
+TorchSFTTrainer = PyTorchSFTTrainer  # 0.1 name, kept as an alias

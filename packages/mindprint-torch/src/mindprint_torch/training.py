@@ -98,7 +98,7 @@ def _checkpointing_off() -> dict[str, Any]:
     return flags
 
 
-class TorchTrainerBase(KitTrainer[C, PyTorchModel]):
+class PyTorchTrainerBase(KitTrainer[C, PyTorchModel]):
     """The kit's trainer with TRL as the step loop; subclasses provide ``_prepare``, ``_dataset`` and ``_build``."""
 
     def __init__(self, model: PyTorchModel, config: C, callbacks: Sequence[MindprintCallback] = ()) -> None:

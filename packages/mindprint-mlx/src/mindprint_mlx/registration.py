@@ -1,0 +1,30 @@
+"""The ``mlx`` entry of the ``mindprint.backends`` registry. Imports no mlx: everything heavy is a lazy path."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from mindprint_interfaces.backend_spec import BackendSpec
+
+
+def launch_command(nproc: int, inner_argv: Sequence[str]) -> list[str]:
+    """``mlx.launch -n N --backend ring -- <inner argv>`` (``mx.distributed`` over local sockets).
+
+    The ``mlx.launch`` script next to the interpreter when it is there, else the module it runs.
+    """
+    python = inner_argv[0]
+    script = Path(python).parent / "mlx.launch"
+    prefix = [str(script)] if script.exists() else [python, "-m", "mlx._distributed_utils.launch"]
+    return [*prefix, "-n", str(nproc), "--backend", "ring", "--", *inner_argv]
+
+
+SPEC = BackendSpec(
+    name="mlx",
+    factory="mindprint_mlx.backend:MLXBackend",
+    launcher=launch_command,
+    converter="mindprint_mlx.adapters:convert_adapter",
+    launch_env=("MLX_RANK",),
+    rank_env="MLX_RANK",
+    distributions=("mindprint-mlx", "mlx", "mlx-lm", "safetensors", "numpy"),
+)
