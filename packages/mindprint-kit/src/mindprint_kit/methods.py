@@ -1,0 +1,32 @@
+"""``Backend.create_trainer(method, ...)`` once for every backend: name -> the backend's trainer class.
+
+A backend lists the methods it implements (``{"sft": SFTTrainerClass, "dpo": DPOTrainerClass}``); the
+method's registration (:mod:`mindprint_interfaces.methods`) gives the config class and whether a
+reference model is taken. Asking a backend for a method it does not implement names what it has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from mindprint_interfaces import ConfigError
+from mindprint_interfaces.methods import get_method
+from mindprint_interfaces.protocols import TrainerCallback
+
+TrainerFactory = Callable[..., Any]
+
+
+def create_trainer(backend: str, trainers: Mapping[str, TrainerFactory], method: str, model: Any, config: Any,
+                   ref_model: Any = None, *, callbacks: Sequence[TrainerCallback] = ()) -> Any:
+    spec = get_method(method)
+    factory = trainers.get(spec.name)
+    if factory is None:
+        raise ConfigError(f"method {spec.name!r}: the {backend} backend does not implement it "
+                          f"(it has: {', '.join(sorted(trainers))})", key="method")
+    if ref_model is not None and not spec.uses_reference:
+        raise ConfigError(f"ref_model: method {spec.name!r} trains without a reference model", key="ref_model")
+    cfg = spec.config(config)
+    if spec.uses_reference:
+        return factory(model, cfg, ref_model=ref_model, callbacks=callbacks)
+    return factory(model, cfg, callbacks=callbacks)
