@@ -40,6 +40,8 @@ def _type_name(tp: Any) -> str:
         return " | ".join(_type_name(a) for a in get_args(tp))
     if origin is not None:
         return getattr(origin, "__name__", str(tp))
+    if tp is type(None):
+        return "null"  # as YAML writes it
     return getattr(tp, "__name__", str(tp))
 
 
