@@ -116,7 +116,7 @@ class TrainerConfig(ConfigBase):
 
     def to_plain(self) -> dict[str, Any]:
         """The config as the file writes it (``backend.type``, lists): loads back to an equal config."""
-        data = _plain(self.to_dict())
+        data: dict[str, Any] = _plain(self.to_dict())
         backend = data["backend"]
         data["backend"] = {"type": backend.pop("backend_type"), **backend}
         return data

@@ -53,7 +53,7 @@ class BackendConfig(ConfigBase):
     seed: int = setting(42, "seed of the backend's random generators", hf="seed")
     options: dict[str, Any] = setting(factory=dict, doc="backend-specific options, passed to the backend as they are")
 
-    _aliases: ClassVar[Mapping[str, str]] = {"type": "backend_type", "backend": "backend_type"}
+    _aliases: ClassVar[Mapping[str, str]] = {"type": "backend_type"}
 
 
 @dataclass(frozen=True)

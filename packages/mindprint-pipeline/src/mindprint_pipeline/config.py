@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mindprint_interfaces import BackendConfig, ConfigError, CurriculumConfig, DPOConfig, GenerationConfig, SFTConfig
+from mindprint_interfaces import (
+    BackendConfig,
+    ConfigError,
+    CurriculumConfig,
+    DPOConfig,
+    GenerationConfig,
+    SFTConfig,
+)
 from mindprint_interfaces.config_base import setting
 from mindprint_interfaces.configs import Device, DType, TrainConfigBase
 from mindprint_interfaces.validation import build, coerce
