@@ -148,7 +148,7 @@ def test_app_and_demo_train_each_topic_as_before(tmp_path: Path, which: str, exp
         cfg = demo_config(argparse.Namespace(quick=False, output_dir=None, backend="pytorch", device=None, dtype=None))
     run = types.SimpleNamespace(path=tmp_path, checkpoint_dir=tmp_path / "checkpoints")
     files = CurriculumFiles(tmp_path / "sft.jsonl", None, None, None)
-    pipe = PipelineConfig.from_dict(pipeline_config_dict(cfg, run, tmp_path, files))  # type: ignore[arg-type]
+    pipe = PipelineConfig.from_dict(pipeline_config_dict(cfg, run, tmp_path, files))
     sft, dpo = pipe.sft_config(seed=1), pipe.dpo_config(seed=1)
     assert {k: getattr(sft, k) for k in expected["sft"]} == expected["sft"]
     assert {k: getattr(dpo, k) for k in expected["dpo"]} == expected["dpo"]
