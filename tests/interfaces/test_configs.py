@@ -96,3 +96,50 @@ def test_prefix_in_nested_errors() -> None:
         SFTConfig.from_dict({"lora_rr": 4}, prefix="sft.")
     assert info.value.key == "sft.lora_rr"
     assert 'did you mean "lora_r"?' in str(info.value)
+
+
+def test_public_names_and_the_old_private_ones_are_the_same_objects() -> None:
+    from mindprint_interfaces import ConfigBase, TrainConfigBase, _validation, validation
+    from mindprint_interfaces.configs import _FromDict, _TrainConfigBase
+
+    assert _TrainConfigBase is TrainConfigBase and _FromDict is ConfigBase
+    assert _validation.check is validation.check and _validation.build is validation.build
+    assert _validation.suggest is validation.suggest and _validation.coerce is validation.coerce
+
+
+@pytest.mark.parametrize("cls", [AdapterConfig, SFTConfig, DPOConfig, GenerationConfig])
+def test_every_field_is_documented(cls: type) -> None:
+    from mindprint_interfaces import BackendConfig, CurriculumConfig, field_docs
+
+    for c in (cls, BackendConfig, CurriculumConfig):
+        docs = field_docs(c)
+        assert [d.name for d in docs] == [f.name for f in __import__("dataclasses").fields(c)]
+        assert all(d.doc for d in docs), [d.name for d in docs if not d.doc]
+
+
+def test_field_docs_carry_defaults_hf_names_and_aliases() -> None:
+    docs = {d.name: d for d in DPOConfig.field_docs()}
+    assert docs["learning_rate"].default == DPOConfig().learning_rate  # the subclass's own default
+    assert docs["learning_rate"].aliases == ("lr",)
+    assert docs["num_epochs"].hf == "num_train_epochs"
+    assert docs["loss_type"].type == "one of: sigmoid, ipo, hinge, robust"
+    assert docs["lora_layers"].type == "list of int or null"
+
+
+def test_curriculum_config_checks_its_knobs() -> None:
+    from mindprint_interfaces import CurriculumConfig
+
+    assert CurriculumConfig.from_dict({"max_retries": 0, "sft_epochs": 2}).max_retries_per_topic == 0
+    for data, key in [({"topic_pass_threshold": 1.5}, "topic_pass_threshold"),
+                      ({"dpo_steps_per_topic": 0}, "dpo_steps_per_topic"),
+                      ({"eval_max_records": 0}, "eval_max_records")]:
+        with pytest.raises(ConfigError) as info:
+            CurriculumConfig.from_dict(data, prefix="pipeline.")
+        assert info.value.key == f"pipeline.{key}"
+
+
+def test_literal_errors_list_the_choices_as_typed() -> None:
+    from mindprint_interfaces import BackendConfig
+
+    with pytest.raises(ConfigError, match=r"^device: must be one of auto, cpu, cuda, mps, gpu, metal, got 'tpu'$"):
+        BackendConfig.from_dict({"device": "tpu"})

@@ -44,9 +44,10 @@ def fast_config(model_dir: Path, out: Path, **overrides: Any) -> PipelineConfig:
         "dpo_steps_per_topic": 1, "dpo_batch_size": 2, "dpo_learning_rate": 1e-3,
         "lora_r": 4, "lora_alpha": 8, "eval_max_new_tokens": 4, "eval_max_records": 1, "max_retries_per_topic": 0,
         "accuracy_threshold": 0.0,  # the random model scores ~0: let DPO run (voice < 0.75)
+        "dpo_trigger_threshold": 0.75, "topic_pass_threshold": 0.90,  # the branch tests' scripted scores assume these
     }
     settings.update(overrides)
-    return PipelineConfig(**settings)
+    return PipelineConfig.from_dict(settings)
 
 
 class ScriptedEvaluator:

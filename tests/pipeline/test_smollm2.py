@@ -17,12 +17,14 @@ from .conftest import BACKENDS, DATA, Recorder, make_backend
 @pytest.mark.parametrize("backend_name", BACKENDS)
 def test_smollm2_curriculum(backend_name: str, smollm2_dir: Path, tmp_path: Path) -> None:
     backend: Backend = make_backend(backend_name)
-    cfg = PipelineConfig(
+    cfg = PipelineConfig.from_dict(dict(
         model_path=str(smollm2_dir), data_dir=str(DATA), output_dir=str(tmp_path / "out"), device="cpu",
         markers_file="markers.json", sft_epochs_per_topic=2, sft_learning_rate=2e-4, sft_batch_size=4,
         sft_max_length=128, dpo_steps_per_topic=2, dpo_batch_size=1, dpo_learning_rate=5e-6,
         eval_max_new_tokens=24, eval_max_records=2, max_retries_per_topic=0,
-    )
+        # the settings this test was tuned with (they were the pipeline's defaults then)
+        accuracy_threshold=0.70, dpo_trigger_threshold=0.75, topic_pass_threshold=0.90,
+    ))
     rec = Recorder()
     started = time.monotonic()
     result = DPOPipeline(config=cfg, backend=backend, callbacks=[rec]).train_curriculum()

@@ -75,7 +75,8 @@ def make_backend(cfg: TrainerConfig) -> Backend:
         raise ConfigError(f"no backend chosen: pass --backend pytorch|mlx, set {ENV_VAR}, or set backend.type in "
                           f"the config file (installed: {installed})", key="backend.type")
     try:
-        return create_backend(name, device=cfg.backend.device, dtype=cfg.backend.dtype, seed=cfg.backend.seed)
+        return create_backend(name, device=cfg.backend.device, dtype=cfg.backend.dtype, seed=cfg.backend.seed,
+                              **cfg.backend.options)
     except BackendNotFoundError as exc:
         message = str(exc)
         if "mindprint-trainer[" not in message:

@@ -1,13 +1,18 @@
 """The ``training_pipeline.yaml`` schema: loading, validation and override precedence.
 
+Every section is a config dataclass and the file is validated by their ``from_dict``: ``backend``
+is the interfaces' ``BackendConfig`` (read as ``backend.type``), ``sft`` / ``dpo`` / ``generation``
+its ``SFTConfig`` / ``DPOConfig`` / ``GenerationConfig``, ``pipeline`` its ``CurriculumConfig`` —
+the same classes the backends and the pipeline use, so there is one schema and one set of
+defaults. Only ``model`` and ``data`` (where this app finds its files) are defined here.
+
 Every validation error is a :class:`mindprint_interfaces.ConfigError` whose message names the
 file, the dotted key path and (for choices) the allowed values, e.g.::
 
-    configs/training_pipeline.yaml: backend.device: must be one of auto, cpu, cuda, mps, gpu, got 'tpu'
+    configs/training_pipeline.yaml: backend.device: must be one of auto, cpu, cuda, mps, gpu, metal, got 'tpu'
 
-The ``sft`` and ``dpo`` sections are validated by the interfaces' ``SFTConfig``/``DPOConfig``
-dataclasses (one source of truth for the training hyper-parameters); the other sections are
-pydantic models.
+``backend.type`` may name any backend; it is checked against the installed backends when the
+backend is created (``Unknown backend: <name>`` with the known names).
 
 Precedence for the backend: ``--backend`` > ``MINDPRINT_BACKEND`` > ``backend.type`` in the file.
 ``--device``/``--dtype``/``--set key=value`` override the file.
@@ -15,56 +20,70 @@ Precedence for the backend: ``--backend`` > ``MINDPRINT_BACKEND`` > ``backend.ty
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, TypeVar
 
 import yaml
-from mindprint_interfaces import ConfigError, DPOConfig, GenerationConfig, SFTConfig
+from mindprint_interfaces import (
+    BackendConfig,
+    ConfigError,
+    CurriculumConfig,
+    DPOConfig,
+    GenerationConfig,
+    SFTConfig,
+)
+from mindprint_interfaces.config_base import ConfigBase, setting
+from mindprint_interfaces.configs import DEVICES, DTYPES, Device, DType
 from mindprint_interfaces.registry import ENV_VAR, canonical_name
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-BackendType = Literal["pytorch", "mlx"]
-Device = Literal["auto", "cpu", "cuda", "mps", "gpu"]
-DType = Literal["auto", "float32", "float16", "bfloat16"]
-
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps", "gpu")
-DTYPES: tuple[str, ...] = ("auto", "float32", "float16", "bfloat16")
-BACKENDS: tuple[str, ...] = ("pytorch", "mlx")
+__all__ = [
+    "DEFAULT_CONFIG_NAME", "DEVICES", "DTYPES", "BackendSection", "DType", "DataSection", "Device", "ModelSection",
+    "TrainerConfig", "bundled_config_text", "deep_merge", "load_config", "parse_set", "read_yaml", "validate",
+]
 
 DEFAULT_CONFIG_NAME = "training_pipeline.yaml"
 
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+S = TypeVar("S", bound=ConfigBase)
 
 
-class BackendSection(_Section):
-    type: BackendType | None = None
-    device: Device = "auto"
-    dtype: DType = "auto"
-    seed: int = 42
+@dataclass(frozen=True)
+class BackendSection(BackendConfig):
+    """The ``backend`` section: the interfaces' ``BackendConfig``, with the name written ``type`` in the file.
 
-    @field_validator("type", mode="before")
-    @classmethod
-    def _canonical(cls, value: Any) -> Any:
-        return canonical_name(value) if isinstance(value, str) else value
+    Aliases (``torch``) are resolved to the registered name here, so the run's saved config and
+    the launcher see the same name.
+    """
+
+    def __post_init__(self) -> None:
+        if isinstance(self.backend_type, str):
+            object.__setattr__(self, "backend_type", canonical_name(self.backend_type))
+
+    @property
+    def type(self) -> str | None:
+        return self.backend_type
 
 
-class ModelSection(_Section):
-    path: str = "smollm2"  # an HF directory; "smollm2" = the bundled SmolLM2-135M-Instruct
-    adapter: str | None = None  # start from this adapter (PEFT or mlx-lm layout)
+@dataclass(frozen=True)
+class ModelSection(ConfigBase):
+    """Which model the commands load."""
+
+    path: str = setting("smollm2", 'a Hugging Face model directory; "smollm2" = the bundled SmolLM2-135M-Instruct')
+    adapter: str | None = setting(None, "an adapter to start from (PEFT or mlx-lm layout)")
 
 
-class DataSection(_Section):
-    dir: str = "data"
-    sft_file: str = "sft_data.jsonl"
-    preference_file: str = "preference_data.jsonl"
-    quiz_file: str | None = None  # questions for before/after answers (defaults to none)
-    markers_file: str | None = "voice_markers.json"
+@dataclass(frozen=True)
+class DataSection(ConfigBase):
+    """Where the data files are; relative names are resolved against ``dir``."""
+
+    dir: str = setting("data", "the directory relative file names below are resolved against")
+    sft_file: str = setting("sft_data.jsonl", "{instruction, output, topic_id: unit/chapter/topic} or {messages}")
+    preference_file: str = setting("preference_data.jsonl", "{prompt, chosen, rejected, topic_id}")
+    quiz_file: str | None = setting(None, "{question, answer, topic_id}: before/after answers")
+    markers_file: str | None = setting("voice_markers.json", "voice markers of the default evaluator")
 
     def resolve(self, name: str | None) -> Path | None:
         if name is None:
@@ -73,99 +92,51 @@ class DataSection(_Section):
         return path if path.is_absolute() else Path(self.dir) / path
 
 
-class PipelineSection(_Section):
-    sft_epochs_per_topic: float = Field(default=3.0, gt=0)
-    dpo_steps_per_topic: int = Field(default=10, ge=0)
-    accuracy_threshold: float = Field(default=0.5, ge=0, le=1)
-    dpo_trigger_threshold: float = Field(default=0.8, ge=0, le=1)
-    topic_pass_threshold: float = Field(default=0.6, ge=0, le=1)
-    max_retries_per_topic: int = Field(default=1, ge=0)
-    merge_after_unit: bool = True
-    eval_max_new_tokens: int = Field(default=64, gt=0)
+@dataclass(frozen=True)
+class TrainerConfig(ConfigBase):
+    """The whole file: one section per concern, each validated by its own class."""
 
-
-class TrainerConfig(_Section):
-    """The whole file. ``sft``/``dpo``/``generation`` are kept as mappings and validated by the interfaces dataclasses."""
-
-    backend: BackendSection = Field(default_factory=BackendSection)
-    model: ModelSection = Field(default_factory=ModelSection)
-    data: DataSection = Field(default_factory=DataSection)
-    sft: dict[str, Any] = Field(default_factory=dict)
-    dpo: dict[str, Any] = Field(default_factory=dict)
-    generation: dict[str, Any] = Field(default_factory=dict)
-    pipeline: PipelineSection = Field(default_factory=PipelineSection)
-    output_dir: str = "runs"
+    backend: BackendSection = setting(factory=BackendSection, doc="which backend, device and precision")
+    model: ModelSection = setting(factory=ModelSection, doc="the model to load")
+    data: DataSection = setting(factory=DataSection, doc="the data files")
+    sft: SFTConfig = setting(factory=SFTConfig, doc="SFT settings (mindprint_interfaces.SFTConfig)")
+    dpo: DPOConfig = setting(factory=DPOConfig, doc="DPO settings (mindprint_interfaces.DPOConfig)")
+    generation: GenerationConfig = setting(factory=GenerationConfig, doc="decoding for generate / eval / demo")
+    pipeline: CurriculumConfig = setting(factory=CurriculumConfig, doc="the curriculum loop (mindprint-pipeline)")
+    output_dir: str = setting("runs", "each run writes <output_dir>/<timestamp>-<command>/")
 
     def sft_config(self, **overrides: Any) -> SFTConfig:
-        return SFTConfig.from_dict({**self.sft, **overrides}, prefix="sft.")
+        return _section(self.sft, "sft", overrides)
 
     def dpo_config(self, **overrides: Any) -> DPOConfig:
-        return DPOConfig.from_dict({**self.dpo, **overrides}, prefix="dpo.")
+        return _section(self.dpo, "dpo", overrides)
 
     def generation_config(self, **overrides: Any) -> GenerationConfig:
-        return GenerationConfig.from_dict({**self.generation, **overrides}, prefix="generation.")
+        return _section(self.generation, "generation", overrides)
+
+    def to_plain(self) -> dict[str, Any]:
+        """The config as the file writes it (``backend.type``, lists): loads back to an equal config."""
+        data: dict[str, Any] = _plain(self.to_dict())
+        backend = data["backend"]
+        data["backend"] = {"type": backend.pop("backend_type"), **backend}
+        return data
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, default_flow_style=False)
+        return yaml.safe_dump(self.to_plain(), sort_keys=False, default_flow_style=False)
 
 
-# --------------------------------------------------------------------------------------------
-# errors
+def _section(current: S, name: str, overrides: Mapping[str, Any]) -> S:
+    if not overrides:
+        return current
+    return type(current).from_dict({**current.to_dict(), **overrides}, prefix=f"{name}.")
 
 
-def _format_loc(loc: Sequence[int | str]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _fields_at(loc: Sequence[int | str]) -> list[str]:
-    model: type[BaseModel] = TrainerConfig
-    for part in loc[:-1]:
-        info = model.model_fields.get(str(part))
-        ann = info.annotation if info is not None else None
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
-        else:
-            return []
-    return list(model.model_fields)
-
-
-def _pydantic_message(err: Mapping[str, Any]) -> tuple[str, str]:
-    loc = tuple(err.get("loc", ()))
-    # Errors inside a union (e.g. `type: pytorch | mlx | null`) carry the member name as a loc part.
-    loc = tuple(p for p in loc if p not in ("literal['pytorch','mlx']",) and not str(p).startswith("literal["))
-    path = _format_loc(loc)
-    kind = err.get("type", "")
-    value = err.get("input")
-    if kind == "extra_forbidden":
-        valid = _fields_at(loc)
-        close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6) if loc else []
-        hint = f' (did you mean "{close[0]}"?)' if close else ""
-        return path, f'unknown key "{path}"{hint}; valid keys: {", ".join(valid)}'
-    if kind == "literal_error":
-        expected = str(err.get("ctx", {}).get("expected", ""))
-        allowed = [s.strip().strip("'") for s in expected.replace(" or ", ", ").split(",") if s.strip()]
-        if path == "backend.type":
-            allowed.append("null")
-        return path, f"{path}: must be one of {', '.join(allowed)}, got {value!r}"
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return path, f"{path}: expected a mapping of keys, got {value!r}"
-    msg = str(err.get("msg", "invalid value"))
-    return path, f"{path}: {msg[:1].lower() + msg[1:]}, got {value!r}"
-
-
-def _from_validation_error(exc: ValidationError, source: str | None) -> ConfigError:
-    errors = exc.errors()
-    # Literal errors in `X | None` unions come twice (once per member); the literal one is the useful one.
-    literal = [e for e in errors if e.get("type") == "literal_error"]
-    first = literal[0] if literal else errors[0]
-    path, message = _pydantic_message(first)
-    more = len({_format_loc(e.get("loc", ())) for e in errors}) - 1
-    if more > 0:
-        message += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return ConfigError(message, key=path, source=source)
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,18 +199,11 @@ def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, A
 
 
 def validate(data: Mapping[str, Any], source: str | None = None) -> TrainerConfig:
+    """Build the config from ``data``; an error names ``source`` (the file), the key path and the problem."""
     try:
-        cfg = TrainerConfig.model_validate(dict(data))
-    except ValidationError as exc:
-        raise _from_validation_error(exc, source) from None
-    # Validate the dataclass-backed sections now, so a typo fails before any work starts.
-    try:
-        cfg.sft_config()
-        cfg.dpo_config()
-        cfg.generation_config()
+        return TrainerConfig.from_dict(data)
     except ConfigError as exc:
         raise ConfigError(str(exc), key=exc.key, source=source) from None
-    return cfg
 
 
 def load_config(

@@ -56,27 +56,20 @@ def curriculum_files(cfg: TrainerConfig) -> CurriculumFiles:
 
 
 def pipeline_config_dict(cfg: TrainerConfig, run: RunDirectory, model_path: Path, files: CurriculumFiles) -> dict[str, Any]:
-    p = cfg.pipeline
+    """The pipeline's settings: the file's ``pipeline`` section and typed ``sft`` / ``dpo`` as they are, plus paths."""
     return {
+        **cfg.pipeline.to_dict(),
         "backend_type": cfg.backend.type,
         "device": cfg.backend.device,
         "dtype": cfg.backend.dtype,
         "seed": cfg.backend.seed,
         "model_path": str(model_path),
-        "sft_epochs_per_topic": p.sft_epochs_per_topic,
-        "dpo_steps_per_topic": p.dpo_steps_per_topic,
-        "accuracy_threshold": p.accuracy_threshold,
-        "dpo_trigger_threshold": p.dpo_trigger_threshold,
-        "topic_pass_threshold": p.topic_pass_threshold,
-        "max_retries_per_topic": p.max_retries_per_topic,
-        "merge_after_unit": p.merge_after_unit,
-        "eval_max_new_tokens": p.eval_max_new_tokens,
         "markers_file": str(files.markers) if files.markers else None,
         "data_dir": cfg.data.dir,
         "output_dir": str(run.path),
         "checkpoint_dir": str(run.checkpoint_dir),
-        "sft": dict(cfg.sft),
-        "dpo": dict(cfg.dpo),
+        "sft": cfg.sft,
+        "dpo": cfg.dpo,
     }
 
 

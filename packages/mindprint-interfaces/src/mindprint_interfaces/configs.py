@@ -1,20 +1,23 @@
-"""Configuration dataclasses (stdlib only, so this package stays dependency-free).
+"""The configuration schema: stdlib dataclasses (so this package stays dependency-free).
 
-Each config can be built from a plain dict with :meth:`from_dict`: unknown keys raise with
-the closest valid key suggested, values are type-checked and range-checked, and every error
-names the key. Defaults follow the HF Trainer / TRL defaults unless noted, so a user moving
-from TRL gets the same behaviour.
+These classes are the one schema of every layer: the backends' trainers take ``SFTConfig`` /
+``DPOConfig``, the pipeline holds them typed, and the ``mindprint`` app validates its YAML
+sections through them. Each can be built from a plain dict with :meth:`ConfigBase.from_dict`:
+unknown keys raise with the closest valid key suggested, values are type-checked and
+range-checked, and every error names the key. Every field is documented (see
+:func:`~mindprint_interfaces.config_base.field_docs`). Training defaults follow the HF Trainer /
+TRL defaults unless noted, so a user moving from TRL gets the same behaviour.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, get_args
 
-from ._validation import build, check
+from .config_base import ConfigBase, FieldDoc, field_docs, setting
+from .validation import check
 
 DEFAULT_TARGET_MODULES: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
 
@@ -25,59 +28,45 @@ LossType = Literal["sigmoid", "ipo", "hinge", "robust"]
 Reference = Literal["initial_policy", "base", "model"]
 Truncation = Literal["truncate", "drop", "error"]
 
-C = TypeVar("C", bound="_FromDict")
+DEVICES: tuple[str, ...] = get_args(Device)
+DTYPES: tuple[str, ...] = get_args(DType)
 
+_FromDict = ConfigBase  # deprecated private name, kept for existing imports
 
-class _FromDict:
-    """Mixin: ``from_dict`` / ``coerce`` / ``to_dict`` for the config dataclasses."""
-
-    _aliases: ClassVar[Mapping[str, str]] = {}
-
-    @classmethod
-    def from_dict(cls: type[C], data: Mapping[str, Any], *, prefix: str = "") -> C:
-        return build(cls, data, prefix=prefix, aliases=cls._aliases)
-
-    @classmethod
-    def coerce(cls: type[C], value: C | Mapping[str, Any] | None) -> C:
-        """Accept an instance, a mapping (the seed's style) or None (defaults)."""
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, Mapping):
-            return cls.from_dict(value)
-        raise TypeError(f"expected {cls.__name__} or a mapping, got {type(value).__name__}")
-
-    def to_dict(self) -> dict[str, Any]:
-        assert dataclasses.is_dataclass(self)
-        return dataclasses.asdict(self)
-
-    def replace(self: C, **changes: Any) -> C:
-        assert dataclasses.is_dataclass(self)
-        merged = {**dataclasses.asdict(self), **changes}
-        return type(self).from_dict(merged)
+__all__ = [
+    "DEFAULT_TARGET_MODULES", "DEVICES", "DTYPES", "AdapterConfig", "BackendConfig", "ConfigBase", "CurriculumConfig",
+    "DPOConfig", "DType", "Device", "FieldDoc", "GenerationConfig", "LRScheduler", "LossType", "Reference",
+    "SFTConfig", "TrainConfigBase", "Truncation", "field_docs", "setting",
+]
 
 
 @dataclass(frozen=True)
-class BackendConfig(_FromDict):
+class BackendConfig(ConfigBase):
     """Which backend, on which device, in which precision. ``backend_type=None`` means "not chosen yet"."""
 
-    backend_type: str | None = None
-    device: Device = "auto"
-    dtype: DType = "auto"
-    seed: int = 42
-    options: dict[str, Any] = field(default_factory=dict)
+    backend_type: str | None = setting(
+        None, "registered backend name (pytorch, mlx or any installed one); null: choose with --backend or "
+              "MINDPRINT_BACKEND")
+    device: Device = setting("auto", "auto: cuda > mps > cpu on PyTorch, Metal > CPU on MLX; gpu: the backend's GPU")
+    dtype: DType = setting("auto", "weights and compute precision; auto: float32 on CPU, bf16/fp16 on GPU",
+                           hf="torch_dtype")
+    seed: int = setting(42, "seed of the backend's random generators", hf="seed")
+    options: dict[str, Any] = setting(factory=dict, doc="backend-specific options, passed to the backend as they are")
+
+    _aliases: ClassVar[Mapping[str, str]] = {"type": "backend_type"}
 
 
 @dataclass(frozen=True)
-class AdapterConfig(_FromDict):
+class AdapterConfig(ConfigBase):
     """LoRA hyper-parameters; identical meaning on both backends (PEFT semantics: scale = alpha / r)."""
 
-    r: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.0
-    target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES
-    layers: tuple[int, ...] | None = None  # explicit layer indices; None = every layer
+    r: int = setting(8, "LoRA rank", hf="r")
+    alpha: float = setting(16.0, "LoRA scale numerator (scale = alpha / r)", hf="lora_alpha")
+    dropout: float = setting(0.0, "dropout on the LoRA input", hf="lora_dropout")
+    target_modules: tuple[str, ...] = setting(DEFAULT_TARGET_MODULES, "linear layers that get an adapter",
+                                              hf="target_modules")
+    layers: tuple[int, ...] | None = setting(None, "explicit layer indices; null = every layer",
+                                             hf="layers_to_transform")
 
     def __post_init__(self) -> None:
         check(self.r > 0, "r", f"must be > 0, got {self.r}")
@@ -93,31 +82,38 @@ class AdapterConfig(_FromDict):
 
 
 @dataclass(frozen=True)
-class _TrainConfigBase(_FromDict):
-    learning_rate: float = 2e-4
-    num_epochs: float = 1.0
-    max_steps: int = -1  # > 0 overrides num_epochs (HF semantics)
-    per_device_batch_size: int = 4
-    gradient_accumulation_steps: int = 1
-    max_length: int = 1024
-    truncation: Truncation = "truncate"  # over-long examples: cut, drop (reported) or raise
-    warmup_ratio: float = 0.0
-    warmup_steps: int = 0
-    lr_scheduler: LRScheduler = "linear"
-    seed: int = 42
-    lora_r: int = 8
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
-    target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES
-    lora_layers: tuple[int, ...] | None = None
-    output_dir: str = "outputs"
-    logging_steps: int = 1
-    save_steps: int = 0  # 0 = save only at the end
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-8
+class TrainConfigBase(ConfigBase):
+    """The settings SFT and DPO share: optimisation, batching, sequence length, LoRA, saving."""
+
+    learning_rate: float = setting(2e-4, "peak learning rate (AdamW)", hf="learning_rate")
+    num_epochs: float = setting(1.0, "passes over the data (ignored when max_steps > 0)", hf="num_train_epochs")
+    max_steps: int = setting(-1, "optimizer steps; > 0 overrides num_epochs, -1 = use num_epochs", hf="max_steps")
+    per_device_batch_size: int = setting(4, "examples per process and micro-batch",
+                                         hf="per_device_train_batch_size")
+    gradient_accumulation_steps: int = setting(1, "micro-batches per optimizer step",
+                                               hf="gradient_accumulation_steps")
+    max_length: int = setting(1024, "tokens per example (prompt + completion)", hf="max_length")
+    truncation: Truncation = setting("truncate", "over-long examples: cut, drop (reported) or raise")
+    warmup_ratio: float = setting(0.0, "fraction of the steps with a linearly rising learning rate",
+                                  hf="warmup_ratio")
+    warmup_steps: int = setting(0, "warm-up steps (wins over warmup_ratio when > 0)", hf="warmup_steps")
+    lr_scheduler: LRScheduler = setting("linear", "learning-rate schedule after warm-up", hf="lr_scheduler_type")
+    seed: int = setting(42, "seed of data order, dropout and adapter initialisation", hf="seed")
+    lora_r: int = setting(8, "LoRA rank", hf="r")
+    lora_alpha: float = setting(16.0, "LoRA scale numerator (scale = lora_alpha / lora_r)", hf="lora_alpha")
+    lora_dropout: float = setting(0.0, "dropout on the LoRA input", hf="lora_dropout")
+    target_modules: tuple[str, ...] = setting(DEFAULT_TARGET_MODULES, "linear layers that get an adapter",
+                                              hf="target_modules")
+    lora_layers: tuple[int, ...] | None = setting(None, "layer indices that get adapters; null = every layer",
+                                                  hf="layers_to_transform")
+    output_dir: str = setting("outputs", "where the trainer writes its files", hf="output_dir")
+    logging_steps: int = setting(1, "report metrics every this many steps", hf="logging_steps")
+    save_steps: int = setting(0, "save the adapter every this many steps; 0 = only at the end", hf="save_steps")
+    weight_decay: float = setting(0.0, "AdamW weight decay", hf="weight_decay")
+    max_grad_norm: float = setting(1.0, "gradient clipping norm; 0 disables clipping", hf="max_grad_norm")
+    adam_beta1: float = setting(0.9, "AdamW beta1", hf="adam_beta1")
+    adam_beta2: float = setting(0.999, "AdamW beta2", hf="adam_beta2")
+    adam_epsilon: float = setting(1e-8, "AdamW epsilon", hf="adam_epsilon")
 
     _aliases: ClassVar[Mapping[str, str]] = {
         "lr": "learning_rate",
@@ -165,15 +161,19 @@ class _TrainConfigBase(_FromDict):
         return self.per_device_batch_size * self.gradient_accumulation_steps
 
 
+_TrainConfigBase = TrainConfigBase  # deprecated private name, kept for existing imports
+
+
 @dataclass(frozen=True)
-class SFTConfig(_TrainConfigBase):
+class SFTConfig(TrainConfigBase):
     """Supervised fine-tuning. Loss on completion tokens only unless ``completion_only_loss=False``."""
 
-    completion_only_loss: bool = True
+    completion_only_loss: bool = setting(True, "loss on the completion tokens only (false: on the prompt too)",
+                                         hf="completion_only_loss")
 
 
 @dataclass(frozen=True)
-class DPOConfig(_TrainConfigBase):
+class DPOConfig(TrainConfigBase):
     """Direct preference optimisation with TRL's loss definitions.
 
     ``reference``: "initial_policy" = the model as it is when DPO starts (after SFT: the SFT model);
@@ -183,12 +183,16 @@ class DPOConfig(_TrainConfigBase):
     ``label_smoothing`` is only used by the ``robust`` loss (as in TRL) and rejected with others.
     """
 
-    learning_rate: float = 1e-6
-    beta: float = 0.1
-    loss_type: LossType = "sigmoid"
-    label_smoothing: float = 0.0
-    reference: Reference = "initial_policy"
-    precompute_ref_log_probs: bool = True
+    learning_rate: float = setting(1e-6, "peak learning rate (AdamW; TRL's DPO default)", hf="learning_rate")
+    beta: float = setting(0.1, "strength of the pull towards the reference model", hf="beta")
+    loss_type: LossType = setting("sigmoid", "DPO loss (TRL's definitions)", hf="loss_type")
+    label_smoothing: float = setting(0.0, "assumed label noise; robust loss only", hf="label_smoothing")
+    reference: Reference = setting(
+        "initial_policy", "reference model: initial_policy = the model when DPO starts, base = adapters disabled, "
+                          "model = the ref_model passed in")
+    precompute_ref_log_probs: bool = setting(
+        True, "reference log-probs computed once before the first step (same numbers; TRL's default is false)",
+        hf="precompute_ref_log_probs")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -199,16 +203,57 @@ class DPOConfig(_TrainConfigBase):
 
 
 @dataclass(frozen=True)
-class GenerationConfig(_FromDict):
+class GenerationConfig(ConfigBase):
     """Decoding settings. ``temperature=0`` is greedy decoding (the default, for reproducible answers)."""
 
-    max_new_tokens: int = 128
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
+    max_new_tokens: int = setting(128, "tokens generated at most", hf="max_new_tokens")
+    temperature: float = setting(0.0, "sampling temperature; 0 = greedy", hf="temperature")
+    top_p: float = setting(1.0, "nucleus sampling mass", hf="top_p")
+    seed: int | None = setting(None, "sampling seed; null = the backend's")
+    stop: tuple[str, ...] = setting((), "strings that end the answer (not included)", hf="stop_strings")
 
     def __post_init__(self) -> None:
         check(self.max_new_tokens > 0, "max_new_tokens", f"must be > 0, got {self.max_new_tokens}")
         check(self.temperature >= 0, "temperature", f"must be >= 0, got {self.temperature}")
         check(0 < self.top_p <= 1, "top_p", f"must be in (0, 1], got {self.top_p}")
+
+
+@dataclass(frozen=True)
+class CurriculumConfig(ConfigBase):
+    """The curriculum's decisions: how much to train per topic, when DPO runs, when a topic passes.
+
+    Each topic: SFT for ``sft_epochs_per_topic`` epochs, evaluate; DPO for ``dpo_steps_per_topic``
+    steps when ``accuracy >= accuracy_threshold`` and ``voice < dpo_trigger_threshold``; the topic
+    passes when ``(accuracy + voice) / 2 >= topic_pass_threshold``, else it is retried.
+    The defaults are those of the ``mindprint`` app's bundled configuration.
+    """
+
+    sft_epochs_per_topic: float = setting(3.0, "SFT epochs per topic attempt (sets sft.num_epochs per topic)")
+    dpo_steps_per_topic: int = setting(
+        10, "DPO steps per topic (sets dpo.max_steps per topic, unless dpo.max_steps is set)")
+    accuracy_threshold: float = setting(0.5, "DPO runs only when accuracy >= this ...")
+    dpo_trigger_threshold: float = setting(0.8, "... and voice < this")
+    topic_pass_threshold: float = setting(0.6, "a topic passes when (accuracy + voice) / 2 >= this")
+    max_retries_per_topic: int = setting(1, "attempts after the first one for a topic that did not pass")
+    merge_after_unit: bool = setting(True, "merge (verified) each finished unit's adapter into the base model")
+    eval_max_new_tokens: int = setting(64, "answer length during evaluation")
+    eval_max_records: int | None = setting(None, "records evaluated per topic; null = every record")
+
+    _aliases: ClassVar[Mapping[str, str]] = {
+        "sft_epochs": "sft_epochs_per_topic",
+        "dpo_steps": "dpo_steps_per_topic",
+        "max_retries": "max_retries_per_topic",
+    }
+
+    def __post_init__(self) -> None:
+        for key in ("accuracy_threshold", "dpo_trigger_threshold", "topic_pass_threshold"):
+            value = getattr(self, key)
+            check(math.isfinite(value) and 0.0 <= value <= 1.0, key, f"must be in [0, 1], got {value}")
+        check(self.sft_epochs_per_topic > 0, "sft_epochs_per_topic", f"must be > 0, got {self.sft_epochs_per_topic}")
+        check(self.dpo_steps_per_topic > 0, "dpo_steps_per_topic", f"must be > 0, got {self.dpo_steps_per_topic}")
+        check(self.max_retries_per_topic >= 0, "max_retries_per_topic",
+              f"must be >= 0, got {self.max_retries_per_topic}")
+        check(self.eval_max_new_tokens > 0, "eval_max_new_tokens", f"must be > 0, got {self.eval_max_new_tokens}")
+        check(self.eval_max_records is None or self.eval_max_records > 0, "eval_max_records",
+              f"must be > 0 or null, got {self.eval_max_records}")
+

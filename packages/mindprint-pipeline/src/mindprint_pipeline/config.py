@@ -1,98 +1,126 @@
 """PipelineConfig: the curriculum pipeline's settings (a stdlib dataclass, buildable from a dict).
 
-Field names follow the seed's ``PipelineConfig`` (``sft_epochs_per_topic``, ``dpo_beta``,
-``accuracy_threshold`` ...). ``sft`` / ``dpo`` hold extra :class:`~mindprint_interfaces.SFTConfig` /
-:class:`~mindprint_interfaces.DPOConfig` keys that override what the flat fields derive.
+It is the interfaces' :class:`~mindprint_interfaces.CurriculumConfig` (the decision knobs) plus
+the backend, the paths and the two trainer sections, held typed: ``sft`` is an
+:class:`~mindprint_interfaces.SFTConfig`, ``dpo`` a :class:`~mindprint_interfaces.DPOConfig`, so
+every default comes from the one schema in mindprint-interfaces.
+
+The original flat names (``sft_learning_rate``, ``dpo_beta``, ``lora_r`` ...) are still accepted
+by :meth:`PipelineConfig.from_dict` and readable as attributes; they are shorthands for keys of
+the typed sections (see :data:`FLAT_NAMES`). A key given inside ``sft`` / ``dpo`` wins over its
+flat shorthand.
 """
 
 from __future__ import annotations
 
-import math
+import json
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
-from mindprint_interfaces import ConfigError, DPOConfig, GenerationConfig, SFTConfig
-from mindprint_interfaces._validation import check
-from mindprint_interfaces.configs import Device, DType, LossType, _FromDict
-
-T = TypeVar("T", SFTConfig, DPOConfig)
+from mindprint_interfaces import (
+    BackendConfig,
+    ConfigError,
+    CurriculumConfig,
+    DPOConfig,
+    GenerationConfig,
+    SFTConfig,
+)
+from mindprint_interfaces.config_base import setting
+from mindprint_interfaces.configs import Device, DType, TrainConfigBase
+from mindprint_interfaces.validation import build, coerce
 
 # Keys that do not change what is trained: a resumed run may change them freely.
 NON_TRAINING_KEYS: frozenset[str] = frozenset(
     {"backend_type", "device", "dtype", "data_dir", "output_dir", "checkpoint_dir", "model_path"}
 )
 
+# Flat name -> the (section, key) pairs it sets. ``sft_max_length`` and the LoRA shape set both
+# sections: DPO continues the SFT adapter on the same sequences.
+FLAT_NAMES: Mapping[str, tuple[tuple[str, str], ...]] = {
+    "sft_learning_rate": (("sft", "learning_rate"),),
+    "sft_batch_size": (("sft", "per_device_batch_size"),),
+    "sft_max_length": (("sft", "max_length"), ("dpo", "max_length")),
+    "dpo_learning_rate": (("dpo", "learning_rate"),),
+    "dpo_batch_size": (("dpo", "per_device_batch_size"),),
+    "dpo_beta": (("dpo", "beta"),),
+    "dpo_loss_type": (("dpo", "loss_type"),),
+    "lora_r": (("sft", "lora_r"), ("dpo", "lora_r")),
+    "lora_alpha": (("sft", "lora_alpha"), ("dpo", "lora_alpha")),
+}
+
+SECTIONS: Mapping[str, type[TrainConfigBase]] = {"sft": SFTConfig, "dpo": DPOConfig}
+
+# Keys of a trainer section the pipeline sets per topic attempt; they do not describe the training.
+PER_ATTEMPT_KEYS: tuple[str, ...] = ("seed", "output_dir")
+
+
+class _FlatName:
+    """Read-only view of a typed field under its original flat name: ``cfg.dpo_beta`` is ``cfg.dpo.beta``."""
+
+    def __init__(self, section: str, key: str) -> None:
+        self.section, self.key = section, key
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return getattr(getattr(obj, self.section), self.key)
+
 
 @dataclass(frozen=True)
-class PipelineConfig(_FromDict):
+class PipelineConfig(CurriculumConfig):
     """Settings of :class:`~mindprint_pipeline.DPOPipeline`.
 
     ``backend_type=None`` means "use the backend passed to the pipeline" or, with a transformers
     model and tokenizer passed in, legacy mode through the PyTorch backend's wrapper.
     """
 
-    # backend + model
-    backend_type: str | None = None
-    device: Device = "auto"
-    dtype: DType = "auto"
-    model_path: str | None = None
-    # SFT per topic
-    sft_epochs_per_topic: float = 3.0
-    sft_learning_rate: float = 2e-4
-    sft_batch_size: int = 4
-    sft_max_length: int = 512
-    # DPO per topic
-    dpo_steps_per_topic: int = 10
-    dpo_learning_rate: float = 5e-6
-    dpo_batch_size: int = 2
-    dpo_beta: float = 0.1
-    dpo_loss_type: LossType = "sigmoid"
-    # LoRA (shared by SFT and DPO: DPO continues the SFT adapter)
-    lora_r: int = 8
-    lora_alpha: float = 16.0
-    # decisions
-    accuracy_threshold: float = 0.70
-    dpo_trigger_threshold: float = 0.75
-    topic_pass_threshold: float = 0.90
-    merge_after_unit: bool = True
-    max_retries_per_topic: int = 2
-    # evaluation
-    markers_file: str | None = None
-    eval_max_new_tokens: int = 64
-    eval_max_records: int | None = None  # per topic; None = every record
-    # paths
-    data_dir: str = "data"
-    output_dir: str = "outputs"
-    checkpoint_dir: str | None = None  # None = <output_dir>/checkpoints
-    seed: int = 42
-    # extra SFTConfig / DPOConfig keys (override the flat fields above)
-    sft: dict[str, Any] = field(default_factory=dict)
-    dpo: dict[str, Any] = field(default_factory=dict)
+    backend_type: str | None = setting(None, "backend name; null = the backend passed to the pipeline")
+    device: Device = setting(BackendConfig.device, "device (see backend.device)")
+    dtype: DType = setting(BackendConfig.dtype, "precision (see backend.dtype)")
+    model_path: str | None = setting(None, "the base model (an HF directory)")
+    sft: SFTConfig = setting(factory=SFTConfig, doc="SFT settings of each topic attempt")
+    dpo: DPOConfig = setting(factory=DPOConfig, doc="DPO settings of each topic attempt")
+    markers_file: str | None = setting(None, "voice markers of the default evaluator (relative: to data_dir)")
+    data_dir: str = setting("data", "where relative data files are looked up")
+    output_dir: str = setting("outputs", "where runs, merged models and the result are written")
+    checkpoint_dir: str | None = setting(None, "where the resumable state is kept; null = <output_dir>/checkpoints")
+    seed: int = setting(TrainConfigBase.seed, "seed of topic attempt i, retry a: seed + 1000 * i + a")
 
-    _aliases: ClassVar[Mapping[str, str]] = {
-        "backend": "backend_type",
-        "sft_epochs": "sft_epochs_per_topic",
-        "dpo_steps": "dpo_steps_per_topic",
-        "max_retries": "max_retries_per_topic",
-    }
+    _aliases: ClassVar[Mapping[str, str]] = {**CurriculumConfig._aliases, "backend": "backend_type"}
+
+    # the original flat names, readable as before
+    sft_learning_rate = _FlatName("sft", "learning_rate")
+    sft_batch_size = _FlatName("sft", "per_device_batch_size")
+    sft_max_length = _FlatName("sft", "max_length")
+    dpo_learning_rate = _FlatName("dpo", "learning_rate")
+    dpo_batch_size = _FlatName("dpo", "per_device_batch_size")
+    dpo_beta = _FlatName("dpo", "beta")
+    dpo_loss_type = _FlatName("dpo", "loss_type")
+    lora_r = _FlatName("sft", "lora_r")
+    lora_alpha = _FlatName("sft", "lora_alpha")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, prefix: str = "") -> PipelineConfig:
+        if not isinstance(data, Mapping):
+            return build(cls, data, prefix=prefix)  # reports "expected a mapping"
+        # Flat names are listed as aliases only so that a misspelt one gets a suggestion.
+        aliases = {**cls._aliases, **{name: name for name in FLAT_NAMES}}
+        return build(cls, fold_flat_names(data, prefix), prefix=prefix, aliases=aliases)
 
     def __post_init__(self) -> None:
-        for key in ("accuracy_threshold", "dpo_trigger_threshold", "topic_pass_threshold"):
-            value = getattr(self, key)
-            check(math.isfinite(value) and 0.0 <= value <= 1.0, key, f"must be in [0, 1], got {value}")
-        check(self.sft_epochs_per_topic > 0, "sft_epochs_per_topic", f"must be > 0, got {self.sft_epochs_per_topic}")
-        check(self.dpo_steps_per_topic > 0, "dpo_steps_per_topic", f"must be > 0, got {self.dpo_steps_per_topic}")
-        check(self.max_retries_per_topic >= 0, "max_retries_per_topic",
-              f"must be >= 0, got {self.max_retries_per_topic}")
-        check(self.eval_max_new_tokens > 0, "eval_max_new_tokens", f"must be > 0, got {self.eval_max_new_tokens}")
-        check(self.eval_max_records is None or self.eval_max_records > 0, "eval_max_records",
-              f"must be > 0 or null, got {self.eval_max_records}")
-        check(bool(self.output_dir), "output_dir", "must not be empty")
-        # Validate the derived trainer configs now, so a bad value fails before any work starts.
-        SFTConfig.from_dict(self.sft, prefix="sft.")
-        DPOConfig.from_dict(self.dpo, prefix="dpo.")
+        super().__post_init__()
+        for name, section in SECTIONS.items():  # a caller's dict (the untyped style) becomes the typed section
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                object.__setattr__(self, name, section.from_dict(value, prefix=f"{name}."))
+            elif not isinstance(value, section):
+                raise ConfigError(f"{name}: expected a mapping of keys, got {value!r}", key=name)
+        if not self.output_dir:
+            raise ConfigError("output_dir: must not be empty", key="output_dir")
+        # Derive the per-topic trainer configs now, so a bad combination fails before any work starts.
         self.sft_config(seed=self.seed)
         self.dpo_config(seed=self.seed)
 
@@ -101,45 +129,54 @@ class PipelineConfig(_FromDict):
     def checkpoint_path(self) -> Path:
         return Path(self.checkpoint_dir) if self.checkpoint_dir else Path(self.output_dir) / "checkpoints"
 
+    def _run_dir(self, output_dir: str | Path | None) -> str:
+        return str(output_dir) if output_dir is not None else str(Path(self.output_dir) / "runs")
+
     # -- derived trainer configs ---------------------------------------------------------------
     def sft_config(self, *, seed: int, output_dir: str | Path | None = None) -> SFTConfig:
-        """The SFTConfig for one topic attempt (flat fields, then ``sft`` overrides, then the seed)."""
-        base: dict[str, Any] = {
-            "learning_rate": self.sft_learning_rate,
-            "num_epochs": self.sft_epochs_per_topic,
-            "per_device_batch_size": self.sft_batch_size,
-            "max_length": self.sft_max_length,
-            "lora_r": self.lora_r,
-            "lora_alpha": self.lora_alpha,
-            "output_dir": str(output_dir) if output_dir is not None else str(Path(self.output_dir) / "runs"),
-        }
-        return _derived(SFTConfig, {**base, **self.sft, "seed": seed}, "sft")
+        """``sft`` for one topic attempt: ``sft_epochs_per_topic`` epochs (``sft.max_steps > 0`` still wins)."""
+        return self.sft.replace(num_epochs=self.sft_epochs_per_topic, seed=seed, output_dir=self._run_dir(output_dir))
 
     def dpo_config(self, *, seed: int, output_dir: str | Path | None = None) -> DPOConfig:
-        base: dict[str, Any] = {
-            "learning_rate": self.dpo_learning_rate,
-            "max_steps": self.dpo_steps_per_topic,
-            "per_device_batch_size": self.dpo_batch_size,
-            "max_length": self.sft_max_length,
-            "beta": self.dpo_beta,
-            "loss_type": self.dpo_loss_type,
-            "lora_r": self.lora_r,
-            "lora_alpha": self.lora_alpha,
-            "output_dir": str(output_dir) if output_dir is not None else str(Path(self.output_dir) / "runs"),
-        }
-        return _derived(DPOConfig, {**base, **self.dpo, "seed": seed}, "dpo")
+        """``dpo`` for one topic attempt: ``dpo.max_steps`` when set, else ``dpo_steps_per_topic`` steps."""
+        steps = self.dpo.max_steps if self.dpo.max_steps > 0 else self.dpo_steps_per_topic
+        return self.dpo.replace(max_steps=steps, seed=seed, output_dir=self._run_dir(output_dir))
 
     def generation_config(self, *, seed: int | None = None) -> GenerationConfig:
         """Greedy decoding for evaluation (reproducible answers on both backends)."""
         return GenerationConfig(max_new_tokens=self.eval_max_new_tokens, temperature=0.0, seed=seed)
 
     def training_fingerprint(self) -> dict[str, Any]:
-        """The settings that change what is trained; a resume refuses a checkpoint made with others."""
-        return {k: v for k, v in self.to_dict().items() if k not in NON_TRAINING_KEYS}
+        """The settings that change what is trained; a resume refuses a checkpoint made with others.
+
+        Flat, with dotted keys for the trainer sections (``dpo.beta``) so a refusal names the one
+        setting that changed; the sections as each topic trains them. JSON-shaped (lists, not
+        tuples) so it compares equal to the copy read back from the checkpoint.
+        """
+        data = {k: v for k, v in self.to_dict().items() if k not in NON_TRAINING_KEYS and k not in SECTIONS}
+        for name, derived in (("sft", self.sft_config(seed=self.seed)), ("dpo", self.dpo_config(seed=self.seed))):
+            data.update({f"{name}.{k}": v for k, v in derived.to_dict().items() if k not in PER_ATTEMPT_KEYS})
+        fingerprint: dict[str, Any] = json.loads(json.dumps(data))
+        return fingerprint
 
 
-def _derived(cls: type[T], data: Mapping[str, Any], section: str) -> T:
-    try:
-        return cls.from_dict(data)
-    except ConfigError as exc:
-        raise ConfigError(f"{section} (derived from the pipeline settings): {exc}", key=f"{section}.{exc.key}") from None
+def fold_flat_names(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"dpo_beta": 0.2, "dpo": {...}}`` -> ``{"dpo": {"beta": 0.2, ...}}`` (keys inside the section win)."""
+    out = {k: v for k, v in data.items() if k not in FLAT_NAMES}
+    for name, targets in FLAT_NAMES.items():
+        if name not in data:
+            continue
+        for section, key in targets:
+            nested = out.get(section)
+            if isinstance(nested, TrainConfigBase):
+                raise ConfigError(f"{prefix}{name}: {prefix}{section} is given as a {type(nested).__name__}; "
+                                  f"set {key} there instead", key=f"{prefix}{name}")
+            if nested is None:
+                nested = {}
+            if not isinstance(nested, Mapping):
+                continue  # the section's own check reports it
+            cls = SECTIONS[section]
+            if key not in {cls._aliases.get(k, k) for k in nested}:
+                value = coerce(data[name], typing.get_type_hints(cls)[key], f"{prefix}{name}")
+                out[section] = {key: value, **nested}
+    return out
