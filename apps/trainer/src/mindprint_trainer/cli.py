@@ -195,7 +195,7 @@ def _bench(argv: Sequence[str]) -> int:
 def _launch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """``--nproc N``: re-run this command under the backend's launcher (see :mod:`.launch`)."""
     from . import launch
-    from .commands import config_from_args
+    from .args_config import config_from_args
 
     if args.nproc < 1:
         raise ConfigError(f"--nproc: must be >= 1, got {args.nproc}", key="nproc")
