@@ -159,3 +159,17 @@ def test_bench_outside_a_checkout_says_where_to_run(tmp_path: Path) -> None:
                          capture_output=True, text=True)
     assert out.returncode == 2
     assert "mindprint bench runs from a mindprint source checkout" in out.stderr
+
+
+def test_bench_runs_tools_bench_from_the_checkout_root_and_passes_its_exit_code() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-m", "mindprint_trainer", "bench", "--steps", "0"], cwd=root / "apps",
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1  # tools/bench's own usage failure, from a subdirectory of the checkout
+    assert "--steps must be >= 1" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "mindprint_trainer", "bench", "--help"], cwd=root,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("usage: mindprint bench")

@@ -5,8 +5,9 @@ run time). transformers dequantises the Q4_1 GGUF to fp32; the quantizer and
 ``quantization_config`` are dropped so the HF Trainer (and mlx-lm) accept the model.
 
 The output is cached (default ``~/.cache/mindprint/smollm2-135m-instruct``; override with
-``MINDPRINT_SMOLLM2_DIR``) and rebuilt only when missing or incomplete. ``tools/smollm2.py`` is
-a thin wrapper around :func:`ensure_smollm2`.
+``MINDPRINT_SMOLLM2_DIR``) and rebuilt only when missing or incomplete. ``python -m
+mindprint_trainer.bundled_model [OUT_DIR]`` converts and prints the directory: the repository's
+``tools/smollm2.py`` runs that in a child process, as the tools import no app code.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from mindprint_interfaces import MindprintError
@@ -140,3 +143,18 @@ def ensure_smollm2(out_dir: str | Path | None = None) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the directory of the (converted once) model; ``error: ...`` and exit code 2 when it cannot be made."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        print(ensure_smollm2(args[0] if args else None))
+    except ModelUnavailableError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -186,15 +186,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _bench(argv: Sequence[str]) -> int:
     """``mindprint bench``: the benchmark harness lives in the repository's ``tools/bench`` (not in the wheel),
-    because it drives the raw peer libraries (TRL, mlx-lm, mlx-lm-lora) that users need not install."""
-    import importlib
+    because it drives the raw peer libraries (TRL, mlx-lm, mlx-lm-lora) that users need not install. It runs as
+    ``python -m tools.bench`` from the checkout root, in its own process: the app never imports the tools."""
+    import subprocess
     from pathlib import Path
 
     for root in (Path.cwd(), *Path.cwd().parents):
         if (root / "tools" / "bench" / "__init__.py").is_file():
-            sys.path.insert(0, str(root))
-            bench_main = importlib.import_module("tools.bench").main
-            return int(bench_main(list(argv)))
+            return subprocess.run([sys.executable, "-m", "tools.bench", *argv], cwd=root, check=False).returncode
     raise ConfigError("mindprint bench runs from a mindprint source checkout (it needs tools/bench and the `bench` "
                       "dependency group): cd into the repository and run `uv run --group bench mindprint bench`",
                       key="bench")
@@ -203,7 +202,7 @@ def _bench(argv: Sequence[str]) -> int:
 def _launch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """``--nproc N``: re-run this command under the backend's launcher (see :mod:`.launch`)."""
     from . import launch
-    from .commands import config_from_args
+    from .args_config import config_from_args
 
     if args.nproc < 1:
         raise ConfigError(f"--nproc: must be >= 1, got {args.nproc}", key="nproc")

@@ -3,33 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mindprint_interfaces import (
-    Backend,
-    BackendNotFoundError,
-    ConfigError,
-    MindprintError,
-    Model,
-    create_backend,
-)
+from mindprint_interfaces import BackendNotFoundError, ConfigError, MindprintError
 from mindprint_interfaces.data import load_preference_jsonl, load_sft_jsonl, read_jsonl
-from mindprint_interfaces.registry import ENV_VAR, KNOWN_BACKENDS, BackendRegistry, canonical_name
-from rich.console import Console
+from mindprint_interfaces.registry import BackendRegistry, canonical_name
 from rich.table import Table
 
-from .bundled_model import resolve_model_path
-from .config import TrainerConfig, load_config
-from .progress import ProgressDisplay
-from .rundir import RunDirectory, TopicRow, new_run_dir
-
-console = Console()
-err_console = Console(stderr=True)
+from .args_config import config_from_args
+from .backend_setup import load_model, make_backend
+from .config import TrainerConfig
+from .progress import ProgressDisplay, steps_for
+from .run_output import console, err_console, finish_run, open_run
+from .rundir import TopicRow
 
 
 class TrainingFailed(MindprintError):
@@ -38,66 +28,6 @@ class TrainingFailed(MindprintError):
 
 # --------------------------------------------------------------------------------------------
 # shared helpers
-
-
-def _extra(args: argparse.Namespace) -> dict[str, Any]:
-    extra: dict[str, Any] = {}
-    model: dict[str, Any] = {}
-    if getattr(args, "model", None):
-        model["path"] = args.model
-    if getattr(args, "adapter", None):
-        model["adapter"] = args.adapter
-    if model:
-        extra["model"] = model
-    if getattr(args, "output_dir", None):
-        extra["output_dir"] = args.output_dir
-    if getattr(args, "data_dir", None):
-        extra["data"] = {"dir": args.data_dir}
-    return extra
-
-
-def config_from_args(args: argparse.Namespace, extra: Mapping[str, Any] | None = None) -> TrainerConfig:
-    merged = {**_extra(args), **(extra or {})}
-    return load_config(getattr(args, "config", None), backend=getattr(args, "backend", None),
-                       device=getattr(args, "device", None), dtype=getattr(args, "dtype", None),
-                       sets=getattr(args, "set", None) or (), extra=merged)
-
-
-def install_hint(name: str) -> str:
-    kb = KNOWN_BACKENDS.get(canonical_name(name))
-    return f"pip install 'mindprint-trainer[{kb.extra}]'" if kb else "pip install 'mindprint-trainer[all]'"
-
-
-def make_backend(cfg: TrainerConfig) -> Backend:
-    name = cfg.backend.type
-    if name is None:
-        installed = ", ".join(BackendRegistry.available()) or "none"
-        raise ConfigError(f"no backend chosen: pass --backend pytorch|mlx, set {ENV_VAR}, or set backend.type in "
-                          f"the config file (installed: {installed})", key="backend.type")
-    try:
-        return create_backend(name, device=cfg.backend.device, dtype=cfg.backend.dtype, seed=cfg.backend.seed,
-                              **cfg.backend.options)
-    except BackendNotFoundError as exc:
-        message = str(exc)
-        if "mindprint-trainer[" not in message:
-            message += f"; install it with: {install_hint(name)}"
-        raise BackendNotFoundError(message) from None
-    except ImportError as exc:
-        raise BackendNotFoundError(f"the {name} backend cannot be used: {exc.name or exc} is not installed; "
-                                   f"install it with: {install_hint(name)}") from None
-
-
-def load_model(backend: Backend, cfg: TrainerConfig) -> Model:
-    path = resolve_model_path(cfg.model.path)
-    if cfg.model.adapter:
-        return backend.load_model(path, adapter_path=cfg.model.adapter)
-    return backend.load_model(path)
-
-
-def open_run(cfg: TrainerConfig, command: str) -> RunDirectory:
-    run = RunDirectory(new_run_dir(cfg.output_dir, command), command)
-    run.write_config(cfg.to_yaml())
-    return run
 
 
 def sft_records(path: Path) -> list[dict[str, Any]]:
@@ -111,13 +41,6 @@ def preference_records(path: Path) -> list[dict[str, Any]]:
     return [obj for _, obj in read_jsonl(path)]
 
 
-def steps_for(n_records: int, batch: int, accum: int, epochs: float, max_steps: int) -> int:
-    if max_steps > 0:
-        return max_steps
-    per_epoch = max(1, math.ceil(n_records / batch) // max(1, accum))
-    return max(1, math.ceil(per_epoch * epochs))
-
-
 def data_file(cfg: TrainerConfig, arg: str | None, name: str | None, what: str) -> Path:
     if arg:
         return Path(arg)
@@ -129,13 +52,6 @@ def data_file(cfg: TrainerConfig, arg: str | None, name: str | None, what: str) 
 
 def _fmt_time(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
-def finish_run(run: RunDirectory, title: str, *, topics: Sequence[TopicRow] = (), facts: Mapping[str, Any] | None = None,
-               extra: str = "") -> None:
-    run.write_plots()
-    run.write_summary(title=title, topics=topics, facts=facts, extra=extra)
-    err_console.print(f"run directory: [bold]{run.path}[/]")
 
 
 # --------------------------------------------------------------------------------------------

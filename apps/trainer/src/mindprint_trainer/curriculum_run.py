@@ -21,11 +21,13 @@ from mindprint_interfaces.data import load_preference_jsonl, load_sft_jsonl
 from rich.console import Console
 from rich.table import Table
 
+from .args_config import config_from_args
+from .backend_setup import make_backend
 from .bundled_model import resolve_model_path
-from .commands import config_from_args, err_console, finish_run, make_backend, steps_for
 from .config import TrainerConfig, load_config
 from .interrupt import StopRequest, graceful_sigint
-from .progress import ProgressDisplay
+from .progress import ProgressDisplay, steps_for
+from .run_output import err_console, finish_run
 from .rundir import CONFIG, RunDirectory, TopicRow, new_run_dir
 
 EXIT_INTERRUPTED = 130

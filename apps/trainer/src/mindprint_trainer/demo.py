@@ -21,8 +21,8 @@ from mindprint_interfaces.registry import ENV_VAR, BackendRegistry
 from rich.console import Console
 from rich.table import Table
 
+from .backend_setup import make_backend
 from .bundled_model import ensure_smollm2
-from .commands import make_backend
 from .config import TrainerConfig, load_config
 from .curriculum_run import run_curriculum, topics_table
 from .rundir import RunDirectory, new_run_dir

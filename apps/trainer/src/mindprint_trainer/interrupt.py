@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from mindprint_pipeline.callbacks import BasePipelineCallback, PipelineInterrupted
+from mindprint_pipeline.events import BasePipelineCallback, PipelineInterrupted
 
 
 class StopRequest(BasePipelineCallback):

@@ -10,8 +10,9 @@
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
@@ -60,11 +61,18 @@ class StepCallback:
         return None  # the command reports where the adapter ends up
 
 
+def steps_for(n_records: int, batch: int, accum: int, epochs: float, max_steps: int) -> int:
+    """The optimizer steps a stage will take, as a progress bar's total (``max_steps`` wins when set)."""
+    if max_steps > 0:
+        return max_steps
+    per_epoch = max(1, math.ceil(n_records / batch) // max(1, accum))
+    return max(1, math.ceil(per_epoch * epochs))
+
+
 class ProgressDisplay:
     """One rich ``Progress`` for the whole command; tasks are (stage, topic) pairs."""
 
-    def __init__(self, run: RunDirectory | None = None, *, console: Console | None = None,
-                 on_topic_end_hook: Callable[[str, Any], None] | None = None) -> None:
+    def __init__(self, run: RunDirectory | None = None, *, console: Console | None = None) -> None:
         self.run = run
         self.console = console or Console(stderr=True)
         self.progress = Progress(
@@ -80,7 +88,6 @@ class ProgressDisplay:
             transient=False,
         )
         self.tasks: dict[tuple[str, str | None], TaskID] = {}
-        self.on_topic_end_hook = on_topic_end_hook
         self.topic_started: dict[str, float] = {}
         self.topic_results: dict[str, Any] = {}
         self.totals: dict[tuple[str, str | None], int] = {}
@@ -166,8 +173,6 @@ class ProgressDisplay:
         colour = "green" if status == "passed" else "yellow"
         self.note(f"[{colour}]topic {topic_id}[/]: " + ", ".join(b for b in bits if b))
         self.topic_results[topic_id] = progress
-        if self.on_topic_end_hook is not None:
-            self.on_topic_end_hook(topic_id, progress)
 
     def on_unit_end(self, progress: Any) -> None:
         unit = getattr(progress, "unit", "?")

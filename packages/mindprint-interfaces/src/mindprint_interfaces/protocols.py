@@ -10,16 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .configs import AdapterConfig, BackendConfig, DPOConfig, GenerationConfig, SFTConfig
+from .messages import Message
 from .results import ForwardOutput, Generation, TrainingResult
 
-if TYPE_CHECKING:
-    from .data import Message
-
 PathLike = str | Path
-Prompt = str | Sequence[int] | Sequence["Message"]
+Prompt = str | Sequence[int] | Sequence[Message]
 
 
 @runtime_checkable

@@ -6,7 +6,6 @@ backend (``mindprint_torch`` / ``mindprint_mlx``) is passed in or created from t
 
 from mindprint_interfaces import Evaluator
 
-from .callbacks import BasePipelineCallback, PipelineCallback, PipelineInterrupted, Stage
 from .checkpoint import CheckpointError, PipelineState, load_state, save_state
 from .config import PipelineConfig
 from .curriculum import (
@@ -19,6 +18,7 @@ from .curriculum import (
     load_curriculum,
 )
 from .evaluation import DefaultEvaluator, VoiceMarkers, rouge_l_f1
+from .events import BasePipelineCallback, PipelineCallback, PipelineInterrupted, Stage
 from .pipeline import DPOPipeline
 from .progress import AttemptResult, ChapterProgress, PipelineResult, TopicProgress, UnitProgress
 

@@ -1,69 +1,12 @@
-"""Pipeline events for applications (progress bars, metrics.jsonl) and a way to stop a run cleanly."""
+"""Deprecated name of :mod:`mindprint_pipeline.events` (kept for code that still imports it)."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Literal, Protocol
+import warnings
 
-from mindprint_interfaces import MindprintError
+from .events import BasePipelineCallback, PipelineCallback, PipelineInterrupted, Stage, StepForwarder
 
-from .progress import TopicProgress, UnitProgress
+__all__ = ["BasePipelineCallback", "PipelineCallback", "PipelineInterrupted", "Stage", "StepForwarder"]
 
-Stage = Literal["sft", "dpo"]
-
-log = logging.getLogger("mindprint_pipeline")
-
-
-class PipelineInterrupted(MindprintError):
-    """Raise from a callback to stop the pipeline after the current topic's checkpoint.
-
-    ``train_curriculum`` catches it and returns the partial :class:`PipelineResult`
-    (``completed=False``); ``resume=True`` continues from there.
-    """
-
-
-class PipelineCallback(Protocol):
-    """What the pipeline reports. Subclass :class:`BasePipelineCallback` and override what you need."""
-
-    def on_topic_start(self, topic_id: str, attempt: int) -> None: ...
-    def on_step(self, stage: Stage, topic_id: str, step: int, metrics: Mapping[str, float]) -> None: ...
-    def on_topic_end(self, progress: TopicProgress) -> None: ...
-    def on_unit_end(self, progress: UnitProgress) -> None: ...
-
-
-class BasePipelineCallback:
-    """A PipelineCallback that does nothing."""
-
-    def on_topic_start(self, topic_id: str, attempt: int) -> None:
-        return None
-
-    def on_step(self, stage: Stage, topic_id: str, step: int, metrics: Mapping[str, float]) -> None:
-        return None
-
-    def on_topic_end(self, progress: TopicProgress) -> None:
-        return None
-
-    def on_unit_end(self, progress: UnitProgress) -> None:
-        return None
-
-
-class StepForwarder:
-    """A backend TrainerCallback that forwards training steps to the pipeline callbacks."""
-
-    def __init__(self, stage: Stage, topic_id: str, callbacks: Sequence[PipelineCallback]) -> None:
-        self.stage: Stage = stage
-        self.topic_id = topic_id
-        self.callbacks = list(callbacks)
-        self.last_metrics: dict[str, float] = {}
-        self.steps = 0
-
-    def on_step(self, step: int, metrics: Mapping[str, float]) -> None:
-        self.steps = step
-        self.last_metrics = dict(metrics)
-        for cb in self.callbacks:
-            cb.on_step(self.stage, self.topic_id, step, metrics)
-
-    def on_save(self, path: Path) -> None:
-        return None
+warnings.warn("mindprint_pipeline.callbacks is deprecated: import from mindprint_pipeline.events",
+              DeprecationWarning, stacklevel=2)

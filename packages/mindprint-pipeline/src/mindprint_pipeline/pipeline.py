@@ -29,11 +29,11 @@ from mindprint_interfaces import Backend, BackendMismatchError, ConfigError, Eva
 from mindprint_interfaces.fileio import atomic_write_json
 from mindprint_interfaces.registry import canonical_name
 
-from .callbacks import PipelineCallback, PipelineInterrupted, StepForwarder
 from .checkpoint import CheckpointError, PipelineState, check_compatible, load_state, save_state
 from .config import PipelineConfig
 from .curriculum import Curriculum, RecordsInput, Topic, load_curriculum
 from .evaluation import DefaultEvaluator, check_scores
+from .events import PipelineCallback, PipelineInterrupted, StepForwarder
 from .progress import AttemptResult, ChapterProgress, PipelineResult, TopicProgress, UnitProgress
 
 log = logging.getLogger("mindprint_pipeline")

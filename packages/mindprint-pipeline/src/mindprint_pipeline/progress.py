@@ -116,10 +116,6 @@ class ChapterProgress(_TopicCounts):
     topics: list[TopicProgress] = field(default_factory=list)
 
     @property
-    def chapter_id(self) -> str:
-        return f"{self.unit}/{self.chapter}"
-
-    @property
     def completed(self) -> bool:
         return all(t.status != "pending" for t in self.topics)
 

@@ -42,7 +42,11 @@ _LAZY = {
     "TorchSFTTrainer": ".sft",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "PyTorchAdapterManager", "PyTorchBackend", "PyTorchDPOTrainer", "PyTorchDeviceManager", "PyTorchModel",
+    "PyTorchSFTTrainer", "TorchAdapterManager", "TorchBackend", "TorchDPOTrainer", "TorchDeviceManager", "TorchModel",
+    "TorchSFTTrainer", "convert_adapter", "ensure_torch_model", "save_merged",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,8 @@
 """Shared data layer: read, validate and tokenize training records identically for every backend."""
 
+from ..messages import Message
 from .jsonl import load_preference_jsonl, load_sft_jsonl, read_jsonl, write_jsonl
-from .records import Message, PreferencePair, SFTExample
+from .records import PreferencePair, SFTExample
 from .tokenize import (
     IGNORE_INDEX,
     TokenizedData,
@@ -9,7 +10,6 @@ from .tokenize import (
     TokenizedPair,
     completion_ids,
     conversation_segments,
-    pad_batch,
     render_prompt,
     tokenize_preferences,
     tokenize_sft,
@@ -19,6 +19,6 @@ from .validate import as_preference_pairs, as_sft_examples, parse_preference_rec
 __all__ = [
     "IGNORE_INDEX", "Message", "PreferencePair", "SFTExample", "TokenizedData", "TokenizedExample", "TokenizedPair",
     "as_preference_pairs", "as_sft_examples", "completion_ids", "conversation_segments", "load_preference_jsonl",
-    "load_sft_jsonl", "pad_batch", "parse_preference_records", "parse_sft_records", "read_jsonl", "render_prompt",
+    "load_sft_jsonl", "parse_preference_records", "parse_sft_records", "read_jsonl", "render_prompt",
     "tokenize_preferences", "tokenize_sft", "write_jsonl",
 ]

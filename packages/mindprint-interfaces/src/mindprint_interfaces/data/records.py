@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypedDict
 
-
-class Message(TypedDict):
-    role: str
-    content: str
+from ..messages import Message
 
 
 @dataclass(frozen=True)

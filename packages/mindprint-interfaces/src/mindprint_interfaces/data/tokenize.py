@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from ..errors import DataIssue, DataValidationError
+from ..messages import Message
 from ..protocols import Tokenizer
-from .records import Message, PreferencePair, SFTExample
+from .records import PreferencePair, SFTExample
 
 IGNORE_INDEX = -100
 
@@ -175,10 +176,3 @@ def tokenize_preferences(tokenizer: Tokenizer, pairs: Sequence[PreferencePair], 
         raise DataValidationError(source, out.dropped or [DataIssue(0, "", "no trainable pairs")])
     return out
 
-
-def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int, *, pad_to: int | None = None) -> tuple[list[list[int]], list[list[int]]]:
-    """Right-pad to a rectangle; returns (ids, attention_mask)."""
-    width = max(pad_to or 0, max(len(s) for s in sequences))
-    ids = [list(s) + [pad_id] * (width - len(s)) for s in sequences]
-    mask = [[1] * len(s) + [0] * (width - len(s)) for s in sequences]
-    return ids, mask

@@ -11,7 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..errors import DataIssue, DataValidationError
-from .records import Message, PreferencePair, SFTExample
+from ..messages import Message
+from .records import PreferencePair, SFTExample
 
 PROMPT_KEYS = ("instruction", "question", "prompt")
 ANSWER_KEYS = ("output", "answer", "completion")

@@ -1,0 +1,33 @@
+"""The :class:`TrainerConfig` a parsed command line asks for: ``--config``/``--set``/``--backend``... on top of the
+bundled defaults. Its own module because every command (and ``--nproc``'s relaunch) starts from it."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import Any
+
+from .config import TrainerConfig, load_config
+
+
+def _extra(args: argparse.Namespace) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    model: dict[str, Any] = {}
+    if getattr(args, "model", None):
+        model["path"] = args.model
+    if getattr(args, "adapter", None):
+        model["adapter"] = args.adapter
+    if model:
+        extra["model"] = model
+    if getattr(args, "output_dir", None):
+        extra["output_dir"] = args.output_dir
+    if getattr(args, "data_dir", None):
+        extra["data"] = {"dir": args.data_dir}
+    return extra
+
+
+def config_from_args(args: argparse.Namespace, extra: Mapping[str, Any] | None = None) -> TrainerConfig:
+    merged = {**_extra(args), **(extra or {})}
+    return load_config(getattr(args, "config", None), backend=getattr(args, "backend", None),
+                       device=getattr(args, "device", None), dtype=getattr(args, "dtype", None),
+                       sets=getattr(args, "set", None) or (), extra=merged)

@@ -1,0 +1,42 @@
+"""Make the backend a config names and load its model, with the install command in every "missing" error.
+
+Shared by the single-stage commands, ``mindprint train`` and ``mindprint demo``."""
+
+from __future__ import annotations
+
+from mindprint_interfaces import Backend, BackendNotFoundError, ConfigError, Model, create_backend
+from mindprint_interfaces.registry import ENV_VAR, KNOWN_BACKENDS, BackendRegistry, canonical_name
+
+from .bundled_model import resolve_model_path
+from .config import TrainerConfig
+
+
+def install_hint(name: str) -> str:
+    kb = KNOWN_BACKENDS.get(canonical_name(name))
+    return f"pip install 'mindprint-trainer[{kb.extra}]'" if kb else "pip install 'mindprint-trainer[all]'"
+
+
+def make_backend(cfg: TrainerConfig) -> Backend:
+    name = cfg.backend.type
+    if name is None:
+        installed = ", ".join(BackendRegistry.available()) or "none"
+        raise ConfigError(f"no backend chosen: pass --backend pytorch|mlx, set {ENV_VAR}, or set backend.type in "
+                          f"the config file (installed: {installed})", key="backend.type")
+    try:
+        return create_backend(name, device=cfg.backend.device, dtype=cfg.backend.dtype, seed=cfg.backend.seed,
+                              **cfg.backend.options)
+    except BackendNotFoundError as exc:
+        message = str(exc)
+        if "mindprint-trainer[" not in message:
+            message += f"; install it with: {install_hint(name)}"
+        raise BackendNotFoundError(message) from None
+    except ImportError as exc:
+        raise BackendNotFoundError(f"the {name} backend cannot be used: {exc.name or exc} is not installed; "
+                                   f"install it with: {install_hint(name)}") from None
+
+
+def load_model(backend: Backend, cfg: TrainerConfig) -> Model:
+    path = resolve_model_path(cfg.model.path)
+    if cfg.model.adapter:
+        return backend.load_model(path, adapter_path=cfg.model.adapter)
+    return backend.load_model(path)
