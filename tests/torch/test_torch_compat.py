@@ -147,7 +147,7 @@ def test_a_renamed_trl_forward_turns_the_compact_head_off_visibly(backend: Torch
     """TRL's main branch renamed the patched forward: training goes on with TRL's head, and the report says so."""
     import trl.trainer.sft_trainer as sft_module
 
-    real = sft_module.add_fused_lm_head
+    real = getattr(sft_module, "add_fused_lm_head")  # noqa: B009  # re-exported by TRL, untyped for mypy
 
     def renamed_patch(model: Any, *args: Any, **kwargs: Any) -> None:
         real(model, *args, **kwargs)

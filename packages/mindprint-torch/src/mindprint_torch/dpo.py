@@ -30,8 +30,8 @@ from mindprint_interfaces import ConfigError, DPOConfig
 from mindprint_interfaces.data import as_preference_pairs, tokenize_preferences
 from mindprint_interfaces.protocols import Model, TrainerCallback
 
-from .callbacks import FiniteLossMixin, ProgressBridge
 from ._compat import trl as trl_compat
+from .callbacks import FiniteLossMixin, ProgressBridge
 from .compact_head import CompactHeadMixin
 from .model import PyTorchModel, ensure_torch_model
 from .training import TorchTrainerBase, common_args
