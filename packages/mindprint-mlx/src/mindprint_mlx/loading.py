@@ -16,9 +16,11 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 from mlx_lm.tokenizer_utils import TokenizerWrapper
-from mlx_lm.utils import _get_classes, load_model, load_tokenizer
+from mlx_lm.utils import load_model, load_tokenizer
 
 from mindprint_interfaces import ConfigError
+
+from ._compat import mlx_lm as mlx_lm_compat
 
 # Fields that change the forward pass, with the value at which ignoring them is harmless.
 NEUTRAL_VALUES: dict[str, Any] = {
@@ -73,7 +75,7 @@ def translate_config(config: dict[str, Any]) -> dict[str, Any]:
 def check_supported(config: dict[str, Any], overrides: dict[str, Any]) -> None:
     """Raise ConfigError when mlx-lm's architecture would silently ignore a maths-relevant field."""
     merged = {**config, **overrides}
-    _, args_class = _get_classes(config=merged)
+    args_class = mlx_lm_compat.model_args_class(merged)
     accepted = set(inspect.signature(args_class).parameters)
     model_type = merged.get("model_type", "?")
     problems = []

@@ -25,6 +25,7 @@ from mindprint_interfaces.protocols import PathLike, Prompt
 from mindprint_kit.prompts import encode_prompt, trim_at_stop
 
 from . import adapters, lora, merge
+from ._compat import mlx_lm as mlx_lm_compat
 from .losses import ce_sum_and_count, token_logprobs
 
 LOGPROB_CHUNK = 8  # sequences per forward in sequence_logprobs
@@ -53,7 +54,7 @@ class MLXModel:
                  hf_config: Mapping[str, Any], device: str, dtype: str, seed: int = 42) -> None:
         self.module = module
         self.tokenizer_wrapper = tokenizer
-        self._tokenizer = HFTokenizer(tokenizer._tokenizer)
+        self._tokenizer = HFTokenizer(mlx_lm_compat.hf_tokenizer(tokenizer))
         self.model_path = model_path
         self.tokenizer_path = tokenizer_path
         self.hf_config = dict(hf_config)

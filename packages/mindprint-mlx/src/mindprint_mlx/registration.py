@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
+from mindprint_interfaces import ConfigError
 from mindprint_interfaces.backend_spec import BackendSpec
+
+from ._compat.mlx import launch_prefix
 
 
 def launch_command(nproc: int, inner_argv: Sequence[str]) -> list[str]:
     """``mlx.launch -n N --backend ring -- <inner argv>`` (``mx.distributed`` over local sockets).
 
-    The ``mlx.launch`` script next to the interpreter when it is there, else the module it runs.
+    The ``mlx.launch`` script next to the interpreter when it is there, else the module it runs
+    (:func:`mindprint_mlx._compat.mlx.launch_prefix`).
     """
-    python = inner_argv[0]
-    script = Path(python).parent / "mlx.launch"
-    prefix = [str(script)] if script.exists() else [python, "-m", "mlx._distributed_utils.launch"]
+    prefix = launch_prefix()
+    if prefix is None:
+        raise ConfigError("--nproc: mlx's launcher (mlx.launch) is not installed with this mlx", key="nproc")
     return [*prefix, "-n", str(nproc), "--backend", "ring", "--", *inner_argv]
 
 

@@ -10,17 +10,17 @@ hidden 576, about a fifth of the forward and backward), and in SFT with completi
 DPO the prompt and the padding carry no label — often half of the positions.
 
 :func:`install` re-patches a model TRL has patched: the same backbone call, the same
-``ChunkedLogProbFunction`` with the same settings (read from TRL's own patched forward, so temperature,
-logit soft-capping and scaling, the extra metric outputs are TRL's), fed only the labelled rows, the
-results scattered back into the padded layout TRL expects. The values are TRL's; only rows whose
-result TRL would discard are not computed. Anything this does not cover (pre-shifted labels, MoE
-router losses, sharded heads, a TRL whose patched forward looks different) goes to TRL's forward,
-and a numerical probe against TRL's forward decides per model whether the compact one is used.
+``ChunkedLogProbFunction`` with the same settings (read from TRL's own patched forward through
+:mod:`._compat.trl`, so temperature, logit soft-capping and scaling, the extra metric outputs are
+TRL's), fed only the labelled rows, the results scattered back into the padded layout TRL expects.
+The values are TRL's; only rows whose result TRL would discard are not computed. Anything this does
+not cover (pre-shifted labels, MoE router losses, sharded heads, a TRL whose patched forward looks
+different) goes to TRL's forward, and a numerical probe against TRL's forward decides per model
+whether the compact one is used.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 import types
 from typing import Any
@@ -28,29 +28,13 @@ from typing import Any
 import torch
 
 from . import shared_prefix
+from ._compat import trl as trl_compat
 
-# The names TRL's patched forward closes over (trl.trainer.utils.add_fused_lm_head); all must be present.
-_TRL_SETTINGS = ("original_forward", "text_config", "final_logit_softcapping", "logit_scale", "backbone_attr",
-                 "cast_lm_head_to_fp32", "temperature", "outputs")
 _MARK = "_mindprint_compact_head"
 _TRL_FORWARD = "_mindprint_trl_forward"
 
 
-def _trl_settings(forward: Any) -> dict[str, Any] | None:
-    func = getattr(forward, "__func__", None)
-    if func is None or getattr(getattr(func, "__code__", None), "co_name", "") != "_fused_forward":
-        return None
-    nonlocals = inspect.getclosurevars(func).nonlocals
-    if not all(name in nonlocals for name in _TRL_SETTINGS):
-        return None
-    return {name: nonlocals[name] for name in _TRL_SETTINGS}
-
-
-def _compact_forward(trl_forward: Any, settings: dict[str, Any]) -> Any:
-    from trl.kernels import ChunkedLogProbFunction
-    from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE as chunk_size
-    from trl.trainer.utils import FusedCausalLMOutput, maybe_gather_lm_head_ctx
-
+def _compact_forward(trl_forward: Any, settings: dict[str, Any], head: trl_compat.FusedHead) -> Any:
     text_config = settings["text_config"]
     outputs = settings["outputs"]
 
@@ -73,18 +57,18 @@ def _compact_forward(trl_forward: Any, settings: dict[str, Any]) -> Any:
         shifted = labels[:, 1:].to(lm_head.weight.device)
         mask = shifted != -100
         weight, bias = lm_head.weight, lm_head.bias
-        with maybe_gather_lm_head_ctx(weight, bias):
-            per_token = ChunkedLogProbFunction.apply(
-                hidden_states[mask], weight, bias, shifted[mask], settings["temperature"], chunk_size,
+        with head.gather_context(weight, bias):
+            per_token = head.function.apply(
+                hidden_states[mask], weight, bias, shifted[mask], settings["temperature"], head.chunk_size,
                 settings["final_logit_softcapping"], settings["logit_scale"], outputs)
         # masked_scatter keeps an all-masked micro-batch connected to the graph (a differentiable zero), as TRL does
         log_probs, entropy, log_sum_sq_probs, mean_logits, is_top1 = (
             None if x is None else x.new_zeros(mask.shape).masked_scatter(mask, x) for x in per_token)
         assert log_probs is not None  # always computed by ChunkedLogProbFunction
         count = mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
-        return FusedCausalLMOutput(loss=-log_probs.sum() / count, log_probs=log_probs, entropy=entropy,
-                                   log_sum_sq_probs=log_sum_sq_probs, mean_logits=mean_logits, is_top1=is_top1,
-                                   label_mask=mask, aux_loss=None)
+        return head.output(loss=-log_probs.sum() / count, log_probs=log_probs, entropy=entropy,
+                           log_sum_sq_probs=log_sum_sq_probs, mean_logits=mean_logits, is_top1=is_top1,
+                           label_mask=mask, aux_loss=None)
 
     return forward
 
@@ -95,16 +79,14 @@ def install(model: Any) -> bool:
     trl_forward = model.__dict__.get("forward")
     if trl_forward is not None and trl_forward is model.__dict__.get(_MARK):
         return True  # already ours (a second call for the same trainer)
-    settings = _trl_settings(trl_forward)
-    if settings is None:
+    settings = trl_compat.fused_forward_settings(trl_forward)
+    head = trl_compat.fused_head()
+    if settings is None or head is None:  # not TRL's fused forward of the tested shape: keep it
         return False
     weight = getattr(model.get_output_embeddings(), "weight", None)
     if weight is None or type(weight).__name__ == "DTensor":
         return False
-    try:
-        compact = types.MethodType(_compact_forward(trl_forward, settings), model)
-    except ImportError:  # a TRL without these names: keep its own head
-        return False
+    compact = types.MethodType(_compact_forward(trl_forward, settings, head), model)
     if not _agrees(model, trl_forward, compact, settings):
         return False
     model.forward = compact

@@ -1,7 +1,8 @@
 """Direct preference optimisation through TRL's DPOTrainer, fed with the shared data layer's tokens.
 
-TRL's ``DPOTrainer`` always re-tokenizes in ``_prepare_dataset``; our subclass skips that and hands
-its collator ``prompt_ids`` / ``chosen_ids`` / ``rejected_ids`` from ``mindprint_interfaces.data``.
+TRL's ``DPOTrainer`` always re-tokenizes its dataset; our subclass skips that (through the hooks in
+:mod:`._compat.trl`) and hands its collator ``prompt_ids`` / ``chosen_ids`` / ``rejected_ids`` from
+``mindprint_interfaces.data``.
 
 Reference (``DPOConfig.reference``):
 - ``initial_policy`` (default): the policy as it is when DPO starts. The model always carries a LoRA
@@ -30,6 +31,7 @@ from mindprint_interfaces.data import TokenizedPair
 from mindprint_interfaces.protocols import Model, TrainerCallback
 from mindprint_kit.data import Prepared, prepare_preferences
 
+from ._compat import trl as trl_compat
 from .callbacks import FiniteLossMixin, ProgressBridge
 from .compact_head import CompactHeadMixin
 from .model import PyTorchModel, ensure_torch_model
@@ -38,7 +40,7 @@ from .training import PyTorchTrainerBase, common_args
 REF_ADAPTER = "ref"
 
 
-class _DPOTrainer(FiniteLossMixin, CompactHeadMixin, DPOTrainer):
+class _DPOTrainer(FiniteLossMixin, CompactHeadMixin, trl_compat.DPOTrainerHooks, DPOTrainer):
     """DPOTrainer on pre-tokenized data; optionally drops TRL's frozen adapter copy (reference = base)."""
 
     samples_per_row = 2
@@ -48,18 +50,18 @@ class _DPOTrainer(FiniteLossMixin, CompactHeadMixin, DPOTrainer):
     def __init__(self, *args: Any, mindprint_reference: str = "initial_policy", **kwargs: Any) -> None:
         self._mindprint_reference = mindprint_reference
         self._mindprint_policy = kwargs.get("model")
+        trl_compat.require_dpo_dataset_hook()
         super().__init__(*args, **kwargs)
         self.use_compact_heads()  # LM head on completion positions only, each prompt once
 
-    def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
+    def pretokenized_dataset(self, dataset: Any) -> Any:
         # Called by DPOTrainer.__init__ after it created the "ref" adapter copy and before any reference
         # log-prob is computed (also before precompute_ref_log_probs runs).
         if self._mindprint_reference == "base":
             _drop_ref_adapter(self._mindprint_policy)
         return dataset
 
-
-    def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
+    def reference_logps_dataset(self, dataset: Any, batch_size: int) -> Any:
         import torch
         from torch.utils.data import DataLoader
 

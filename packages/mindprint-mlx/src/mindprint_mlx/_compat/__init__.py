@@ -1,0 +1,29 @@
+"""The third-party internals mindprint-mlx relies on, one module per library (:mod:`.mlx_lm`, :mod:`.mlx`).
+
+Nothing outside this package may touch a library's private name: a test walks the sources. Importing
+it does not import ``mlx.core``.
+"""
+
+from __future__ import annotations
+
+from mindprint_interfaces.compat import FastPath, Tested
+
+from . import mlx, mlx_lm
+
+TESTED: tuple[Tested, ...] = (mlx_lm.TESTED, mlx.TESTED)
+
+
+def fast_paths() -> list[FastPath]:
+    """Every reach-in of this backend: on, or off and why."""
+    return mlx_lm.fast_paths() + mlx.fast_paths()
+
+
+def version_problems() -> list[str]:
+    """One line per library installed outside the range its compat module was verified on."""
+    return [p for p in (t.problem() for t in TESTED) if p is not None]
+
+
+def compat_report() -> list[str]:
+    """Human-readable lines for ``mindprint doctor``: versions against their tested ranges, then the fast paths."""
+    versions = [f"{t.distribution} {t.installed() or 'missing'} (tested {t.specifier})" for t in TESTED]
+    return versions + version_problems() + [p.describe() for p in fast_paths()]
