@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 
 from tools.bench.baton import Baton, make_pipes, pass_on_behalf
 from tools.bench.measure import StepClock

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+
 from mindprint_interfaces.testing import BackendConformance
 
 pytestmark = pytest.mark.mlx

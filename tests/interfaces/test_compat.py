@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mindprint_interfaces.compat import FastPath, Tested, fast_path, release
 
 

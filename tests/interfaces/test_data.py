@@ -175,8 +175,9 @@ def test_chat_template_masks_exactly_the_assistant_turns(tiny_model_dir: Path) -
 
 
 def test_preference_tokens_share_the_prompt(tiny_model_dir: Path) -> None:
-    from mindprint_interfaces.data import parse_preference_records
     from transformers import AutoTokenizer
+
+    from mindprint_interfaces.data import parse_preference_records
 
     tok = HFTokenizer(AutoTokenizer.from_pretrained(str(tiny_model_dir)))
     pairs = parse_preference_records([{"prompt": "What is two plus two?", "chosen": "Four.", "rejected": "Five."}])

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+
 from mindprint_interfaces.testing import BackendConformance
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from mindprint_interfaces import ConfigError, HFTokenizer
 from mindprint_interfaces.data import Message, render_prompt
 from mindprint_mlx import MLXBackend, lean_forward, loading

@@ -10,7 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mindprint_interfaces import BackendConfig, BackendMismatchError, BackendNotFoundError, ConfigError, create_backend
+from mindprint_interfaces import (
+    BackendConfig,
+    BackendMismatchError,
+    BackendNotFoundError,
+    ConfigError,
+    create_backend,
+)
 from mindprint_mlx import MLXBackend
 from mindprint_mlx.loading import check_supported, translate_config
 

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mindprint_interfaces import AdapterConfig, MergeVerificationError
 import mindprint_mlx.merge as merge
+from mindprint_interfaces import AdapterConfig, MergeVerificationError
 
 from .test_mlx_adapters import IDS, logits, randomise
 

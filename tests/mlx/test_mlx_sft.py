@@ -10,7 +10,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mindprint_interfaces import ConfigError, DataValidationError, SFTConfig
+from mindprint_interfaces import ConfigError, DataValidationError
 from mindprint_interfaces.data import as_sft_examples, tokenize_sft
 from mindprint_mlx import schedule
 from mindprint_mlx.lora import lora_modules
@@ -104,8 +104,8 @@ def test_gradient_clipping_reports_unclipped_norm(backend: Any, load_tiny: Calla
 
 
 def test_schedule_like_transformers() -> None:
-    from transformers import get_scheduler
     import torch
+    from transformers import get_scheduler
 
     for kind in ("linear", "cosine", "constant", "constant_with_warmup"):
         opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)

@@ -15,7 +15,12 @@ from typing import Any
 import pytest
 
 from mindprint_interfaces import Backend, BaseCallback, GenerationConfig, Model
-from mindprint_interfaces.data import parse_preference_records, parse_sft_records, tokenize_preferences, tokenize_sft
+from mindprint_interfaces.data import (
+    parse_preference_records,
+    parse_sft_records,
+    tokenize_preferences,
+    tokenize_sft,
+)
 
 from ..conformance.suite import PREFERENCES, SFT_RECORDS
 from .diagnose import explain, first_divergence

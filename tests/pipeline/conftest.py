@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from mindprint_interfaces import Backend, BackendNotFoundError, Model, create_backend
 from mindprint_pipeline import BasePipelineCallback, PipelineConfig, TopicProgress, UnitProgress
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from mindprint_interfaces import Backend
 from mindprint_pipeline import CheckpointError, DefaultEvaluator, DPOPipeline, load_state
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from mindprint_interfaces import BackendConfig, ConfigError, CurriculumConfig, DPOConfig, SFTConfig
 from mindprint_pipeline import PipelineConfig
 

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from mindprint_interfaces import DataValidationError
 from mindprint_pipeline import build_curriculum, load_curriculum
 from mindprint_pipeline.curriculum import split_topic_id

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from mindprint_interfaces import ConfigError
 from mindprint_pipeline import VoiceMarkers, rouge_l_f1
 from mindprint_pipeline.evaluation import check_scores, lcs_length, word_tokens

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from mindprint_interfaces import Backend
 from mindprint_pipeline import DPOPipeline, PipelineResult, load_state
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from mindprint_interfaces import (
     Backend,
     BackendNotFoundError,

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from mindprint_interfaces import Backend
 from mindprint_interfaces.data import Message
 from mindprint_pipeline import DPOPipeline, PipelineConfig

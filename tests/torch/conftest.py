@@ -11,9 +11,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("trl")
 
-from mindprint_torch import PyTorchModel, TorchBackend  # noqa: E402
-
 from mindprint_interfaces import BackendConfig  # noqa: E402
+from mindprint_torch import PyTorchModel, TorchBackend  # noqa: E402
 
 
 @pytest.fixture(scope="session")

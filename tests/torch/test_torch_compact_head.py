@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from mindprint_torch import PyTorchModel, TorchBackend, compact_head
 
 pytestmark = pytest.mark.torch
@@ -123,8 +124,9 @@ def test_shared_prompts_refused_when_the_probe_disagrees(tiny: PyTorchModel, bac
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A model on which the shared path goes wrong (here: continuations that do not see the prompt) must not
     train with it; the compact head alone still applies."""
-    from mindprint_torch import shared_prefix
     from transformers import DynamicCache
+
+    from mindprint_torch import shared_prefix
 
     monkeypatch.setattr(shared_prefix, "_copied_cache", lambda cache, rows: DynamicCache())
     trainer = backend.create_dpo_trainer(tiny, {"max_steps": 1, "output_dir": str(tmp_path)})

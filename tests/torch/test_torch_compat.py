@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from mindprint_interfaces import MindprintError
 from mindprint_torch import PyTorchModel, TorchBackend, compact_head, shared_prefix
 from mindprint_torch import _compat as torch_compat

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from mindprint_trainer import bundled_model
 from mindprint_trainer.bundled_model import ModelUnavailableError
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from mindprint_interfaces import ConfigError
 from mindprint_trainer.config import TrainerConfig, bundled_config_text, load_config, parse_set
 

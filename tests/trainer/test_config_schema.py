@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from mindprint_interfaces import (
     BackendConfig,
     CurriculumConfig,
@@ -27,7 +28,6 @@ from mindprint_pipeline import PipelineConfig
 from mindprint_trainer.config import TrainerConfig, bundled_config_text, load_config
 from mindprint_trainer.curriculum_run import CurriculumFiles, pipeline_config_dict
 from mindprint_trainer.demo import demo_config
-
 from tools import config_table
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import io
 
-from mindprint_interfaces import BackendRegistry
-from mindprint_trainer import doctor
 from rich.console import Console
 
+from mindprint_interfaces import BackendRegistry
+from mindprint_trainer import doctor
 from tests.trainer.helpers import run_mindprint
 
 

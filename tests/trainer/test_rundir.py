@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rich.console import Console
+
 from mindprint_trainer.progress import ProgressDisplay
 from mindprint_trainer.rundir import RunDirectory, TopicRow, new_run_dir, write_plots
-from rich.console import Console
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

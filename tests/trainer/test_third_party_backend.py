@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
+
 from mindprint_interfaces import (
     BackendConfig,
     BackendNotFoundError,
@@ -22,7 +24,6 @@ from mindprint_interfaces import (
 from mindprint_interfaces.adapter_format import PEFT_CONFIG, PEFT_WEIGHTS
 from mindprint_trainer import cli, demo, doctor, launch
 from mindprint_trainer.commands import find_converter
-from rich.console import Console
 
 
 class DelegatingBackend:

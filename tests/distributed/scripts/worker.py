@@ -14,12 +14,13 @@ user would, before anything imports mlx (MLXBackend preloads the fast BLAS first
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 from typing import Any
 
-import importlib
 from dist_data import PREFERENCE_RECORDS, SFT_RECORDS, write_result
+
 from mindprint_interfaces import create_backend
 
 PACKAGES = {"mlx": "mindprint_mlx", "pytorch": "mindprint_torch"}

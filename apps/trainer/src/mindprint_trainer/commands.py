@@ -9,10 +9,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rich.table import Table
+
 from mindprint_interfaces import BackendNotFoundError, ConfigError, MindprintError
 from mindprint_interfaces.data import load_preference_jsonl, load_sft_jsonl, read_jsonl
 from mindprint_interfaces.registry import BackendRegistry, canonical_name
-from rich.table import Table
 
 from .args_config import config_from_args
 from .backend_setup import load_model, make_backend

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+
 from mindprint_interfaces import (
     BackendConfig,
     ConfigError,

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mindprint_interfaces import Backend, ConfigError
-from mindprint_interfaces.data import load_preference_jsonl, load_sft_jsonl
 from rich.console import Console
 from rich.table import Table
+
+from mindprint_interfaces import Backend, ConfigError
+from mindprint_interfaces.data import load_preference_jsonl, load_sft_jsonl
 
 from .args_config import config_from_args
 from .backend_setup import make_backend

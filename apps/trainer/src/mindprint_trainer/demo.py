@@ -15,11 +15,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
 from mindprint_interfaces import GenerationConfig, Model
 from mindprint_interfaces.data import Message, load_sft_jsonl, write_jsonl
 from mindprint_interfaces.registry import ENV_VAR, BackendRegistry
-from rich.console import Console
-from rich.table import Table
 
 from .backend_setup import make_backend
 from .bundled_model import ensure_smollm2

@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from mindprint_interfaces import BackendRegistry, MindprintError, create_backend
-from mindprint_interfaces.registry import ENV_VAR, KNOWN_BACKENDS
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from mindprint_interfaces import BackendRegistry, MindprintError, create_backend
+from mindprint_interfaces.registry import ENV_VAR, KNOWN_BACKENDS
 
 from .bundled_model import smollm2_status
 

@@ -4,6 +4,7 @@ Protocols, configs, results, errors, the data layer and the backend registry. St
 library only: importing this never pulls in torch, mlx, transformers or numpy.
 """
 
+from .backend_spec import BackendSpec
 from .config_base import ConfigBase, FieldDoc, field_docs
 from .configs import (
     AdapterConfig,
@@ -26,6 +27,7 @@ from .errors import (
     MindprintError,
     TrainingError,
 )
+from .hf_tokenizer import HFTokenizer
 from .protocols import (
     AdapterManager,
     Backend,
@@ -37,8 +39,6 @@ from .protocols import (
     Trainer,
     TrainerCallback,
 )
-from .backend_spec import BackendSpec
-from .hf_tokenizer import HFTokenizer
 from .registry import BackendRegistry, create_backend, resolve_backend_name
 from .results import ForwardOutput, Generation, TrainingResult
 

@@ -118,6 +118,10 @@ class Backend(Protocol):
 
     def load_model(self, model_path: PathLike, tokenizer_path: PathLike | None = None,
                    adapter_path: PathLike | None = None) -> Model: ...
+    def create_trainer(self, method: str, model: Model, config: Any = None, ref_model: Model | None = None,
+                       *, callbacks: Sequence[TrainerCallback] = ()) -> Trainer:
+        """A trainer for a registered method (``mindprint_interfaces.methods``: "sft", "dpo", ...)."""
+        ...
     def create_sft_trainer(self, model: Model, config: SFTConfig | Mapping[str, Any],
                            *, callbacks: Sequence[TrainerCallback] = ()) -> Trainer: ...
     def create_dpo_trainer(self, model: Model, config: DPOConfig | Mapping[str, Any], ref_model: Model | None = None,

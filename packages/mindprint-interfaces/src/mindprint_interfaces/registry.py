@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from ._validation import suggest
 from .backend_spec import BackendFactory, BackendSpec, load_object
 from .configs import BackendConfig
 from .errors import BackendNotFoundError, ConfigError
 from .protocols import Backend
+from .validation import suggest
 
 ENTRY_POINT_GROUP = "mindprint.backends"
 ENV_VAR = "MINDPRINT_BACKEND"

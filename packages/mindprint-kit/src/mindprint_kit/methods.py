@@ -12,13 +12,13 @@ from typing import Any
 
 from mindprint_interfaces import ConfigError
 from mindprint_interfaces.methods import get_method
-from mindprint_interfaces.protocols import TrainerCallback
+from mindprint_interfaces.protocols import Trainer, TrainerCallback
 
-TrainerFactory = Callable[..., Any]
+TrainerFactory = Callable[..., Trainer]
 
 
 def create_trainer(backend: str, trainers: Mapping[str, TrainerFactory], method: str, model: Any, config: Any,
-                   ref_model: Any = None, *, callbacks: Sequence[TrainerCallback] = ()) -> Any:
+                   ref_model: Any = None, *, callbacks: Sequence[TrainerCallback] = ()) -> Trainer:
     spec = get_method(method)
     factory = trainers.get(spec.name)
     if factory is None:

@@ -28,13 +28,18 @@ from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Generic, TypeVar
 
 from mindprint_interfaces import ConfigError, MindprintError, TrainingResult
-from mindprint_interfaces.callbacks import CallbackRaised, notify_save, notify_step, original_callback_errors
-from mindprint_interfaces.configs import _TrainConfigBase
+from mindprint_interfaces.callback_dispatch import (
+    CallbackRaised,
+    notify_save,
+    notify_step,
+    original_callback_errors,
+)
+from mindprint_interfaces.configs import TrainConfigBase
 from mindprint_interfaces.protocols import PathLike, TrainerCallback
 
 from .data import Prepared
 
-C = TypeVar("C", bound=_TrainConfigBase)
+C = TypeVar("C", bound=TrainConfigBase)
 M = TypeVar("M")
 
 DEFAULT_ADAPTER_DIR = "adapter"  # under config.output_dir when train() is given no directory

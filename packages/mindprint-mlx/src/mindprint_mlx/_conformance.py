@@ -5,8 +5,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mindprint_interfaces import AdapterManager, Backend, BackendConfig, DeviceManager, Model, SFTConfig, Trainer
-    from mindprint_interfaces import DPOConfig, Tokenizer
+    from mindprint_interfaces import (
+        AdapterManager,
+        Backend,
+        BackendConfig,
+        DeviceManager,
+        DPOConfig,
+        Model,
+        SFTConfig,
+        Tokenizer,
+        Trainer,
+    )
 
     from .adapter_manager import MLXAdapterManager
     from .backend import MLXBackend

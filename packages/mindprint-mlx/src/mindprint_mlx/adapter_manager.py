@@ -1,28 +1,26 @@
-"""MLXAdapterManager: the AdapterManager protocol for MLX models."""
+"""MLXAdapterManager: the AdapterManager protocol for MLX models (the kit's, over mlx-lm's LoRA layers)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from mindprint_interfaces import AdapterConfig
-from mindprint_interfaces.protocols import Model, PathLike
-from mindprint_kit.adapter_files import convert_adapter
+from mindprint_interfaces.protocols import PathLike
+from mindprint_kit.adapter_manager import KitAdapterManager
 
 from .adapters import load_adapter, save_adapter
-from .model import ensure_mlx_model
+from .model import MLXModel, ensure_mlx_model
 
 
-class MLXAdapterManager:
-    """Add / save / load / convert LoRA adapters of MLX models."""
+class MLXAdapterManager(KitAdapterManager[MLXModel]):
+    def _ensure(self, model: object) -> MLXModel:
+        return ensure_mlx_model(model)
 
-    def add_adapter(self, model: Model, config: AdapterConfig) -> None:
-        ensure_mlx_model(model).add_adapter(config)
+    def _add(self, model: MLXModel, config: AdapterConfig) -> None:
+        model.add_adapter(config)
 
-    def save(self, model: Model, path: PathLike, *, format: str = "peft") -> Path:
-        return save_adapter(ensure_mlx_model(model), path, format=format)
+    def _save(self, model: MLXModel, path: PathLike, format: str) -> Path:
+        return save_adapter(model, path, format=format)
 
-    def load(self, model: Model, path: PathLike) -> None:
-        load_adapter(ensure_mlx_model(model), path)
-
-    def convert(self, src: PathLike, dst: PathLike, *, to: str) -> Path:
-        return convert_adapter(src, dst, to=to)
+    def _load(self, model: MLXModel, path: PathLike) -> None:
+        load_adapter(model, path)

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mindprint_interfaces import BackendConfig, DPOConfig, SFTConfig
-from mindprint_interfaces.protocols import Model, PathLike, TrainerCallback
+from mindprint_interfaces.protocols import Model, PathLike, Trainer, TrainerCallback
+from mindprint_kit.methods import create_trainer
 
 from ._imports import require_mlx
 
@@ -62,6 +63,15 @@ class MLXBackend:
         if adapter_path is not None:
             model.load_adapter(adapter_path)
         return model
+
+    def create_trainer(self, method: str, model: Model, config: Any = None, ref_model: Model | None = None,
+                       *, callbacks: Sequence[TrainerCallback] = ()) -> Trainer:
+        from .dpo import MLXDPOTrainer
+        from .sft import MLXSFTTrainer
+
+        trainers = {"sft": MLXSFTTrainer, "dpo": MLXDPOTrainer}  # the methods this backend implements
+        ref = ensure_mlx_model(ref_model) if ref_model is not None else None
+        return create_trainer(self.name, trainers, method, ensure_mlx_model(model), config, ref, callbacks=callbacks)
 
     def create_sft_trainer(self, model: Model, config: SFTConfig | Mapping[str, Any],
                            *, callbacks: Sequence[TrainerCallback] = ()) -> "MLXSFTTrainer":

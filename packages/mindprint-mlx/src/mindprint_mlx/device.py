@@ -9,6 +9,7 @@ from typing import Any
 import mlx.core as mx
 
 from mindprint_interfaces import DeviceUnavailableError
+from mindprint_kit.placement import Placement
 
 _DTYPES: dict[str, Any] = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
 
@@ -20,7 +21,7 @@ def metal_available() -> bool:
         return False
 
 
-class MLXDeviceManager:
+class MLXDeviceManager(Placement):
     """``auto``/``gpu`` -> Metal where present, else CPU; ``metal``/``mps`` require Metal; ``cuda`` is not MLX's.
 
     ``dtype="auto"`` is float32 on the CPU (exact parity with torch) and bfloat16 on Metal.
@@ -56,14 +57,6 @@ class MLXDeviceManager:
             raise DeviceUnavailableError(f"device {device!r}: the MLX backend does not use CUDA here; "
                                          "use the pytorch backend for CUDA, or device='auto'")
         raise DeviceUnavailableError(f"unknown device {device!r} for MLX (auto, cpu, gpu, metal)")
-
-    @property
-    def device(self) -> str:
-        return self._device
-
-    @property
-    def dtype(self) -> str:
-        return self._dtype
 
     @property
     def mx_dtype(self) -> Any:

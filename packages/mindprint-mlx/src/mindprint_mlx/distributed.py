@@ -26,14 +26,13 @@ What the trainers do with it (``training.MLXTrainerBase``):
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from mindprint_interfaces import ranks
-
 import mlx.core as mx
 from mlx.utils import tree_flatten, tree_unflatten
+
+from mindprint_interfaces import ranks
 
 T = TypeVar("T")
 
@@ -110,9 +109,3 @@ def barrier() -> None:
 def on_main_then_wait(fn: Callable[[], T]) -> T | None:
     """Run ``fn`` on rank 0 only (e.g. write an adapter), then make every rank wait for it."""
     return ranks.on_main_then_wait(fn, is_main=is_main_process(), barrier=barrier)
-
-
-def launcher_rank() -> int | None:
-    """The rank ``mlx.launch`` assigned to this process (``MLX_RANK``) without initialising mlx, else None."""
-    value = os.environ.get("MLX_RANK")
-    return int(value) if value is not None and value.isdigit() else None

@@ -22,6 +22,7 @@ from mindprint_interfaces import (
 )
 from mindprint_interfaces.data import IGNORE_INDEX
 from mindprint_interfaces.protocols import PathLike, Prompt
+from mindprint_kit.placement import Placement
 from mindprint_kit.prompts import encode_prompt, trim_at_stop
 
 from . import adapters, lora, merge
@@ -47,7 +48,7 @@ def check_right_padded(attention_mask: Sequence[Sequence[int]]) -> list[int]:
     return lengths
 
 
-class MLXModel:
+class MLXModel(Placement):
     """Loaded by :meth:`MLXBackend.load_model`; the adapter (if any) lives inside ``module`` as LoRALinear layers."""
 
     def __init__(self, module: nn.Module, tokenizer: TokenizerWrapper, *, model_path: Path, tokenizer_path: Path,
@@ -71,14 +72,6 @@ class MLXModel:
     @property
     def tokenizer(self) -> HFTokenizer:
         return self._tokenizer
-
-    @property
-    def device(self) -> str:
-        return self._device
-
-    @property
-    def dtype(self) -> str:
-        return self._dtype
 
     @property
     def num_layers(self) -> int:

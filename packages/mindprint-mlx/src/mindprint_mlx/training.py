@@ -31,7 +31,7 @@ from mlx.utils import tree_flatten, tree_map
 
 from mindprint_interfaces import ConfigError, TrainingError
 from mindprint_interfaces.adapter_format import LoraKey
-from mindprint_interfaces.configs import _TrainConfigBase
+from mindprint_interfaces.configs import TrainConfigBase
 from mindprint_interfaces.protocols import TrainerCallback
 from mindprint_kit.data import Prepared
 from mindprint_kit.trainer import KitTrainer, RunProgress
@@ -40,10 +40,10 @@ from . import distributed, lean_forward, schedule
 from .adapters import save_adapter
 from .model import MLXModel
 
-C = TypeVar("C", bound=_TrainConfigBase)
+C = TypeVar("C", bound=TrainConfigBase)
 
 
-def make_optimizer(config: _TrainConfigBase) -> Any:
+def make_optimizer(config: TrainConfigBase) -> Any:
     """AdamW like torch.optim.AdamW under the HF Trainer (mlx's defaults differ: wd 0.01, no bias correction)."""
     return optim.AdamW(learning_rate=config.learning_rate, betas=[config.adam_beta1, config.adam_beta2],
                        eps=config.adam_epsilon, weight_decay=config.weight_decay, bias_correction=True)

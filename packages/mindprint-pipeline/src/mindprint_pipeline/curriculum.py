@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from mindprint_interfaces import DataIssue, DataValidationError
-from mindprint_interfaces._validation import suggest
 from mindprint_interfaces.data import (
     PreferencePair,
     SFTExample,
@@ -27,6 +26,7 @@ from mindprint_interfaces.data import (
     load_preference_jsonl,
     load_sft_jsonl,
 )
+from mindprint_interfaces.validation import suggest
 
 SFT_FILE = "sft_data.jsonl"
 PREFERENCE_FILE = "preference_data.jsonl"

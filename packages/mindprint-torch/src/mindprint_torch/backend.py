@@ -9,7 +9,8 @@ from typing import Any
 import torch
 
 from mindprint_interfaces import BackendConfig, ConfigError, DPOConfig, SFTConfig
-from mindprint_interfaces.protocols import Model, PathLike, TrainerCallback
+from mindprint_interfaces.protocols import Model, PathLike, Trainer, TrainerCallback
+from mindprint_kit.methods import create_trainer
 
 from .adapter_manager import PyTorchAdapterManager
 from .adapters import load_adapter
@@ -17,6 +18,10 @@ from .device import PyTorchDeviceManager
 from .dpo import PyTorchDPOTrainer
 from .model import PyTorchModel, ensure_torch_model
 from .sft import PyTorchSFTTrainer
+
+
+# The training methods this backend implements (names from mindprint_interfaces.methods).
+TRAINERS = {"sft": PyTorchSFTTrainer, "dpo": PyTorchDPOTrainer}
 
 
 class PyTorchBackend:
@@ -78,6 +83,12 @@ class PyTorchBackend:
         if not isinstance(model, torch.nn.Module) or not hasattr(model, "generate"):
             raise TypeError(f"wrap: expected a transformers causal LM, got {type(model).__name__}")
         return PyTorchModel(model, tokenizer)
+
+    def create_trainer(self, method: str, model: Model, config: Any = None, ref_model: Model | None = None,
+                       *, callbacks: Sequence[TrainerCallback] = ()) -> Trainer:
+        ref = ensure_torch_model(ref_model) if ref_model is not None else None
+        return create_trainer(self.name, TRAINERS, method, ensure_torch_model(model), config, ref,
+                              callbacks=callbacks)
 
     def create_sft_trainer(self, model: Model, config: SFTConfig | Mapping[str, Any],
                            *, callbacks: Sequence[TrainerCallback] = ()) -> PyTorchSFTTrainer:

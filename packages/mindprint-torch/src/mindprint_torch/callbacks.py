@@ -13,7 +13,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from mindprint_interfaces import TrainingError
-from mindprint_interfaces.callbacks import notify_step
+from mindprint_interfaces.callback_dispatch import notify_step
 from mindprint_interfaces.protocols import TrainerCallback as MindprintCallback
 
 from . import distributed

@@ -14,6 +14,7 @@ import sys
 import torch
 
 from mindprint_interfaces import DeviceUnavailableError
+from mindprint_kit.placement import Placement
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16", "float": "float32"}
@@ -82,7 +83,7 @@ def resolve_dtype(name: str, device: str) -> str:
     return key
 
 
-class PyTorchDeviceManager:
+class PyTorchDeviceManager(Placement):
     """Resolved device + dtype for one backend instance."""
 
     def __init__(self, device: str = "auto", dtype: str = "auto") -> None:
@@ -92,14 +93,6 @@ class PyTorchDeviceManager:
 
             self._device = local_cuda_device()  # under DDP each process owns cuda:LOCAL_RANK
         self._dtype = resolve_dtype(dtype, self._device)
-
-    @property
-    def device(self) -> str:
-        return self._device
-
-    @property
-    def dtype(self) -> str:
-        return self._dtype
 
     @property
     def torch_device(self) -> torch.device:

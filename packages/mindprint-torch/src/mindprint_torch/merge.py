@@ -23,7 +23,6 @@ from mindprint_interfaces.fileio import atomic_directory
 from mindprint_interfaces.protocols import PathLike
 
 
-
 class MergeSource(Protocol):
     """What a merge reads from a torch model (PyTorchModel has it; no import of it here)."""
 

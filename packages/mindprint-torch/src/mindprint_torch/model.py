@@ -9,7 +9,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mindprint_interfaces import BackendMismatchError, ForwardOutput, Generation, GenerationConfig, HFTokenizer
+from mindprint_interfaces import (
+    BackendMismatchError,
+    ForwardOutput,
+    Generation,
+    GenerationConfig,
+    HFTokenizer,
+)
 from mindprint_interfaces.data import IGNORE_INDEX
 from mindprint_interfaces.protocols import PathLike, Prompt
 from mindprint_kit.prompts import encode_prompt, trim_at_stop

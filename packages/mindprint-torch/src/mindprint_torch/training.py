@@ -21,7 +21,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
 from mindprint_interfaces import ConfigError
-from mindprint_interfaces.configs import _TrainConfigBase
+from mindprint_interfaces.configs import TrainConfigBase
 from mindprint_interfaces.protocols import TrainerCallback as MindprintCallback
 from mindprint_kit.data import Prepared
 from mindprint_kit.trainer import KitTrainer, RunProgress
@@ -31,10 +31,10 @@ from .adapters import add_adapter, save_adapter
 from .callbacks import ProgressBridge
 from .model import PyTorchModel
 
-C = TypeVar("C", bound=_TrainConfigBase)
+C = TypeVar("C", bound=TrainConfigBase)
 
 
-def common_args(config: _TrainConfigBase, model: PyTorchModel) -> dict[str, Any]:
+def common_args(config: TrainConfigBase, model: PyTorchModel) -> dict[str, Any]:
     """TrainingArguments shared by SFT and DPO. Every mindprint field is mapped; TRL defaults that change
     results silently (bf16, gradient checkpointing, logging every 10 steps, fused AdamW) are set explicitly."""
     warmup: float = float(config.warmup_steps) if config.warmup_steps > 0 else float(config.warmup_ratio)
