@@ -1,7 +1,7 @@
 """Build every package's wheel and prove each one stands alone.
 
 1. ``uv build --all-packages`` into ``dist/``.
-2. Check each wheel's METADATA dependencies against the package graph (DESIGN.md section 1):
+2. Check each wheel's METADATA dependencies against the package graph (docs/architecture.md):
    interfaces has none; pipeline needs interfaces only; no backend pulls the other's ML stack.
 3. Install each wheel by itself into a fresh venv (sibling wheels found in ``dist/``, the rest
    from the index or uv's cache) and import it; for interfaces and pipeline also assert that
@@ -30,12 +30,14 @@ ML = {"torch", "mlx", "mlx-lm", "mlx-cpu", "transformers", "peft", "trl", "numpy
 # distribution -> (import name, allowed unconditional dependency names, forbidden dependency names)
 GRAPH: dict[str, tuple[str, set[str], set[str]]] = {
     "mindprint-interfaces": ("mindprint_interfaces", set(), ML),
+    "mindprint-kit": ("mindprint_kit", {"mindprint-interfaces", "numpy", "safetensors"},
+                      ML - {"numpy"}),
     "mindprint-pipeline": ("mindprint_pipeline", {"mindprint-interfaces"}, ML),
-    "mindprint-torch": ("mindprint_torch", {"mindprint-interfaces", "torch", "transformers", "peft", "trl", "accelerate",
+    "mindprint-torch": ("mindprint_torch", {"mindprint-interfaces", "mindprint-kit", "torch", "transformers", "peft", "trl", "accelerate",
                                             "datasets", "safetensors", "gguf"}, {"mlx", "mlx-lm", "mindprint-mlx"}),
-    "mindprint-mlx": ("mindprint_mlx", {"mindprint-interfaces", "mlx", "mlx-lm", "numpy", "safetensors"},
+    "mindprint-mlx": ("mindprint_mlx", {"mindprint-interfaces", "mindprint-kit", "mlx", "mlx-lm", "numpy", "safetensors"},
                       {"torch", "transformers", "peft", "trl", "mindprint-torch"}),
-    "mindprint-trainer": ("mindprint_trainer", {"mindprint-interfaces", "mindprint-pipeline", "pydantic", "pyyaml", "rich",
+    "mindprint-trainer": ("mindprint_trainer", {"mindprint-interfaces", "mindprint-pipeline", "pyyaml", "rich",
                                                 "matplotlib"}, {"torch", "mlx", "transformers"}),
 }
 

