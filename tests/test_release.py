@@ -13,7 +13,8 @@ def test_release_tool_passes() -> None:
     out = subprocess.run([sys.executable, str(ROOT / "tools" / "release.py")], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "release check: OK" in out.stdout
-    for dist in ("mindprint-interfaces", "mindprint-pipeline", "mindprint-torch", "mindprint-mlx", "mindprint-trainer"):
+    for dist in ("mindprint-interfaces", "mindprint-kit", "mindprint-pipeline", "mindprint-torch", "mindprint-mlx",
+                 "mindprint-trainer"):
         assert f"{dist}: installed alone" in out.stdout
 
 

@@ -19,7 +19,6 @@ from .dpo import PyTorchDPOTrainer
 from .model import PyTorchModel, ensure_torch_model
 from .sft import PyTorchSFTTrainer
 
-
 # The training methods this backend implements (names from mindprint_interfaces.methods).
 TRAINERS = {"sft": PyTorchSFTTrainer, "dpo": PyTorchDPOTrainer}
 
