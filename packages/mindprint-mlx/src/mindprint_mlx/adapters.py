@@ -16,17 +16,13 @@ import numpy as np
 
 from mindprint_interfaces import AdapterConfig, AdapterFormatError
 from mindprint_interfaces.protocols import PathLike
-from mindprint_kit.adapter_files import (
-    LoraWeights,
-    adapter_config_for,
-    check_fits,
-    check_format,
-    convert_adapter,
-    read_adapter,
-    write_adapter,
-)
+from mindprint_kit import adapter_files as files
+from mindprint_kit.adapter_files import LoraWeights
 
 from .lora import lora_modules, set_lora_weights
+
+# The kit's file functions, re-exported for callers of the 0.1 module (mindprint_mlx.adapters.read_adapter ...).
+convert_adapter, read_adapter, write_adapter = files.convert_adapter, files.read_adapter, files.write_adapter
 
 __all__ = ["convert_adapter", "live_weights", "load_adapter", "read_adapter", "save_adapter", "write_adapter"]
 
@@ -68,18 +64,18 @@ def module_shapes(module: nn.Module) -> Any:
 
 def load_adapter(model: AdaptedModel, path: PathLike) -> None:
     """Load a PEFT or mlx-lm adapter into ``model`` (replacing any adapter it has)."""
-    config, weights = read_adapter(path)
-    check_fits(weights, num_layers=model.num_layers, module_shape=module_shapes(model.module), where=str(path),
+    config, weights = files.read_adapter(path)
+    files.check_fits(weights, num_layers=model.num_layers, module_shape=module_shapes(model.module), where=str(path),
                base=str(model.model_path))
     if model.has_adapter():
         model.remove_adapter()
-    model.add_adapter(adapter_config_for(config, weights, model.num_layers))
+    model.add_adapter(files.adapter_config_for(config, weights, model.num_layers))
     set_lora_weights(model.module, weights)
 
 
 def save_adapter(model: AdaptedModel, path: PathLike, *, format: str = "peft") -> Path:
-    check_format(format)
+    files.check_format(format)
     if model.adapter_config is None:
         raise AdapterFormatError("the model has no adapter to save (train it or load one first)")
-    return write_adapter(path, model.adapter_config, live_weights(model.module), format=format,
+    return files.write_adapter(path, model.adapter_config, live_weights(model.module), format=format,
                          num_model_layers=model.num_layers, base_model=str(model.model_path))
