@@ -156,3 +156,27 @@ print("ok")
                          check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().endswith("ok")
+
+
+def test_legacy_mode_picks_the_backend_that_wraps_the_models_library() -> None:
+    """No backend name in the pipeline: the registry's ``BackendSpec.wraps`` decides who wraps a foreign model."""
+    from mindprint_interfaces import BackendRegistry, BackendSpec
+
+    class Chosen(Exception):
+        pass
+
+    class ForeignModel:  # its module's top-level package is "tests"
+        pass
+
+    def factory(config: object) -> object:
+        raise Chosen(config)
+
+    BackendRegistry.register("wrapper-of-tests", BackendSpec(name="wrapper-of-tests", factory=factory,
+                                                             wraps=("tests",)))
+    try:
+        with pytest.raises(Chosen):
+            DPOPipeline(model=ForeignModel(), tokenizer=object(), config=PipelineConfig())
+        with pytest.raises(ConfigError, match="cannot wrap a tests model"):
+            DPOPipeline(model=ForeignModel(), tokenizer=object(), config=PipelineConfig(backend_type="pytorch"))
+    finally:
+        BackendRegistry.unregister("wrapper-of-tests")

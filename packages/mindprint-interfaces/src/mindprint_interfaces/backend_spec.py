@@ -57,7 +57,9 @@ class BackendSpec:
 
     ``launch_env``: environment variables the backend's launcher sets in every process it starts (their
     presence marks a launched process); ``rank_env``: the variable holding this process's rank;
-    ``distributions``: the installed distributions the backend needs (what ``mindprint doctor`` lists).
+    ``distributions``: the installed distributions the backend needs (what ``mindprint doctor`` lists);
+    ``wraps``: top-level modules whose model objects the backend's ``wrap(model, tokenizer)`` accepts
+    (e.g. ``("transformers", "peft")``), so a caller holding a foreign model finds the backend by the model.
     """
 
     name: str
@@ -67,6 +69,11 @@ class BackendSpec:
     launch_env: tuple[str, ...] = ()
     rank_env: str | None = None
     distributions: tuple[str, ...] = ()
+    wraps: tuple[str, ...] = ()
+
+    def can_wrap(self, model: object) -> bool:
+        """True when ``model``'s class comes from one of the libraries this backend wraps."""
+        return type(model).__module__.split(".")[0] in self.wraps
 
     def load_factory(self) -> BackendFactory:
         return _resolve(self.factory)

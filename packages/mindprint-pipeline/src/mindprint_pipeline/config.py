@@ -74,7 +74,7 @@ class PipelineConfig(CurriculumConfig):
     """Settings of :class:`~mindprint_pipeline.DPOPipeline`.
 
     ``backend_type=None`` means "use the backend passed to the pipeline" or, with a transformers
-    model and tokenizer passed in, legacy mode through the PyTorch backend's wrapper.
+    model and tokenizer passed in, legacy mode through the registered backend that wraps that library.
     """
 
     backend_type: str | None = setting(None, "backend name; null = the backend passed to the pipeline")

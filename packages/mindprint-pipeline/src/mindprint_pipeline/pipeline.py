@@ -27,7 +27,7 @@ from typing import Any
 
 from mindprint_interfaces import Backend, BackendMismatchError, ConfigError, Evaluator, Model, create_backend
 from mindprint_interfaces.fileio import atomic_write_json
-from mindprint_interfaces.registry import canonical_name
+from mindprint_interfaces.registry import BackendRegistry, canonical_name
 
 from .checkpoint import CheckpointError, PipelineState, check_compatible, load_state, save_state
 from .config import PipelineConfig
@@ -94,6 +94,23 @@ class DPOPipeline:
         self._session: _Session | None = None
 
     # -- setup -------------------------------------------------------------------------------------
+    def _wrapping_backend(self, model: Any) -> str:
+        """The registered backend that wraps ``model``'s library (``BackendSpec.wraps``): the configured one, or
+        the first in the registry's preference order."""
+        library = type(model).__module__.split(".")[0]
+        if self.config.backend_type:
+            name = canonical_name(self.config.backend_type)
+            if not BackendRegistry.spec(name).can_wrap(model):
+                raise ConfigError(f"backend_type {self.config.backend_type!r} cannot wrap a {library} model; "
+                                  "use backend_type=None (a backend that wraps it is then chosen) or load the "
+                                  "model through the backend", key="backend_type")
+            return name
+        for spec in BackendRegistry.specs():
+            if spec.can_wrap(model):
+                return spec.name
+        raise ConfigError(f"no installed backend wraps a {library} model ({type(model).__name__}); load the model "
+                          "through a backend instead", key="backend_type")
+
     def _resolve_backend(self, model: Any, tokenizer: Any, backend: Backend | None) -> tuple[Backend, Model | None]:
         cfg = self.config
         legacy = model is not None and not is_mindprint_model(model)
@@ -102,11 +119,8 @@ class DPOPipeline:
                 raise ConfigError("legacy mode (a transformers model passed in) needs its tokenizer too: "
                                   "DPOPipeline(model=model, tokenizer=tokenizer, config=...)", key="tokenizer")
             if backend is None:
-                name = canonical_name(cfg.backend_type) if cfg.backend_type else "pytorch"
-                if name != "pytorch":
-                    raise ConfigError(f"backend_type {cfg.backend_type!r} cannot wrap a transformers model; "
-                                      "use backend_type=None or 'pytorch' in legacy mode", key="backend_type")
-                backend = create_backend("pytorch", device=cfg.device, dtype=cfg.dtype, seed=cfg.seed)
+                backend = create_backend(self._wrapping_backend(model), device=cfg.device, dtype=cfg.dtype,
+                                         seed=cfg.seed)
             wrap = getattr(backend, "wrap", None)
             if not callable(wrap):
                 raise ConfigError(f"the {getattr(backend, 'name', type(backend).__name__)} backend has no "

@@ -23,5 +23,6 @@ SPEC = BackendSpec(
     converter="mindprint_torch.adapters:convert_adapter",
     launch_env=("WORLD_SIZE",),
     rank_env="RANK",
+    wraps=("transformers", "peft"),
     distributions=("mindprint-torch", "torch", "transformers", "peft", "trl", "safetensors", "numpy"),
 )
