@@ -1,4 +1,4 @@
-"""Config construction from dicts: the seed passes dicts, so typos and bad values must be loud."""
+"""Config construction from dicts: callers pass dicts, so typos and bad values must be loud."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The seed's usage on the real SmolLM2-135M-Instruct (slow: run with ``uv run pytest -m slow tests/torch``)."""
+"""The documented usage on the real SmolLM2-135M-Instruct (slow: run with ``uv run pytest -m slow tests/torch``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Plain result records returned by backends and trainers (the seed's contracts)."""
+"""Plain result records returned by backends and trainers (the 0.1 contracts every backend keeps)."""
 
 from __future__ import annotations
 

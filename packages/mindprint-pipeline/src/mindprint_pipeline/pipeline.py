@@ -1,6 +1,6 @@
 """DPOPipeline: curriculum training, topic by topic, on any backend (through the protocols only).
 
-Per topic (DESIGN.md section 6)::
+Per topic (docs/architecture.md; the package README has the full flow)::
 
     load base (+ the previous topic's adapter)
     SFT  -> evaluate -> DPO if accuracy >= accuracy_threshold and voice < dpo_trigger_threshold
@@ -74,7 +74,7 @@ class _Session:
 
 
 class DPOPipeline:
-    """Curriculum SFT -> evaluate -> DPO on a backend; the seed's ``DPOPipeline`` API.
+    """Curriculum SFT -> evaluate -> DPO on a backend; the ``DPOPipeline`` API of mindprint 0.1.
 
     - ``DPOPipeline(config=PipelineConfig(backend_type="pytorch", model_path=...))``: the backend is
       created from the config (``MINDPRINT_BACKEND`` is honoured when ``backend_type`` is None);
