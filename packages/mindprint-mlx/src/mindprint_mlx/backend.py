@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from .sft import MLXSFTTrainer
 
 
+# The training methods this backend implements (names from mindprint_interfaces.methods), as lazy paths:
+# importing this module must not import mlx.
+TRAINERS: dict[str, str] = {"sft": "mindprint_mlx.sft:MLXSFTTrainer", "dpo": "mindprint_mlx.dpo:MLXDPOTrainer"}
+
+
 def ensure_mlx_model(model: object) -> "MLXModel":
     """Return ``model`` if it is an MLXModel, else raise BackendMismatchError ("Expected MLXModel, got X")."""
     from .model import ensure_mlx_model as ensure
@@ -66,12 +71,8 @@ class MLXBackend:
 
     def create_trainer(self, method: str, model: Model, config: Any = None, ref_model: Model | None = None,
                        *, callbacks: Sequence[TrainerCallback] = ()) -> Trainer:
-        from .dpo import MLXDPOTrainer
-        from .sft import MLXSFTTrainer
-
-        trainers = {"sft": MLXSFTTrainer, "dpo": MLXDPOTrainer}  # the methods this backend implements
         ref = ensure_mlx_model(ref_model) if ref_model is not None else None
-        return create_trainer(self.name, trainers, method, ensure_mlx_model(model), config, ref, callbacks=callbacks)
+        return create_trainer(self.name, TRAINERS, method, ensure_mlx_model(model), config, ref, callbacks=callbacks)
 
     def create_sft_trainer(self, model: Model, config: SFTConfig | Mapping[str, Any],
                            *, callbacks: Sequence[TrainerCallback] = ()) -> "MLXSFTTrainer":
