@@ -28,7 +28,7 @@ from .bundled_model import resolve_model_path
 from .config import TrainerConfig, load_config
 from .interrupt import StopRequest, graceful_sigint
 from .progress import ProgressDisplay, steps_for
-from .run_output import err_console, finish_run
+from .run_output import attach_trackers, err_console, finish_run
 from .rundir import CONFIG, RunDirectory, TopicRow, new_run_dir
 
 EXIT_INTERRUPTED = 130
@@ -157,6 +157,7 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
     from mindprint_pipeline.pipeline import DPOPipeline
 
     console = console or err_console
+    attach_trackers(run, cfg)
     files = curriculum_files(cfg)
     # Validate every data file before any model work (file:line errors).
     load_sft_jsonl(files.sft)
