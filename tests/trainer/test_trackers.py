@@ -88,6 +88,18 @@ def test_tensorboard_logger_direct(tmp_path: Path) -> None:
     assert "config/text_summary" in tensors
 
 
+@pytest.mark.torch
+def test_unreachable_tracker_stops_before_training(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """A tracker that cannot start its run fails the command with one clear line, before any model work."""
+    data = write_curriculum(tmp_path)
+    res = run_mindprint("sft", "--backend", "pytorch", "--model", str(tiny_model_dir), "--data",
+                        str(data / "sft_data.jsonl"), "-o", str(tmp_path / "runs"), "--report-to", "tensorboard",
+                        "--set", f"tracking.tensorboard_dir={data / 'sft_data.jsonl'}")  # a file, not a directory
+    assert res.returncode == 1, res.stderr
+    assert "error: report_to: tensorboard could not start a run" in res.stderr
+    assert "SFT on pytorch" not in res.stderr
+
+
 # -- the CLI on the tiny model ---------------------------------------------------------------------
 
 

@@ -148,7 +148,7 @@ class TrainerConfig(ConfigBase):
         names = tuple(dict.fromkeys(n.strip().lower() for n in self.report_to if n.strip().lower() != "none"))
         from .trackers import known_trackers
 
-        known = known_trackers()
+        known = known_trackers() if names else []
         for name in names:
             if name not in known:
                 raise ConfigError(f"report_to: unknown tracker {name!r}{suggest(name, known)} "

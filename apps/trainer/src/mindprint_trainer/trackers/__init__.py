@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mindprint_interfaces import MindprintError
 from mindprint_interfaces.metric_loggers import (
     LoggerSpec,
     MetricsLogger,
@@ -22,7 +23,11 @@ from mindprint_interfaces.metric_loggers import (
     register_metrics_logger,
 )
 
-__all__ = ["BUILTIN", "ROW_KEYS", "RunTrackers", "known_trackers", "row_metrics"]
+__all__ = ["BUILTIN", "ROW_KEYS", "RunTrackers", "TrackerError", "known_trackers", "row_metrics"]
+
+
+class TrackerError(MindprintError, RuntimeError):
+    """A tracker named in ``report_to`` could not start its run (exit 1, before any training)."""
 
 BUILTIN = (
     LoggerSpec("tensorboard", "mindprint_trainer.trackers.tensorboard_logger:TensorBoardLogger", "tensorboardX",
@@ -71,7 +76,11 @@ class RunTrackers:
         loggers: list[tuple[str, MetricsLogger]] = []
         for name, cls_ in classes:
             logger = cls_(**dict(options.get(name, {})))
-            logger.start(run_name, config, run_dir)
+            try:
+                logger.start(run_name, config, run_dir)
+            except Exception as exc:  # e.g. an unreachable tracking server: stop before any training
+                cls(loggers).finish(success=False)
+                raise TrackerError(f"report_to: {name} could not start a run: {type(exc).__name__}: {exc}") from exc
             loggers.append((name, logger))
         return cls(loggers)
 
