@@ -97,8 +97,11 @@ def test_bad_rows_are_named_by_row_and_field(tmp_path: Path) -> None:
     datasets.Dataset.from_list(bad_pairs).to_parquet(str(tmp_path / "p.parquet"))
     with pytest.raises(DataValidationError, match=r"row 2: field 'rejected': must be one assistant message"):
         read_records(tmp_path / "p.parquet", "preference")
-    with pytest.raises(ConfigError, match="data.columns names columns the data does not have: query"):
-        read_records(path, "sft", columns={"instruction": "query"})
+    # a mapping entry naming a column the data lacks leaves the record without the field: named with its keys
+    datasets.Dataset.from_list([{"q": "Why?", "a": "Because."}]).to_parquet(str(tmp_path / "qa.parquet"))
+    with pytest.raises(DataValidationError, match=r"row 0: field 'instruction/question/prompt': missing \(the record "
+                                                  r"has 'output' but no prompt field\)"):
+        read_records(tmp_path / "qa.parquet", "sft", columns={"instruction": "query", "output": "a"})
 
 
 def make_hub_cache(root: Path, repo: str, commit: str = "0" * 40) -> Path:
@@ -152,3 +155,28 @@ def test_save_to_disk_preferences_train_dpo_through_the_cli(tmp_path: Path, tiny
     assert (run / "adapters" / "dpo" / "adapter_model.safetensors").is_file()
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2] and "rewards/margins" in rows[0]
+
+
+@pytest.mark.torch
+@pytest.mark.slow  # the curriculum: topics of SFT + eval + DPO
+def test_curriculum_reads_datasets(tmp_path: Path, tiny_model_dir: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    datasets.Dataset.from_list(QA[:2]).to_parquet(str(data / "sft.parquet"))
+    pairs = [{**p, "topic_id": r["topic_id"]} for p, r in zip(conversational_pairs(), QA)][:2]
+    datasets.Dataset.from_list(pairs).save_to_disk(str(data / "prefs"))
+    config = tmp_path / "cfg.yaml"
+    (data / "voice_markers.json").write_text(json.dumps({"markers": {"Great question": 1.0}}))
+    config.write_text("data:\n  sft_file: sft.parquet\n  preference_file: prefs\n"
+                      "  columns: {instruction: question, output: answer}\n")
+    res = run_mindprint(
+        "train", "--backend", "pytorch", "--config", str(config), "--model", str(tiny_model_dir), "--data-dir",
+        str(data), "--set", "pipeline.sft_epochs_per_topic=1", "--set", "pipeline.dpo_steps_per_topic=1",
+        "--set", "pipeline.max_retries_per_topic=0", "--set", "pipeline.eval_max_new_tokens=2",
+        "--set", "pipeline.accuracy_threshold=0", "--set", "pipeline.dpo_trigger_threshold=1",
+        "--set", "pipeline.merge_after_unit=false", "-o", str(tmp_path / "runs"))
+    assert res.returncode == 0, res.stderr
+    run = only_run_dir(tmp_path / "runs")
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {r["topic"] for r in rows} == {"u/c/math", "u/c/geo"}
+    assert {r["stage"] for r in rows} == {"sft", "dpo"}

@@ -127,19 +127,17 @@ def load_dataset_rows(name: str | Path, *, split: str = "train", revision: str |
     return [dict(row) for row in ds], source
 
 
-def map_columns(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str], source: str) -> list[dict[str, Any]]:
-    """Rename the dataset's columns to ours: ``columns = {ours: theirs}``."""
+def map_columns(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Rename the dataset's columns to ours: ``columns = {ours: theirs}``. One mapping serves every data file of
+    a run (SFT, preferences, quiz), so an entry whose column a file lacks is skipped for that file; a record
+    left without the fields it needs is then reported by the validators, with the keys it has."""
     if not columns:
         return [dict(r) for r in rows]
-    present = set(rows[0]) if rows else set()
-    missing = [theirs for theirs in columns.values() if rows and theirs not in present]
-    if missing:
-        raise ConfigError(f"{source}: data.columns names columns the data does not have: {', '.join(missing)} "
-                          f"(columns: {', '.join(sorted(present))})", key="data.columns")
     out = []
     for row in rows:
-        new = {k: v for k, v in row.items() if k not in columns.values()}
-        new.update({ours: row[theirs] for ours, theirs in columns.items()})
+        applied = {ours: theirs for ours, theirs in columns.items() if theirs in row}
+        new = {k: v for k, v in row.items() if k not in applied.values()}
+        new.update({ours: row[theirs] for ours, theirs in applied.items()})
         out.append(new)
     return out
 
@@ -161,10 +159,25 @@ def read_records(name: str | Path, kind: Kind, *, columns: Mapping[str, str] | N
                  revision: str | None = None, base: Path | None = None) -> list[dict[str, Any]]:
     """Validated records of kind ``kind`` from any supported source (every bad row/line reported at once)."""
     path = Path(name)
-    if path.suffix == ".jsonl" and path.is_file() and not columns:
+    if is_plain_jsonl(path, columns):
         (load_sft_jsonl if kind == "sft" else load_preference_jsonl)(path)
         return [obj for _, obj in read_jsonl(path)]
     rows, source = load_dataset_rows(name, split=split, revision=revision, base=base)
-    records = [_drop_nulls(r) for r in map_columns(rows, columns or {}, source)]
+    records = [_drop_nulls(r) for r in map_columns(rows, columns or {})]
     _check(records, kind, source)
     return records
+
+
+def is_plain_jsonl(name: str | Path, columns: Mapping[str, str] | None = None) -> bool:
+    path = Path(name)
+    return path.suffix == ".jsonl" and path.is_file() and not columns
+
+
+def pipeline_input(name: str | Path, kind: Kind, *, columns: Mapping[str, str] | None = None, split: str = "train",
+                   revision: str | None = None) -> str | list[dict[str, Any]]:
+    """What the curriculum pipeline is given: the path of a plain JSONL file (validated here, read by the
+    pipeline as before) or the validated records of any other source."""
+    if is_plain_jsonl(name, columns):
+        (load_sft_jsonl if kind == "sft" else load_preference_jsonl)(name)
+        return str(name)
+    return read_records(name, kind, columns=columns, split=split, revision=revision)
