@@ -100,7 +100,8 @@ def test_preference_errors(tmp_path: Path) -> None:
     with pytest.raises(DataValidationError) as info:
         load_preference_jsonl(path)
     by_line = {(i.line, i.field) for i in info.value.issues}
-    assert by_line == {(2, "rejected"), (3, "rejected"), (4, "rejected")}
+    # a list is a conversational completion (TRL): its bad item is named
+    assert by_line == {(2, "rejected"), (3, "rejected[0]"), (4, "rejected")}
 
 
 def test_parse_from_dicts_has_line_numbers() -> None:

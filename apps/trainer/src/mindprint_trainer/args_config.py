@@ -23,6 +23,8 @@ def _extra(args: argparse.Namespace) -> dict[str, Any]:
         extra["output_dir"] = args.output_dir
     if getattr(args, "data_dir", None):
         extra["data"] = {"dir": args.data_dir}
+    if getattr(args, "report_to", None):  # --report-to tensorboard,mlflow (repeatable; "none" = off)
+        extra["report_to"] = [n for item in args.report_to for n in item.split(",") if n.strip()]
     return extra
 
 

@@ -81,6 +81,12 @@ def _nproc(p: argparse.ArgumentParser) -> None:
                         "(torchrun for pytorch, mlx.launch --backend ring for mlx)")
 
 
+def _report_to(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--report-to", action="append", metavar="NAMES",
+                   help="experiment trackers: tensorboard, mlflow, wandb (comma-separated or repeated; none = off; "
+                        "overrides report_to in the config)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="mindprint",
@@ -95,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="run the curriculum (SFT -> eval -> DPO per topic)")
     _common(p)
     _output(p)
+    _report_to(p)
     _nproc(p)
     p.add_argument("--data-dir", metavar="DIR", help="directory with sft_data.jsonl / preference_data.jsonl")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
@@ -102,12 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sft", help="supervised fine-tuning on one JSONL file")
     _common(p)
     _output(p)
+    _report_to(p)
     _nproc(p)
     p.add_argument("-d", "--data", metavar="JSONL", help="SFT records (default: data.dir/data.sft_file)")
 
     p = sub.add_parser("dpo", help="preference optimisation on one JSONL file")
     _common(p)
     _output(p)
+    _report_to(p)
     _nproc(p)
     p.add_argument("-d", "--data", metavar="JSONL", help="preference pairs (default: data.dir/data.preference_file)")
 
@@ -140,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train the bundled SmolLM2 on the bundled curriculum and show before/after")
     _common(p, config=False, model=False)
     _output(p)
+    _report_to(p)
     p.add_argument("--quick", action="store_true", help="fewer steps (a smoke run)")
 
     p = sub.add_parser("bench", help="benchmark both backends against raw TRL / mlx-lm (from a source checkout)",
@@ -224,9 +234,10 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("WANDB_SILENT", "true")
     for category in (FutureWarning, UserWarning, DeprecationWarning):
         warnings.filterwarnings("ignore", category=category)
-    for name in ("transformers", "trl", "peft", "datasets", "accelerate"):
+    for name in ("transformers", "trl", "peft", "datasets", "accelerate", "mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 

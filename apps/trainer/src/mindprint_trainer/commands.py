@@ -7,17 +7,16 @@ import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.table import Table
 
 from mindprint_interfaces import BackendNotFoundError, ConfigError, MindprintError
-from mindprint_interfaces.data import load_preference_jsonl, load_sft_jsonl, read_jsonl
 from mindprint_interfaces.registry import BackendRegistry, canonical_name
 
 from .args_config import config_from_args
 from .backend_setup import load_model, make_backend
-from .config import TrainerConfig
+from .config import DataSection, TrainerConfig
 from .progress import ProgressDisplay, steps_for
 from .run_output import console, err_console, finish_run, open_run
 from .rundir import TopicRow
@@ -31,15 +30,20 @@ class TrainingFailed(MindprintError):
 # shared helpers
 
 
-def sft_records(path: Path) -> list[dict[str, Any]]:
-    """Validated SFT records as raw dicts (every bad line reported with file:line)."""
-    load_sft_jsonl(path)
-    return [obj for _, obj in read_jsonl(path)]
+def sft_records(path: Path, data: DataSection | None = None) -> list[dict[str, Any]]:
+    """Validated SFT records as raw dicts (every bad line reported with file:line, dataset rows as row N)."""
+    return _records(path, "sft", data)
 
 
-def preference_records(path: Path) -> list[dict[str, Any]]:
-    load_preference_jsonl(path)
-    return [obj for _, obj in read_jsonl(path)]
+def preference_records(path: Path, data: DataSection | None = None) -> list[dict[str, Any]]:
+    return _records(path, "preference", data)
+
+
+def _records(path: Path, kind: Literal["sft", "preference"], data: DataSection | None) -> list[dict[str, Any]]:
+    from .dataset_input import read_records
+
+    data = data or DataSection()
+    return read_records(path, kind, columns=data.columns, split=data.split, revision=data.revision)
 
 
 def data_file(cfg: TrainerConfig, arg: str | None, name: str | None, what: str) -> Path:
@@ -63,10 +67,10 @@ def _train_single(args: argparse.Namespace, stage: str) -> int:
     cfg = config_from_args(args)
     if stage == "sft":
         path = data_file(cfg, args.data, cfg.data.sft_file, "sft")
-        records = sft_records(path)
+        records = sft_records(path, cfg.data)
     else:
         path = data_file(cfg, args.data, cfg.data.preference_file, "preference")
-        records = preference_records(path)
+        records = preference_records(path, cfg.data)
     backend = make_backend(cfg)
     run = open_run(cfg, stage)
     work = run.path / "work"
@@ -157,7 +161,7 @@ def group_by_topic(records: Sequence[Mapping[str, Any]]) -> dict[str, list[Mappi
 def cmd_eval(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     path = data_file(cfg, args.data, cfg.data.quiz_file or cfg.data.sft_file, "quiz")
-    records = sft_records(path)
+    records = sft_records(path, cfg.data)
     markers = args.markers or cfg.data.resolve(cfg.data.markers_file)
     if markers is not None and not Path(markers).is_file():
         if args.markers:

@@ -21,11 +21,12 @@ Precedence for the backend: ``--backend`` > ``MINDPRINT_BACKEND`` > ``backend.ty
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 
@@ -40,13 +41,15 @@ from mindprint_interfaces import (
 from mindprint_interfaces.config_base import ConfigBase, setting
 from mindprint_interfaces.configs import DEVICES, DTYPES, Device, DType
 from mindprint_interfaces.registry import ENV_VAR, canonical_name
+from mindprint_interfaces.validation import suggest
 
 __all__ = [
     "DEFAULT_CONFIG_NAME", "DEVICES", "DTYPES", "BackendSection", "DType", "DataSection", "Device", "ModelSection",
-    "TrainerConfig", "bundled_config_text", "deep_merge", "load_config", "parse_set", "read_yaml", "validate",
+    "TrackingSection", "TrainerConfig", "bundled_config_text", "deep_merge", "load_config", "parse_set", "read_yaml", "validate",
 ]
 
 DEFAULT_CONFIG_NAME = "training_pipeline.yaml"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")  # owner/name of a hub dataset
 
 S = TypeVar("S", bound=ConfigBase)
 
@@ -85,12 +88,43 @@ class DataSection(ConfigBase):
     preference_file: str = setting("preference_data.jsonl", "{prompt, chosen, rejected, topic_id}")
     quiz_file: str | None = setting(None, "{question, answer, topic_id}: before/after answers")
     markers_file: str | None = setting("voice_markers.json", "voice markers of the default evaluator")
+    columns: dict[str, str] = setting(factory=dict, doc="our field -> the dataset's column, e.g. "
+                                                        "{instruction: question, output: answer}")
+    split: str = setting("train", "the split of a save_to_disk DatasetDict or a cached hub dataset")
+    revision: str | None = setting(None, "the revision (branch, tag, commit) of a cached hub dataset")
 
     def resolve(self, name: str | None) -> Path | None:
+        """``name`` against ``dir``; data files may also be parquet/arrow/csv/json(l) files, ``save_to_disk``
+        directories, or a hub dataset id (``owner/name``, read from the local HF cache; see dataset_input)."""
         if name is None:
             return None
         path = Path(name)
-        return path if path.is_absolute() else Path(self.dir) / path
+        if path.is_absolute():
+            return path
+        resolved = Path(self.dir) / path
+        if not resolved.exists() and not path.exists() and HUB_ID.match(name):
+            return path  # a hub dataset id
+        return resolved
+
+
+@dataclass(frozen=True)
+class TrackingSection(ConfigBase):
+    """Options of the experiment trackers named in ``report_to`` (each used only when its tracker is on)."""
+
+    run_name: str | None = setting(None, "the trackers' run name (default: the run directory's name)")
+    tensorboard_dir: str | None = setting(None, "TensorBoard event files (default: <run>/tensorboard)")
+    mlflow_tracking_uri: str | None = setting(None, "MLflow server, sqlite:/// or file URI (default: "
+                                                    "MLFLOW_TRACKING_URI, else MLflow's own default)")
+    mlflow_experiment: str = setting("mindprint", "the MLflow experiment the runs go into")
+    wandb_project: str = setting("mindprint", "the W&B project")
+    wandb_entity: str | None = setting(None, "the W&B entity (team or user; default: yours)")
+    wandb_mode: Literal["online", "offline", "disabled"] | None = setting(
+        None, "W&B mode (default: WANDB_MODE, else online); offline files upload later with `wandb sync`")
+
+    def logger_options(self) -> dict[str, dict[str, Any]]:
+        return {"tensorboard": {"log_dir": self.tensorboard_dir},
+                "mlflow": {"tracking_uri": self.mlflow_tracking_uri, "experiment": self.mlflow_experiment},
+                "wandb": {"project": self.wandb_project, "entity": self.wandb_entity, "mode": self.wandb_mode}}
 
 
 @dataclass(frozen=True)
@@ -105,6 +139,21 @@ class TrainerConfig(ConfigBase):
     generation: GenerationConfig = setting(factory=GenerationConfig, doc="decoding for generate / eval / demo")
     pipeline: CurriculumConfig = setting(factory=CurriculumConfig, doc="the curriculum loop (mindprint-pipeline)")
     output_dir: str = setting("runs", "each run writes <output_dir>/<timestamp>-<command>/")
+    report_to: tuple[str, ...] = setting((), "experiment trackers fed every metrics.jsonl row: tensorboard, "
+                                              "mlflow, wandb (hf=report_to; options in `tracking`)", hf="report_to")
+    tracking: TrackingSection = setting(factory=TrackingSection, doc="options of the trackers in report_to")
+
+    def __post_init__(self) -> None:
+        # ``none`` (as in transformers) switches the trackers off, e.g. ``--report-to none`` over the file's list.
+        names = tuple(dict.fromkeys(n.strip().lower() for n in self.report_to if n.strip().lower() != "none"))
+        from .trackers import known_trackers
+
+        known = known_trackers() if names else []
+        for name in names:
+            if name not in known:
+                raise ConfigError(f"report_to: unknown tracker {name!r}{suggest(name, known)} "
+                                  f"(known: {', '.join(known)}, none)", key="report_to")
+        object.__setattr__(self, "report_to", names)
 
     def sft_config(self, **overrides: Any) -> SFTConfig:
         return _section(self.sft, "sft", overrides)

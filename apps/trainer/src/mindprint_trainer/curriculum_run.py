@@ -14,21 +14,27 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.table import Table
 
 from mindprint_interfaces import Backend, ConfigError
-from mindprint_interfaces.data import load_preference_jsonl, load_sft_jsonl
+from mindprint_interfaces.data import (
+    as_preference_pairs,
+    as_sft_examples,
+    load_preference_jsonl,
+    load_sft_jsonl,
+)
 
 from .args_config import config_from_args
 from .backend_setup import make_backend
 from .bundled_model import resolve_model_path
 from .config import TrainerConfig, load_config
+from .dataset_input import pipeline_input
 from .interrupt import StopRequest, graceful_sigint
 from .progress import ProgressDisplay, steps_for
-from .run_output import err_console, finish_run
+from .run_output import attach_trackers, err_console, finish_run
 from .rundir import CONFIG, RunDirectory, TopicRow, new_run_dir
 
 EXIT_INTERRUPTED = 130
@@ -119,18 +125,21 @@ def topics_table(rows: Sequence[TopicRow], title: str = "curriculum") -> Table:
     return table
 
 
-def progress_totals(cfg: TrainerConfig, files: CurriculumFiles, pipeline_cfg: Any) -> dict[tuple[str, str | None], int]:
-    """Expected SFT/DPO steps per topic, for the progress bars' ETA."""
+def progress_totals(cfg: TrainerConfig, files: CurriculumFiles, pipeline_cfg: Any,
+                    inputs: tuple[Any, Any] | None = None) -> dict[tuple[str, str | None], int]:
+    """Expected SFT/DPO steps per topic, for the progress bars' ETA (``inputs``: the pipeline's SFT and
+    preference inputs when they are records rather than the files)."""
+    sft_in, prefs_in = inputs or (files.sft, files.preferences)
     totals: dict[tuple[str, str | None], int] = {}
     counts: dict[str, int] = {}
-    for ex in load_sft_jsonl(files.sft):
+    for ex in (as_sft_examples(sft_in) if isinstance(sft_in, list) else load_sft_jsonl(sft_in)):
         if ex.topic_id:
             counts[ex.topic_id] = counts.get(ex.topic_id, 0) + 1
     sft_cfg = pipeline_cfg.sft_config(seed=0)
     dpo_cfg = pipeline_cfg.dpo_config(seed=0)
     pair_counts: dict[str, int] = {}
-    if files.preferences is not None:
-        for pair in load_preference_jsonl(files.preferences):
+    if prefs_in:
+        for pair in (as_preference_pairs(prefs_in) if isinstance(prefs_in, list) else load_preference_jsonl(prefs_in)):
             if pair.topic_id:
                 pair_counts[pair.topic_id] = pair_counts.get(pair.topic_id, 0) + 1
     for topic, n in counts.items():
@@ -157,18 +166,21 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
     from mindprint_pipeline.pipeline import DPOPipeline
 
     console = console or err_console
+    attach_trackers(run, cfg)
     files = curriculum_files(cfg)
-    # Validate every data file before any model work (file:line errors).
-    load_sft_jsonl(files.sft)
-    if files.preferences is not None:
-        load_preference_jsonl(files.preferences)
-    if files.quiz is not None:
-        load_sft_jsonl(files.quiz)
+    # Validate every data file before any model work (file:line errors, row N for datasets).
+    def read(path: Path, kind: Literal["sft", "preference"]) -> str | list[dict[str, Any]]:
+        return pipeline_input(path, kind, columns=cfg.data.columns, split=cfg.data.split, revision=cfg.data.revision)
+
+    sft_in = read(files.sft, "sft")
+    no_pairs: list[dict[str, Any]] = []  # an empty list = "no DPO" (None would mean data_dir's file)
+    prefs_in = read(files.preferences, "preference") if files.preferences is not None else no_pairs
+    quiz_in = read(files.quiz, "sft") if files.quiz is not None else None
     backend = backend or make_backend(cfg)
     model_path = resolve_model_path(cfg.model.path)
     pipeline_cfg = PipelineConfig.from_dict(pipeline_config_dict(cfg, run, model_path, files))
     display = ProgressDisplay(run, console=console)
-    display.totals = progress_totals(cfg, files, pipeline_cfg)
+    display.totals = progress_totals(cfg, files, pipeline_cfg, (sft_in, prefs_in))
     stop = StopRequest()
     pipeline = DPOPipeline(config=pipeline_cfg, backend=backend, callbacks=[display, stop])
     base_facts: dict[str, Any] = {"backend": backend.name, "device": backend.device_manager.device,
@@ -183,10 +195,7 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
 
     try:
         with display, graceful_sigint(stop, announce=lambda msg: console.print(f"[yellow]{msg}[/]")):
-            no_pairs: list[dict[str, Any]] = []  # an empty list = "no DPO" (None would mean data_dir's file)
-            result = pipeline.train_curriculum(
-                str(files.sft), str(files.preferences) if files.preferences else no_pairs,
-                quiz_data=str(files.quiz) if files.quiz else None, resume=resume)
+            result = pipeline.train_curriculum(sft_in, prefs_in, quiz_data=quiz_in, resume=resume)
     except KeyboardInterrupt:
         raise interrupted() from None
     if stop.requested and not result.completed:

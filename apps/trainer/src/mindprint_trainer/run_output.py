@@ -9,7 +9,8 @@ from typing import Any
 from rich.console import Console
 
 from .config import TrainerConfig
-from .rundir import RunDirectory, TopicRow, new_run_dir
+from .rundir import CONFIG, RunDirectory, TopicRow, new_run_dir
+from .trackers import RunTrackers
 
 console = Console()
 err_console = Console(stderr=True)
@@ -18,11 +19,33 @@ err_console = Console(stderr=True)
 def open_run(cfg: TrainerConfig, command: str) -> RunDirectory:
     run = RunDirectory(new_run_dir(cfg.output_dir, command), command)
     run.write_config(cfg.to_yaml())
+    attach_trackers(run, cfg)
     return run
 
 
+def attach_trackers(run: RunDirectory, cfg: TrainerConfig) -> None:
+    """Start the ``report_to`` trackers for ``run`` (rank 0 only; the other ranks log nothing)."""
+    from . import launch
+
+    if not cfg.report_to or run.trackers is not None:
+        return
+    if launch.in_launched_process() and launch.launched_rank() > 0:
+        return
+    run.trackers = RunTrackers.open(cfg.report_to, cfg.tracking.logger_options(),
+                                    run_name=cfg.tracking.run_name or run.path.name, config=cfg.to_plain(),
+                                    run_dir=run.path)
+    err_console.print(f"reporting to: {', '.join(run.trackers.names)}")
+
+
 def finish_run(run: RunDirectory, title: str, *, topics: Sequence[TopicRow] = (), facts: Mapping[str, Any] | None = None,
-               extra: str = "") -> None:
-    run.write_plots()
-    run.write_summary(title=title, topics=topics, facts=facts, extra=extra)
+               extra: str = "", success: bool | None = None) -> None:
+    """Plots and ``summary.md``; the trackers get them (with the config and metrics.jsonl) and are finished —
+    as failed when ``success`` is False (default: failed when the title says "(failed)" or "(interrupted)")."""
+    plots = run.write_plots()
+    summary = run.write_summary(title=title, topics=topics, facts=facts, extra=extra)
+    if run.trackers is not None:
+        if success is None:
+            success = "(failed)" not in title and "(interrupted)" not in title
+        run.trackers.log_artifacts([run.path / CONFIG, run.metrics_path, *plots, summary])
+        run.trackers.finish(success)
     err_console.print(f"run directory: [bold]{run.path}[/]")

@@ -26,6 +26,8 @@ from typing import Any
 
 from mindprint_interfaces.fileio import atomic_write_text
 
+from .trackers import RunTrackers
+
 METRICS = "metrics.jsonl"
 CONFIG = "config.yaml"
 SUMMARY = "summary.md"
@@ -72,6 +74,8 @@ class RunDirectory:
     path: Path
     command: str = "run"
     started: float = field(default_factory=time.time)
+    # The experiment trackers (report_to): fed every row log_step appends, so they hold what metrics.jsonl holds.
+    trackers: RunTrackers | None = None
 
     def __post_init__(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -103,6 +107,8 @@ class RunDirectory:
         row["timestamp"] = round(time.time(), 3)
         with self.metrics_path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
+        if self.trackers is not None:
+            self.trackers.log_row(row)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.is_file():

@@ -1,7 +1,9 @@
 """Turning raw JSON objects into :mod:`records`, collecting *every* problem before raising.
 
-Accepted SFT shapes: ``{instruction|question|prompt, output|answer|completion}`` or
-``{messages: [{role, content}, ...]}``; preference shape: ``{prompt: str | messages, chosen, rejected}``.
+Accepted SFT shapes: ``{instruction|question|prompt, output|answer|completion}``,
+``{messages: [{role, content}, ...]}`` or TRL's ``{prompt: messages, completion: messages}``; preference
+shape: ``{prompt: str | messages, chosen, rejected}`` where chosen/rejected are strings or (TRL's
+conversational form) a list with one assistant message.
 Optional ``source`` / ``topic_id`` (``unit/chapter/topic``) travel with the record.
 """
 
@@ -92,6 +94,13 @@ def _sft_record(record: Any, line: int, issues: _Issues) -> SFTExample | None:
     if "messages" in record:
         messages = _messages(record["messages"], "messages", line, issues, need_assistant=True)
         return SFTExample(messages, topic, line) if messages is not None else None
+    if isinstance(record.get("prompt"), list) and isinstance(record.get("completion"), list):
+        # TRL's conversational prompt-completion: both message lists, the completion the assistant's turn(s).
+        asked = _messages(record["prompt"], "prompt", line, issues, need_assistant=False)
+        completion = _messages(record["completion"], "completion", line, issues, need_assistant=True)
+        if asked is None or completion is None:
+            return None
+        return SFTExample(asked + completion, topic, line)
     prompt_key = next((k for k in PROMPT_KEYS if k in record), None)
     answer_key = next((k for k in ANSWER_KEYS if k in record), None)
     if prompt_key is None and answer_key is None:
@@ -125,6 +134,21 @@ def _sft_record(record: Any, line: int, issues: _Issues) -> SFTExample | None:
     return SFTExample(tuple(turns), topic, line)
 
 
+def _completion(record: Mapping[str, Any], key: str, line: int, issues: _Issues) -> str | None:
+    """A preference completion: a string, or (TRL's conversational form) a list holding one assistant message."""
+    value = record.get(key)
+    if not isinstance(value, list):
+        return _string(record, key, line, issues)
+    messages = _messages(value, key, line, issues, need_assistant=True)
+    if messages is None:
+        return None
+    if len(messages) != 1 or messages[0]["role"] != "assistant":
+        issues.add(line, key, f"must be one assistant message (got roles {', '.join(m['role'] for m in messages)}); "
+                              "multi-turn completions are not supported")
+        return None
+    return messages[0]["content"]
+
+
 def _preference_record(record: Any, line: int, issues: _Issues) -> PreferencePair | None:
     if not isinstance(record, Mapping):
         issues.add(line, "", f"must be a JSON object, got {type(record).__name__}")
@@ -143,8 +167,8 @@ def _preference_record(record: Any, line: int, issues: _Issues) -> PreferencePai
     else:
         text = _string(record, "prompt", line, issues)
         prompt = (Message(role="user", content=text),) if text is not None else None
-    chosen = _string(record, "chosen", line, issues)
-    rejected = _string(record, "rejected", line, issues)
+    chosen = _completion(record, "chosen", line, issues)
+    rejected = _completion(record, "rejected", line, issues)
     if prompt is None or chosen is None or rejected is None:
         return None
     if chosen == rejected:
