@@ -6,8 +6,9 @@ Per family (keyed by the ``model_type`` of the model's ``config.json``):
   such as phi3's ``qkv_proj`` / ``gate_up_proj`` included) and their module paths inside a decoder layer;
 * the config fields that change the maths, and how each backend honours them (torch: transformers
   computes them; MLX: what mindprint-mlx maps, applies or refuses — see ``mindprint_mlx.loading``);
-* which fast paths apply (both backends also decide per model by a numerical probe; the family matrix
-  in ``tests/families`` checks that the probe's answer is the one written here).
+* which fast paths apply. Both backends decide per model by a numerical probe at run time; ``fast_paths``
+  records the MLX lean forward's answer, which the family matrix (``tests/families``) checks. The torch
+  compact head / shared DPO prompt probes run inside TRL's trainer and are not recorded per family yet.
 
 Adding a family = one :class:`Family` entry here + one tiny-model builder in ``tools/tiny_model.py``
 (``FAMILY_BUILDS``); the parametrized tests in ``tests/families`` pick it up.
@@ -31,7 +32,6 @@ LEAN_FORWARD = "mlx-lean-forward"  # MLX: LM head on loss positions only, DPO pr
 COMPACT_HEAD = "torch-compact-head"  # torch: LM head on loss positions only (compact_head.py)
 SHARED_PROMPT = "torch-shared-dpo-prompt"  # torch: DPO prompt once per pair (shared_prefix.py)
 FAST_PATHS = (LEAN_FORWARD, COMPACT_HEAD, SHARED_PROMPT)
-ALL_FAST_PATHS = frozenset(FAST_PATHS)
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,8 @@ class Family:
     fields: tuple[MathsField, ...] = ()
     # The feature the tiny model exercises (a test builds it off and checks the log-probs move).
     feature: str = ""
-    # Fast paths that are expected to apply (the probes decide; tests check the two agree).
-    fast_paths: frozenset[str] = ALL_FAST_PATHS
+    # Fast paths the probe accepts on this family (MLX lean forward; checked by tests/families).
+    fast_paths: frozenset[str] = frozenset({LEAN_FORWARD})
     attention_block: str = "self_attn"
     mlp_block: str = "mlp"
     fused: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # fused name -> what it stands for
@@ -113,7 +113,7 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            (*_BASE, _HEAD_DIM, _WINDOW,
             MathsField("layer_types", "mistral: every layer slides when sliding_window is set",
                        "every layer gets the windowed mask")),
-           feature="sliding_window", fast_paths=frozenset({LEAN_FORWARD, COMPACT_HEAD}), mlx_window="mask"),
+           feature="sliding_window", fast_paths=frozenset({LEAN_FORWARD}), mlx_window="mask"),
     Family("qwen2", "Qwen2 / Qwen2.5", _QKVO, _GATED_MLP,
            (*_BASE, MathsField("use_sliding_window", "Qwen2: the window is used only when true (Qwen2.5 ships "
                                                      "false with sliding_window 131072)",
@@ -137,7 +137,7 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
             MathsField("rope_parameters.full_attention", "global rope base (and scaling) on full layers",
                        "mapped to rope_theta / rope_scaling"),
             MathsField("query_pre_attn_scalar", "attention scale 1/sqrt(scalar)", "passed through")),
-           feature="sliding_window + layer_types", fast_paths=frozenset({COMPACT_HEAD}), mlx_window="native",
+           feature="sliding_window + layer_types", fast_paths=frozenset({LEAN_FORWARD}), mlx_window="native",
            mlx_fixed=_GEMMA_FIXED),
     Family("phi3", "Phi-3", ("qkv_proj", "o_proj"), ("gate_up_proj", "down_proj"),
            (*_BASE, _ROPE_SCALING,
@@ -151,7 +151,7 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            (*_BASE, *(MathsField(n, "scales the " + what, "passed through") for n, what in (
                ("embedding_multiplier", "embeddings"), ("residual_multiplier", "residual branches"),
                ("attention_multiplier", "attention scores"), ("logits_scaling", "logits (divides)")))),
-           feature="multipliers", fast_paths=frozenset({COMPACT_HEAD, SHARED_PROMPT})),
+           feature="multipliers", fast_paths=frozenset()),
 )}
 
 # Every target name any family uses -> its module path (all families agree on the path of a shared name).
