@@ -117,7 +117,7 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
     Family("qwen2", "Qwen2 / Qwen2.5", _QKVO, _GATED_MLP,
            (*_BASE, MathsField("use_sliding_window", "Qwen2: the window is used only when true (Qwen2.5 ships "
                                                      "false with sliding_window 131072)",
-                               "false: window ignored as transformers does; true: refused"),
+                               "false: window ignored as transformers does; true: masked on the layers layer_types marks sliding"),
             MathsField("q/k/v bias", "Qwen2 always has bias on q/k/v", "mlx-lm qwen2 has it too")),
            feature="q/k/v bias", mlx_window="mask"),
     Family("qwen3", "Qwen3", _QKVO, _GATED_MLP, (*_BASE, _HEAD_DIM,
