@@ -68,8 +68,13 @@ def _model_type(path: Path) -> str:
 
 
 def _logprobs(model: Model, ids: list[int]) -> np.ndarray:
-    logits = model.forward([ids]).logits
-    arr = logits[0].detach().float().numpy() if hasattr(logits, "detach") else np.array(logits[0])
+    logits = model.forward([ids]).logits[0]
+    if hasattr(logits, "detach"):
+        arr = logits.detach().float().numpy()
+    else:
+        import mlx.core as mx
+
+        arr = np.array(logits.astype(mx.float32))
     arr = arr.astype(np.float64)
     return arr - np.log(np.exp(arr - arr.max(-1, keepdims=True)).sum(-1, keepdims=True)) - arr.max(-1, keepdims=True)
 
@@ -181,3 +186,27 @@ def test_presets_cover_every_linear(pair: tuple[Model, Model], family_dir: Path)
     linears = {n: m for n, m in layer.named_modules() if isinstance(m, torch.nn.Linear)}
     assert {n.rsplit(".", 1)[-1]: n for n in linears} == fam.module_paths
 
+
+
+@pytest.fixture(scope="module")
+def bf16_backends() -> tuple[Backend, Backend]:
+    try:
+        return tuple(create_backend(n, device="cpu", dtype="bfloat16", seed=0)  # type: ignore[return-value]
+                     for n in ("pytorch", "mlx"))
+    except MindprintError as exc:
+        pytest.skip(f"backend unavailable: {exc}")
+
+
+def test_bf16_backends_differ_no_more_than_bf16_itself(pair: tuple[Model, Model], family_dir: Path,
+                                                       bf16_backends: tuple[Backend, Backend]) -> None:
+    """bf16 on both backends: torch-vs-MLX in bf16 is of the size of bf16's own error against fp32
+    (measured on the tiny models: bf16-vs-fp32 0.006-0.071, torch-vs-MLX bf16 0.008-0.082 nats, max over positions)."""
+    t16, m16 = (b.load_model(family_dir) for b in bf16_backends)
+    assert t16.dtype == m16.dtype == "bfloat16"
+    ids = _ids(pair[0])
+    t32, m32 = _logprobs(pair[0], ids), _logprobs(pair[1], ids)
+    lt, lm = _logprobs(t16, ids), _logprobs(m16, ids)
+    own = max(np.abs(lt - t32).max(), np.abs(lm - m32).max())
+    across = np.abs(lt - lm).max()
+    assert own > 1e-3, "bf16 should differ from fp32"
+    assert across <= 2.0 * own, f"torch-vs-MLX bf16 {across:.3f} vs bf16-vs-fp32 {own:.3f}"

@@ -95,8 +95,8 @@ def resolve_adapter_targets(model: PeftHost, config: AdapterConfig) -> AdapterCo
     (PEFT itself would silently adapt only the names that exist: phi3 asked for q/k/v/o gets only o_proj)."""
     base = model.base_model
     layers = base.model.layers if hasattr(base, "model") and hasattr(base.model, "layers") else None
-    if layers is None:
-        raise AdapterFormatError(f"cannot locate decoder layers in {type(base).__name__}")
+    if layers is None:  # not the decoder-layers layout: PEFT matches the names itself (and fails on none found)
+        return config
     index = config.layers[0] if config.layers else 0
     available = {name.rsplit(".", 1)[-1] for name, module in layers[index].named_modules()
                  if isinstance(module, torch.nn.Linear)}
