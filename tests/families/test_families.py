@@ -210,3 +210,11 @@ def test_bf16_backends_differ_no_more_than_bf16_itself(pair: tuple[Model, Model]
     across = np.abs(lt - lm).max()
     assert own > 1e-3, "bf16 should differ from fp32"
     assert across <= 2.0 * own, f"torch-vs-MLX bf16 {across:.3f} vs bf16-vs-fp32 {own:.3f}"
+
+
+def test_every_family_has_a_tiny_builder() -> None:
+    from tiny_model import FAMILY_BUILDS
+
+    assert set(FAMILY_BUILDS) == set(FAMILIES)
+    for fam in FAMILIES.values():
+        assert fam.feature and set(fam.all_linear) == set(fam.module_paths)

@@ -99,3 +99,12 @@ def test_load_model_by_hub_id_on_both_backends(offline: Path) -> None:
     assert ids == mlx_model.tokenizer.encode("The capital of France is Paris. The capital of Italy is Rome.")
     a, b = np.array(torch_model.next_token_logprobs(ids)), np.array(mlx_model.next_token_logprobs(ids))
     assert np.abs(a - b).max() < 1e-4
+
+
+def test_cli_passes_hub_ids_to_the_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mindprint_trainer.bundled_model import ModelUnavailableError, resolve_model_path
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model_path(REPO) == Path(REPO)
+    with pytest.raises(ModelUnavailableError, match="does not exist"):
+        resolve_model_path("./no/such/dir")
