@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from mindprint_interfaces import ConfigError
+from mindprint_interfaces.architectures import FAMILIES
 
 pytestmark = [pytest.mark.torch, pytest.mark.mlx]
 
@@ -127,3 +128,35 @@ def test_gelu_llama_is_refused_and_really_differs(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="hidden_act='gelu'"):
         load_mlx(path)
     assert np.abs(mlx_logprobs(forced_mlx(path)) - torch_logprobs(path)).max() > 1e-2
+
+
+def hub_layout(config: dict[str, Any]) -> dict[str, Any]:
+    """The older Hub layout of a transformers-5 config: top-level rope_theta / rope_scaling (gemma3:
+    rope_local_base_freq), no rope_parameters."""
+    out = {k: v for k, v in config.items() if k != "rope_parameters"}
+    rope = config.get("rope_parameters") or {}
+    if isinstance(rope.get("full_attention"), dict):
+        out["rope_local_base_freq"] = rope["sliding_attention"]["rope_theta"]
+        rope = rope["full_attention"]
+    out["rope_theta"] = rope.get("rope_theta", 10000.0)
+    rope_type = rope.get("rope_type", "default")
+    out["rope_scaling"] = None if rope_type == "default" else {
+        k: v for k, v in rope.items() if k not in ("rope_theta", "partial_rotary_factor")}
+    if "partial_rotary_factor" in rope:
+        out["partial_rotary_factor"] = rope["partial_rotary_factor"]
+    return out
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_hub_layout_config_gives_the_same_logits(tmp_path: Path, family: str) -> None:
+    """Every family from its config.json in the older Hub layout: transformers reads it as the transformers-5
+    layout (the rewrite is faithful), and MLX computes the same log-probs."""
+    from tiny_model import build_tiny_family
+
+    path = build_tiny_family(family, tmp_path / family)
+    expected = torch_logprobs(path)
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps(hub_layout(config)))
+    assert "rope_parameters" not in json.loads((path / "config.json").read_text())
+    assert np.abs(torch_logprobs(path) - expected).max() < 1e-5
+    assert np.abs(mlx_logprobs(load_mlx(path)) - expected).max() < 1e-4
