@@ -30,7 +30,7 @@ ML = {"torch", "mlx", "mlx-lm", "mlx-cpu", "transformers", "peft", "trl", "numpy
 # distribution -> (import name, allowed unconditional dependency names, forbidden dependency names)
 GRAPH: dict[str, tuple[str, set[str], set[str]]] = {
     "mindprint-interfaces": ("mindprint_interfaces", set(), ML),
-    "mindprint-kit": ("mindprint_kit", {"mindprint-interfaces", "numpy", "safetensors"},
+    "mindprint-kit": ("mindprint_kit", {"mindprint-interfaces", "numpy", "safetensors", "huggingface-hub"},
                       ML - {"numpy"}),
     "mindprint-pipeline": ("mindprint_pipeline", {"mindprint-interfaces"}, ML),
     "mindprint-torch": ("mindprint_torch", {"mindprint-interfaces", "mindprint-kit", "torch", "transformers", "peft", "trl", "accelerate",

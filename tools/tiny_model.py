@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -95,6 +96,78 @@ def build_tiny_llama(out_dir: str | Path, *, seed: int = 0, num_layers: int = 2,
         for p in model.parameters():
             if p.dim() > 1:
                 p.normal_(0.0, 0.08)
+    model.save_pretrained(str(out), safe_serialization=True)
+    marker.write_text(json.dumps(spec))
+    return out
+
+
+# -- one tiny model per family ----------------------------------------------------------------------------------
+# Per family (mindprint_interfaces.architectures.FAMILIES): the config with its distinctive feature on, and the
+# overrides that switch the feature off (a test checks that switching it off moves the log-probs).
+_ROPE = {"rope_type": "default", "rope_theta": 5000.0}
+FAMILY_BUILDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "llama": ({"rope_parameters": {"rope_type": "llama3", "rope_theta": 5000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                                   "high_freq_factor": 4.0, "original_max_position_embeddings": 8}},
+              {"rope_parameters": _ROPE}),
+    "mistral": ({"sliding_window": 4, "rope_parameters": _ROPE}, {"sliding_window": None}),
+    "qwen2": ({"rope_parameters": _ROPE}, {"zero_bias": True}),
+    "qwen3": ({"head_dim": 16, "rope_parameters": _ROPE}, {"unit_qk_norm": True}),
+    "gemma2": ({"head_dim": 16, "sliding_window": 64, "attn_logit_softcapping": 5.0, "final_logit_softcapping": 3.0,
+                "query_pre_attn_scalar": 16}, {"final_logit_softcapping": None}),
+    "gemma3_text": ({"head_dim": 16, "sliding_window": 4, "query_pre_attn_scalar": 16,
+                     "layer_types": ["sliding_attention", "full_attention"],
+                     "rope_parameters": {"sliding_attention": {"rope_type": "default", "rope_theta": 1000.0},
+                                         "full_attention": {"rope_type": "default", "rope_theta": 50000.0}}},
+                    {"sliding_window": 512}),
+    "phi3": ({"rope_parameters": _ROPE | {"partial_rotary_factor": 0.5}, "partial_rotary_factor": 0.5},
+             {"rope_parameters": _ROPE, "partial_rotary_factor": 1.0}),
+    "olmo2": ({"rope_parameters": _ROPE}, {"unit_qk_norm": True}),
+    "granite": ({"embedding_multiplier": 3.0, "residual_multiplier": 0.5, "attention_multiplier": 0.1,
+                 "logits_scaling": 4.0, "rope_parameters": _ROPE},
+                {"embedding_multiplier": 1.0, "residual_multiplier": 1.0, "attention_multiplier": 0.25,
+                 "logits_scaling": 1.0}),
+}
+_BUILD_OPTIONS = ("zero_bias", "unit_qk_norm")
+
+
+def build_tiny_family(family: str, out_dir: str | Path, *, feature: bool = True, seed: int = 0,
+                      config_overrides: dict[str, Any] | None = None) -> Path:
+    """A 2-layer random-weight model of ``family`` (a model_type) + tokenizer, fp32, by ``save_pretrained``.
+
+    Every weight is random, norms and biases included (a loader that drops a bias or a norm shows). With
+    ``feature=False`` the family's distinctive feature is switched off. Cached by content in ``out_dir``.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    on, off = FAMILY_BUILDS[family]
+    fields = dict(on) | (dict(off) if not feature else {}) | dict(config_overrides or {})
+    options = {k: fields.pop(k) for k in _BUILD_OPTIONS if k in fields}
+    out = Path(out_dir)
+    marker = out / ".tiny-model.json"
+    spec = {"family": family, "fields": fields, "options": options, "seed": seed, "v": 1}
+    if marker.is_file() and json.loads(marker.read_text()) == spec:
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = build_tokenizer(out)
+    base: dict[str, Any] = {
+        "vocab_size": vocab, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512, "rms_norm_eps": 1e-5,
+        "tie_word_embeddings": True, "bos_token_id": None, "eos_token_id": 2, "pad_token_id": 0,
+    }
+    config = AutoConfig.for_model(family, **(base | fields))
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.08)
+            elif name.endswith("bias"):
+                p.normal_(0.0, 0.0 if options.get("zero_bias") else 0.3)
+            elif options.get("unit_qk_norm") and ("q_norm" in name or "k_norm" in name):
+                p.fill_(0.0 if "gemma" in family else 1.0)
+            else:  # norm weights (gemma stores them as an offset from 1)
+                p.add_(torch.randn_like(p) * 0.3)
     model.save_pretrained(str(out), safe_serialization=True)
     marker.write_text(json.dumps(spec))
     return out

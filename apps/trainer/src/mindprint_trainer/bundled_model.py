@@ -89,11 +89,18 @@ def smollm2_status() -> tuple[str, str]:
 
 
 def resolve_model_path(path: str) -> Path:
-    """``smollm2`` (and aliases) -> the materialised directory; anything else is a path that must exist."""
+    """``smollm2`` (and aliases) -> the materialised directory; a Hub id (``org/name``) passes on to the backend,
+    which resolves it from the local HF cache; anything else is a path that must exist."""
     if path.strip().lower() in ALIASES:
         return ensure_smollm2()
     p = Path(path).expanduser()
     if not p.exists():
+        try:  # the backend kit (installed with every backend) resolves Hub ids from the local HF cache
+            from mindprint_kit.model_source import is_hub_id
+        except ImportError:
+            is_hub_id = None  # type: ignore[assignment]
+        if is_hub_id is not None and is_hub_id(path):
+            return Path(path)  # the backend's load_model resolves it (mindprint_kit.model_source)
         raise ModelUnavailableError(f"model path {path!r} does not exist (use a Hugging Face model directory, "
                                     f"or 'smollm2' for the bundled SmolLM2-135M-Instruct)")
     return p

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .configs import AdapterConfig
+from .architectures import MODULE_PATHS as MODULE_PATHS  # re-exported: the 0.1 name
+from .architectures import module_path
+from .configs import DEFAULT_TARGET_MODULES, AdapterConfig
 from .errors import AdapterFormatError
 
 PEFT_CONFIG = "adapter_config.json"
@@ -30,17 +32,7 @@ MLX_WEIGHTS = "adapters.safetensors"
 
 AdapterLayout = Literal["peft", "mlx"]
 
-# Short target name -> sub-module path inside a decoder layer (Llama/Mistral/Qwen family).
-MODULE_PATHS: dict[str, str] = {
-    "q_proj": "self_attn.q_proj",
-    "k_proj": "self_attn.k_proj",
-    "v_proj": "self_attn.v_proj",
-    "o_proj": "self_attn.o_proj",
-    "gate_proj": "mlp.gate_proj",
-    "up_proj": "mlp.up_proj",
-    "down_proj": "mlp.down_proj",
-}
-
+# Target name -> module path inside a decoder layer: the family table's (architectures.py).
 _PEFT_KEY = re.compile(r"^base_model\.model\.model\.layers\.(\d+)\.(.+)\.lora_([AB])\.weight$")
 _MLX_KEY = re.compile(r"^model\.layers\.(\d+)\.(.+)\.lora_([ab])$")
 
@@ -78,14 +70,6 @@ def parse_mlx_key(key: str) -> LoraKey:
     if not m:
         raise AdapterFormatError(f"unexpected mlx-lm adapter key {key!r} (expected model.layers.N.<module>.lora_a)")
     return LoraKey(int(m.group(1)), m.group(2), "A" if m.group(3) == "a" else "B")
-
-
-def module_path(short_name: str) -> str:
-    try:
-        return MODULE_PATHS[short_name]
-    except KeyError:
-        raise AdapterFormatError(
-            f"unsupported target module {short_name!r}; supported: {', '.join(MODULE_PATHS)}") from None
 
 
 def detect_layout(path: str | Path) -> AdapterLayout:
@@ -138,7 +122,7 @@ def read_adapter_config(path: str | Path, layer_indices: list[int] | None = None
                                  layers=tuple(layers) if layers else None)
         params = cfg["lora_parameters"]
         rank = int(params["rank"])
-        keys = params.get("keys") or list(MODULE_PATHS.values())[:4]
+        keys = params.get("keys") or [module_path(t) for t in DEFAULT_TARGET_MODULES]
         return AdapterConfig(r=rank, alpha=float(params["scale"]) * rank, dropout=float(params.get("dropout", 0.0)),
                              target_modules=tuple(sorted(str(k).rsplit(".", 1)[-1] for k in keys)),
                              layers=tuple(sorted(layer_indices)) if layer_indices is not None else None)

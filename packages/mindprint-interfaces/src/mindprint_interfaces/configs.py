@@ -63,7 +63,7 @@ class AdapterConfig(ConfigBase):
     r: int = setting(8, "LoRA rank", hf="r")
     alpha: float = setting(16.0, "LoRA scale numerator (scale = alpha / r)", hf="lora_alpha")
     dropout: float = setting(0.0, "dropout on the LoRA input", hf="lora_dropout")
-    target_modules: tuple[str, ...] = setting(DEFAULT_TARGET_MODULES, "linear layers that get an adapter",
+    target_modules: tuple[str, ...] = setting(DEFAULT_TARGET_MODULES, "linear layers that get an adapter: module names and/or the presets attention, mlp, all-linear (architectures.py)",
                                               hf="target_modules")
     layers: tuple[int, ...] | None = setting(None, "explicit layer indices; null = every layer",
                                              hf="layers_to_transform")
@@ -102,7 +102,7 @@ class TrainConfigBase(ConfigBase):
     lora_r: int = setting(8, "LoRA rank", hf="r")
     lora_alpha: float = setting(16.0, "LoRA scale numerator (scale = lora_alpha / lora_r)", hf="lora_alpha")
     lora_dropout: float = setting(0.0, "dropout on the LoRA input", hf="lora_dropout")
-    target_modules: tuple[str, ...] = setting(DEFAULT_TARGET_MODULES, "linear layers that get an adapter",
+    target_modules: tuple[str, ...] = setting(DEFAULT_TARGET_MODULES, "linear layers that get an adapter: module names and/or the presets attention, mlp, all-linear (architectures.py)",
                                               hf="target_modules")
     lora_layers: tuple[int, ...] | None = setting(None, "layer indices that get adapters; null = every layer",
                                                   hf="layers_to_transform")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mindprint_interfaces import BackendConfig, DPOConfig, SFTConfig
@@ -56,12 +55,17 @@ class MLXBackend:
         return self._adapter_manager
 
     def load_model(self, model_path: PathLike, tokenizer_path: PathLike | None = None,
-                   adapter_path: PathLike | None = None) -> "MLXModel":
+                   adapter_path: PathLike | None = None, *, revision: str | None = None) -> "MLXModel":
+        """Load an HF directory or a Hub id from the local HF cache (``mindprint_kit.model_source``)."""
+        from mindprint_kit.model_source import resolve_source
+
         from .loading import load_hf_directory
         from .model import MLXModel
 
-        mpath = Path(model_path).expanduser()
-        tpath = Path(tokenizer_path).expanduser() if tokenizer_path is not None else None
+        allow = (self.config.options or {}).get("allow_download")
+        mpath = resolve_source(model_path, revision=revision, allow_download=allow)
+        tpath = (resolve_source(tokenizer_path, key="tokenizer_path", allow_download=allow)
+                 if tokenizer_path is not None else None)
         module, tokenizer, hf_config = load_hf_directory(mpath, tpath, self._device_manager.mx_dtype)
         model = MLXModel(module, tokenizer, model_path=mpath, tokenizer_path=tpath or mpath, hf_config=hf_config,
                          device=self._device_manager.device, dtype=self._device_manager.dtype, seed=self.config.seed)

@@ -18,7 +18,7 @@ from mlx_lm.tuner.lora import LoRALinear
 from mlx_lm.tuner.utils import linear_to_lora_layers
 
 from mindprint_interfaces import AdapterConfig, AdapterFormatError
-from mindprint_interfaces.adapter_format import module_path
+from mindprint_interfaces.architectures import MODULE_PATHS, module_path, resolve_targets
 
 LoraSite = tuple[int, str]  # (layer index, module path inside the block, e.g. "self_attn.q_proj")
 
@@ -42,17 +42,31 @@ def resolve_layers(config: AdapterConfig, num_layers: int) -> list[int]:
     return sorted(set(config.layers))
 
 
-def apply_lora(model: nn.Module, config: AdapterConfig, seed: int) -> None:
-    """Replace the target linears with fresh LoRA layers and make only the LoRA matrices trainable."""
+def target_paths(model: nn.Module, config: AdapterConfig, layer: int = 0) -> list[str]:
+    """Module paths (``self_attn.q_proj``) of ``config.target_modules`` with presets expanded, every name checked
+    against the linears of decoder layer ``layer`` (an error names a missing one and lists what the model has)."""
+    linears = {name: module for name, module in model.layers[layer].named_modules()
+               if isinstance(module, (nn.Linear, nn.QuantizedLinear))}
+    by_short = {name.rsplit(".", 1)[-1]: name for name in linears}
+    model_type = getattr(getattr(model, "args", None), "model_type", None)
+    names = resolve_targets(config.target_modules, model_type, by_short)
+    paths = [by_short[n] for n in names]
+    for name, path in zip(names, paths, strict=True):
+        if name in MODULE_PATHS and path != module_path(name):
+            raise AdapterFormatError(f"target module {name!r} sits at {path!r} in this model, not at "
+                                     f"{module_path(name)!r} where PEFT and the adapter files expect it")
+    return paths
+
+
+def apply_lora(model: nn.Module, config: AdapterConfig, seed: int) -> AdapterConfig:
+    """Replace the target linears with fresh LoRA layers and make only the LoRA matrices trainable.
+
+    Returns ``config`` with its targets resolved (presets expanded to the module names)."""
     if lora_modules(model):
         raise AdapterFormatError("the model already has a LoRA adapter; remove it first")
     num_layers = len(model.layers)
     layers = resolve_layers(config, num_layers)
-    keys = [module_path(t) for t in sorted(config.target_modules)]
-    for key in keys:
-        block_modules = dict(model.layers[layers[0]].named_modules())
-        if key not in block_modules or not isinstance(block_modules[key], nn.Linear):
-            raise AdapterFormatError(f"target module {key!r} is not a linear layer of this model")
+    keys = target_paths(model, config, layers[0])
     mx.random.seed(seed)
     if layers == list(range(num_layers - len(layers), num_layers)):
         # Contiguous tail (incl. all layers): mlx-lm's own converter.
@@ -67,6 +81,7 @@ def apply_lora(model: nn.Module, config: AdapterConfig, seed: int) -> None:
             block.update_modules(tree_unflatten(updates))
     set_trainable_lora(model)
     mx.eval(model.parameters())
+    return config.replace(target_modules=tuple(sorted(k.rsplit(".", 1)[-1] for k in keys)))
 
 
 def set_trainable_lora(model: nn.Module) -> None:

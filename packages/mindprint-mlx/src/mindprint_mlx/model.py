@@ -168,8 +168,7 @@ class MLXModel(Placement):
 
     # --- adapters and saving ----------------------------------------------------------------
     def add_adapter(self, config: AdapterConfig, seed: int | None = None) -> None:
-        lora.apply_lora(self.module, config, self.seed if seed is None else seed)
-        self.adapter_config = config
+        self.adapter_config = lora.apply_lora(self.module, config, self.seed if seed is None else seed)
 
     def remove_adapter(self) -> None:
         lora.remove_lora(self.module)

@@ -16,6 +16,7 @@ import torch
 
 from mindprint_interfaces import AdapterConfig, AdapterFormatError
 from mindprint_interfaces.adapter_format import LoraKey, parse_peft_key
+from mindprint_interfaces.architectures import resolve_targets
 from mindprint_interfaces.fileio import atomic_directory
 from mindprint_interfaces.protocols import PathLike
 from mindprint_kit.adapter_files import (
@@ -80,12 +81,27 @@ def add_adapter(model: PeftHost, config: AdapterConfig, *, seed: int | None = No
     if model.has_adapter():
         raise AdapterFormatError("the model already has an adapter; save it or merge it (save_pretrained) first")
     _check_layers(model, config)
+    config = resolve_adapter_targets(model, config)
     if seed is None:
         model.hf_model = get_peft_model(model.hf_model, lora_config(config), adapter_name=ADAPTER_NAME)
         return
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model.hf_model = get_peft_model(model.hf_model, lora_config(config), adapter_name=ADAPTER_NAME)
+
+
+def resolve_adapter_targets(model: PeftHost, config: AdapterConfig) -> AdapterConfig:
+    """``config`` with its presets expanded and every target checked against the decoder layer's linears
+    (PEFT itself would silently adapt only the names that exist: phi3 asked for q/k/v/o gets only o_proj)."""
+    base = model.base_model
+    layers = base.model.layers if hasattr(base, "model") and hasattr(base.model, "layers") else None
+    if layers is None:  # not the decoder-layers layout: PEFT matches the names itself (and fails on none found)
+        return config
+    index = config.layers[0] if config.layers else 0
+    available = {name.rsplit(".", 1)[-1] for name, module in layers[index].named_modules()
+                 if isinstance(module, torch.nn.Linear)}
+    model_type = getattr(base.config, "model_type", None)
+    return config.replace(target_modules=resolve_targets(config.target_modules, model_type, available))
 
 
 def _check_layers(model: PeftHost, config: AdapterConfig) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -11,6 +10,7 @@ import torch
 from mindprint_interfaces import BackendConfig, ConfigError, DPOConfig, SFTConfig
 from mindprint_interfaces.protocols import Model, PathLike, Trainer, TrainerCallback
 from mindprint_kit.methods import create_trainer
+from mindprint_kit.model_source import resolve_source
 
 from .adapter_manager import PyTorchAdapterManager
 from .adapters import load_adapter
@@ -46,13 +46,15 @@ class PyTorchBackend:
         return self._adapter_manager
 
     def load_model(self, model_path: PathLike, tokenizer_path: PathLike | None = None,
-                   adapter_path: PathLike | None = None) -> PyTorchModel:
-        """Load an HF directory (or a local ``.gguf`` file) on this backend's device and dtype."""
+                   adapter_path: PathLike | None = None, *, revision: str | None = None) -> PyTorchModel:
+        """Load an HF directory, a Hub id from the local HF cache (``mindprint_kit.model_source``), or a local
+        ``.gguf`` file on this backend's device and dtype."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        path = Path(model_path)
-        if not path.exists():
-            raise ConfigError(f"model_path: {path} does not exist (mindprint never downloads implicitly)", key="model_path")
+        allow = self.config.options.get("allow_download")
+        path = resolve_source(model_path, revision=revision, allow_download=allow)
+        if tokenizer_path is not None:
+            tokenizer_path = resolve_source(tokenizer_path, key="tokenizer_path", allow_download=allow)
         kwargs: dict[str, Any] = {"dtype": self._device_manager.torch_dtype}
         if path.is_file():
             if path.suffix != ".gguf":
