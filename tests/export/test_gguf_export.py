@@ -97,3 +97,47 @@ def test_cli_export_with_ollama_modelfile(tiny_model_dir: Path, tmp_path: Path) 
     assert 'PARAMETER stop "<|im_end|>"' in modelfile
     bad = run_mindprint("export", str(tiny_model_dir), str(tmp_path / "x.gguf"), "--quant", "q4_k_m")
     assert bad.returncode != 0 and "q4_k_m: not supported" in bad.stderr
+
+
+@pytest.fixture(scope="module")
+def random_adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Non-zero A and B on q/k/v/o: merging it moves the log-probs, so a lost merge shows."""
+    import numpy as np
+
+    from mindprint_interfaces import AdapterConfig
+    from mindprint_kit.adapter_files import write_adapter
+
+    cfg = json.loads((tiny_model_dir / "config.json").read_text())
+    hidden, heads, kv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    dim = hidden // heads
+    outs = {"self_attn.q_proj": heads * dim, "self_attn.k_proj": kv * dim, "self_attn.v_proj": kv * dim,
+            "self_attn.o_proj": hidden}
+    rng = np.random.default_rng(5)
+    weights = {(layer, module): (rng.uniform(-0.3, 0.3, (4, hidden)).astype(np.float32),
+                                 rng.normal(0.0, 0.2, (out, 4)).astype(np.float32))
+               for layer in range(cfg["num_hidden_layers"]) for module, out in outs.items()}
+    return write_adapter(tmp_path_factory.mktemp("adapter") / "random", AdapterConfig(r=4, alpha=8), weights)
+
+
+@pytest.mark.parametrize("backend_name", ["pytorch", "mlx"])
+def test_model_export_merges_the_adapter(tiny_model_dir: Path, random_adapter: Path, tmp_path: Path,
+                                         backend_name: str) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from mindprint_interfaces import create_backend
+
+    backend = create_backend(backend_name, device="cpu", dtype="float32", seed=0)
+    model = backend.load_model(tiny_model_dir, adapter_path=random_adapter)
+    out = tmp_path / "adapted.gguf"
+    report = model.export_gguf(out, "f32")
+    assert report.max_diff_to_rounded <= gguf_export.LOGPROB_TOLERANCE and report.max_diff_to_fp32 <= 1e-4
+    ids = model.encode_prompt("What is the capital of France?")
+    want = torch.tensor(model.next_token_logprobs(ids))
+    base = torch.tensor(backend.load_model(tiny_model_dir).next_token_logprobs(ids))
+    assert float((want - base).abs().max()) > 0.05, "the adapter must matter for this test to mean anything"
+    loaded = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file=out.name, dtype=torch.float32)
+    with torch.no_grad():
+        got = torch.log_softmax(loaded(input_ids=torch.tensor([ids])).logits[0, -1].float(), dim=-1)
+    assert float((got - want).abs().max()) < 1e-3
+    assert _leftovers(tmp_path) == []
