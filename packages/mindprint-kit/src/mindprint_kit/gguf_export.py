@@ -426,8 +426,8 @@ def ollama_modelfile(gguf_path: str | Path, model_dir: str | Path) -> str:
         if not (prefix.startswith(start) and prefix.endswith(end)):
             raise GGUFExportError(f"{model_dir}: unrecognised text before the first turn: {prefix!r}")
         system_default = prefix[len(start): -len(end)]
+    # Ollama puts the Modelfile's SYSTEM into .Messages as the first message when a chat has none.
     go_template = (
-        "{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
         "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
         "<|im_start|>assistant\n"
     )
@@ -448,6 +448,9 @@ def export_gguf(model_dir: str | Path, out: str | Path, quant: str = "f16", *,
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".gguf", dir=out.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the temp file, not for the result
     try:
         types = write_gguf(model_dir, tmp, quant)
         to_rounded, to_fp32 = verify_weights(model_dir, tmp, types)
