@@ -132,7 +132,7 @@ def _pre_tokenizer(tokenizer_json: Mapping[str, Any], where: Path) -> str:
         return p.get("type") == "ByteLevel" and p.get("use_regex", True) is True
 
     if is_byte_level(pre):
-        return "gpt2"
+        return "gpt-2"  # llama.cpp's name for the GPT-2 regex
     if pre.get("type") == "Sequence":
         parts = pre.get("pretokenizers") or []
         if (len(parts) == 2 and parts[0].get("type") == "Digits" and parts[0].get("individual_digits")
