@@ -141,3 +141,30 @@ def test_model_export_merges_the_adapter(tiny_model_dir: Path, random_adapter: P
         got = torch.log_softmax(loaded(input_ids=torch.tensor([ids])).logits[0, -1].float(), dim=-1)
     assert float((got - want).abs().max()) < 1e-3
     assert _leftovers(tmp_path) == []
+
+
+def test_llama_cpp_decodes_the_tiny_export_like_the_model(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """llama.cpp itself (the ``llamacpp`` uv group; skipped without it) on the tiny f32 file: same prompt
+    tokens, same greedy tokens as the model the file came from."""
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (uv sync --group llamacpp)")
+    from mindprint_interfaces import create_backend
+
+    out = tmp_path / "tiny.gguf"
+    export_gguf(tiny_model_dir, out, "f32")
+    model = create_backend("pytorch", device="cpu", dtype="float32", seed=0).load_model(tiny_model_dir)
+    llm = llama_cpp.Llama(model_path=str(out), n_ctx=256, verbose=False)
+    try:
+        for prompt in ("What is the capital of France?", "Name a colour.", "Say 12 words."):
+            messages = [{"role": "user", "content": prompt}]
+            ids = model.encode_prompt(messages)
+            text = model.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+            assert llm.tokenize(text.encode("utf-8"), add_bos=False, special=True) == ids
+            want = list(model.generate(messages, max_new_tokens=12).token_ids)
+            got: list[int] = []
+            for tok in llm.generate(ids, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0, reset=True):
+                if tok == llm.token_eos() or len(got) == len(want):
+                    break
+                got.append(int(tok))
+            assert got == want, prompt
+    finally:
+        llm.close()

@@ -59,3 +59,4 @@ def test_sft_export_verify(smollm2_dir: Path, tmp_path: Path, backend_name: str)
                 break
             got.append(int(tok))
         assert got == want, (prompt, merged.tokenizer.decode(got), merged.tokenizer.decode(want))
+    llm.close()
