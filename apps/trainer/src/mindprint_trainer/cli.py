@@ -155,6 +155,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmark both backends against raw TRL / mlx-lm (from a source checkout)",
                        add_help=False)
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for tools/bench (see: mindprint bench --help)")
+
+    p = sub.add_parser("export", help="write a verified GGUF file (llama.cpp / Ollama) from a model, adapter or run")
+    _common(p, model=False)
+    p.add_argument("src", metavar="RUN_OR_MODEL_DIR", help="a merged model directory, a model directory (with "
+                   "--adapter) or a run directory of mindprint sft/dpo")
+    p.add_argument("out", metavar="OUT.gguf", help="the GGUF file to write (atomically, after verification)")
+    p.add_argument("-a", "--adapter", metavar="DIR", help="adapter to merge first (default for a run: adapters/dpo "
+                   "or adapters/sft)")
+    p.add_argument("-q", "--quant", default="f16", help="f32 | f16 | bf16 | q8_0 | q4_0 (default f16)")
+    p.add_argument("--ollama", action="store_true", help="also write an Ollama Modelfile next to OUT")
+
+    p = sub.add_parser("chat", help="chat with a model (multi-turn, streamed); /reset, /exit; reads stdin in a pipe")
+    _common(p)
+    p.add_argument("--system", metavar="TEXT", help="a system message at the start of every conversation")
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--temperature", type=float)
     return parser
 
 

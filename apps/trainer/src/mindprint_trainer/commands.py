@@ -16,7 +16,9 @@ from mindprint_interfaces.registry import BackendRegistry, canonical_name
 
 from .args_config import config_from_args
 from .backend_setup import load_model, make_backend
+from .chat_command import cmd_chat
 from .config import DataSection, TrainerConfig
+from .export_command import cmd_export
 from .progress import ProgressDisplay, steps_for
 from .run_output import console, err_console, finish_run, open_run
 from .rundir import TopicRow
@@ -272,6 +274,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "doctor": cmd_doctor,
     "demo": cmd_demo,
 }
+COMMANDS["export"] = cmd_export
+COMMANDS["chat"] = cmd_chat
 
 
 def dispatch(args: argparse.Namespace) -> int:

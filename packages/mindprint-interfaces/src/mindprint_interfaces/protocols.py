@@ -8,7 +8,7 @@ and mypy proves it statically (``_: Backend = TorchBackend(...)`` in the backend
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -88,6 +88,14 @@ class Model(Protocol):
     def load_adapter(self, path: PathLike) -> None: ...
     def save_adapter(self, path: PathLike, format: str = "peft") -> Path: ...
     def has_adapter(self) -> bool: ...
+    def stream(self, prompt: Prompt, config: GenerationConfig | None = None, **overrides: Any) -> Iterator[str]:
+        """``generate``'s answer as text pieces while tokens are generated (same stop/EOS rules: the pieces
+        concatenate to ``generate(...).text`` for greedy decoding)."""
+        ...
+    def export_gguf(self, path: PathLike, quant: str = "f16", *, ollama: bool = False) -> Any:
+        """Merge (verified), write a GGUF file for llama.cpp/Ollama and verify it; returns a
+        ``mindprint_kit.gguf_export.GGUFExportReport``."""
+        ...
 
 
 @runtime_checkable

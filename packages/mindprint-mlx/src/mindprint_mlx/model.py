@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from mindprint_interfaces.data import IGNORE_INDEX
 from mindprint_interfaces.protocols import PathLike, Prompt
 from mindprint_kit.placement import Placement
 from mindprint_kit.prompts import encode_prompt, trim_at_stop
+from mindprint_kit.streaming import stream_text as stream_pieces
 
 from . import adapters, lora, merge
 from ._compat import mlx_lm as mlx_lm_compat
@@ -165,6 +166,34 @@ class MLXModel(Placement):
             finish = "stop"
         return Generation(text=text, token_ids=tuple(tokens), finish_reason="stop" if finish == "stop" else "length",
                           prompt_tokens=len(ids))
+
+    def stream(self, prompt: Prompt, config: GenerationConfig | None = None, **overrides: Any) -> Iterator[str]:
+        """``generate``'s text as it is produced (mlx-lm's ``stream_generate``, the same stop/EOS rules)."""
+        cfg = GenerationConfig.coerce(config)
+        if overrides:
+            cfg = cfg.replace(**overrides)
+        ids = self.encode_prompt(prompt)
+        if not ids:
+            raise ValueError("empty prompt")
+
+        def tokens() -> Iterator[int]:
+            if cfg.seed is not None:
+                mx.random.seed(cfg.seed)
+            sampler = make_sampler(temp=cfg.temperature, top_p=cfg.top_p if cfg.top_p < 1.0 else 0.0)
+            for response in stream_generate(self.module, self.tokenizer_wrapper, ids, max_tokens=cfg.max_new_tokens,
+                                            sampler=sampler):
+                if response.finish_reason == "stop":
+                    return  # the last token is EOS; not part of the completion
+                yield int(response.token)
+
+        return stream_pieces(tokens(), lambda t: self._tokenizer.decode(t, skip_special_tokens=True), eos_id=None,
+                           stops=cfg.stop)
+
+    def export_gguf(self, path: PathLike, quant: str = "f16", *, ollama: bool = False) -> Any:
+        """Verified merge, then a verified GGUF file (:func:`mindprint_kit.gguf_export.export_model`)."""
+        from mindprint_kit.gguf_export import export_model
+
+        return export_model(self, path, quant, ollama=ollama)
 
     # --- adapters and saving ----------------------------------------------------------------
     def add_adapter(self, config: AdapterConfig, seed: int | None = None) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from mindprint_interfaces.data import IGNORE_INDEX
 from mindprint_interfaces.protocols import PathLike, Prompt
 from mindprint_kit.prompts import encode_prompt, trim_at_stop
 
-from . import adapters, merge
+from . import adapters, merge, streaming
 from .device import DTYPES
 
 BACKEND_NAME = "pytorch"
@@ -173,6 +173,19 @@ class PyTorchModel:
         if stopped:
             finish = "stop"
         return Generation(text=text, token_ids=tuple(new), finish_reason=finish, prompt_tokens=len(prompt_ids))
+
+    def stream(self, prompt: Prompt, config: GenerationConfig | None = None, **overrides: Any) -> Iterator[str]:
+        """``generate``'s text as it is produced (transformers' ``generate`` with a token streamer)."""
+        cfg = GenerationConfig.coerce(config)
+        if overrides:
+            cfg = cfg.replace(**overrides)
+        return streaming.stream(self, self.encode_prompt(prompt), cfg)
+
+    def export_gguf(self, path: PathLike, quant: str = "f16", *, ollama: bool = False) -> Any:
+        """Verified merge, then a verified GGUF file (:func:`mindprint_kit.gguf_export.export_model`)."""
+        from mindprint_kit.gguf_export import export_model
+
+        return export_model(self, path, quant, ollama=ollama)
 
     # -- persistence (implemented in adapters.py / merge.py) ------------------------------------------------------
     def save_pretrained(self, path: PathLike) -> Path:
