@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mindprint_interfaces.fileio import atomic_write_text
+from mindprint_interfaces.fileio import atomic_write_text, recover_tree
 
 METRICS = "metrics.jsonl"
 CONFIG = "config.yaml"
@@ -37,12 +37,15 @@ def new_run_dir(base: str | Path, command: str, *, now: datetime | None = None) 
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     root = Path(base)
     path = root / f"{stamp}-{command}"
+    root.mkdir(parents=True, exist_ok=True)
     n = 1
-    while path.exists():
-        n += 1
-        path = root / f"{stamp}-{command}-{n}"
-    path.mkdir(parents=True)
-    return path
+    while True:  # mkdir is the claim: two runs started in the same second never share a directory
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+            path = root / f"{stamp}-{command}-{n}"
 
 
 def _clean(value: Any) -> Any:
@@ -75,6 +78,7 @@ class RunDirectory:
 
     def __post_init__(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
+        recover_tree(self.path)  # a resumed run: finish interrupted saves, drop dead processes' temporaries
 
     # -- files --------------------------------------------------------------------------------
     @property

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mindprint_interfaces import Backend, BackendMismatchError, ConfigError, Evaluator, Model, create_backend
-from mindprint_interfaces.fileio import atomic_write_json
+from mindprint_interfaces.fileio import atomic_write_json, recover_tree
 from mindprint_interfaces.registry import canonical_name
 
 from .checkpoint import CheckpointError, PipelineState, check_compatible, load_state, save_state
@@ -198,6 +198,8 @@ class DPOPipeline:
     def _start_session(self, curriculum: Curriculum, *, resume: bool,
                        resume_from_checkpoint: str | Path | None = None) -> _Session:
         ckpt = Path(resume_from_checkpoint) if resume_from_checkpoint is not None else self.config.checkpoint_path
+        for root in dict.fromkeys((ckpt, Path(self.config.output_dir))):
+            recover_tree(root)  # finish interrupted saves, drop temporaries of killed runs
         fingerprint = curriculum.fingerprint()
         train_cfg = self.config.training_fingerprint()
         state: PipelineState | None = None
