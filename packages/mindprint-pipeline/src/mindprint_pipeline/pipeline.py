@@ -18,6 +18,7 @@ This module never imports torch, mlx, transformers or numpy: the backend does al
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -327,8 +328,8 @@ class DPOPipeline:
                                                   callbacks=[StepForwarder("sft", topic.id, self.callbacks)])
             sft_result = sft.train(topic.sft_records(), adapter_dir=run_dir / "sft" / trainer_topic_id(topic.id))
             result.sft_loss, result.sft_samples = sft_result.final_loss, sft_result.samples_trained
-            if not sft_result.success:
-                result.error = f"SFT failed: {sft_result.error_message}"
+            if not sft_result.success or not math.isfinite(sft_result.final_loss):
+                result.error = f"SFT failed: {sft_result.error_message or f'loss {sft_result.final_loss}'}"
                 return result
             model = sft.get_model()
             eval_records = topic.eval_records(cfg.eval_max_records)
@@ -342,8 +343,8 @@ class DPOPipeline:
                                        adapter_dir=run_dir / "dpo" / trainer_topic_id(topic.id))
                 result.dpo_applied = True
                 result.dpo_loss, result.dpo_samples = dpo_result.final_loss, dpo_result.samples_trained
-                if not dpo_result.success:
-                    result.error = f"DPO failed: {dpo_result.error_message}"
+                if not dpo_result.success or not math.isfinite(dpo_result.final_loss):
+                    result.error = f"DPO failed: {dpo_result.error_message or f'loss {dpo_result.final_loss}'}"
                     return result
                 model = dpo.get_model()
                 scores = self.evaluator.evaluate(model, eval_records)
@@ -351,6 +352,9 @@ class DPOPipeline:
             result.accuracy, result.voice = accuracy, voice
             result.metrics = {k: float(v) for k, v in scores.items()}
             result.score = (accuracy + voice) / 2
+            if not math.isfinite(result.score):  # never carry forward (or pass) what cannot be scored
+                result.error = f"non-finite evaluation score (accuracy {accuracy}, voice {voice})"
+                return result
             result.passed = result.score >= cfg.topic_pass_threshold
             result.adapter_path = str(model.save_adapter(adapter_dir))
             return result
