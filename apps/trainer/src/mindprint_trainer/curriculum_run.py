@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -77,7 +76,8 @@ def pipeline_config_dict(cfg: TrainerConfig, run: RunDirectory, model_path: Path
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "topic"
+    from mindprint_pipeline.curriculum import id_dirname
+    return id_dirname(text)  # injective: two topic ids never share an adapters/ link
 
 
 def link_adapter(src: str | Path, dst: Path) -> Path:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from mindprint_interfaces.registry import canonical_name
 
 from .checkpoint import CheckpointError, PipelineState, check_compatible, load_state, save_state
 from .config import PipelineConfig
-from .curriculum import Curriculum, RecordsInput, Topic, load_curriculum
+from .curriculum import Curriculum, RecordsInput, Topic, id_dirname, load_curriculum
 from .evaluation import DefaultEvaluator, check_scores
 from .events import PipelineCallback, PipelineInterrupted, StepForwarder
 from .progress import AttemptResult, ChapterProgress, PipelineResult, TopicProgress, UnitProgress
@@ -53,12 +52,13 @@ def is_mindprint_model(obj: object) -> bool:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text.replace("/", "__")).strip("._") or "topic"
+    """One directory name for a unit or a whole topic id (injective: see :func:`id_dirname`)."""
+    return id_dirname(text)
 
 
 def trainer_topic_id(topic_id: str) -> str:
-    """The topic's adapter sub-directory: each part limited to letters, digits, ``_ . -``."""
-    return "/".join(re.sub(r"[^A-Za-z0-9_.-]+", "_", part).strip(".") or "_" for part in topic_id.split("/"))
+    """The topic's adapter sub-directory: one injective directory name per part."""
+    return "/".join(id_dirname(part) for part in topic_id.split("/"))
 
 
 @dataclass
