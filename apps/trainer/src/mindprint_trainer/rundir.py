@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from mindprint_interfaces import ConfigError
 from mindprint_interfaces.fileio import atomic_write_text, recover_tree
 
 METRICS = "metrics.jsonl"
@@ -37,6 +38,10 @@ def new_run_dir(base: str | Path, command: str, *, now: datetime | None = None) 
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     root = Path(base)
     path = root / f"{stamp}-{command}"
+    for parent in (root, *root.parents):
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"output directory: {parent} is a file, not a directory (-o/--output-dir)",
+                              key="output_dir")
     root.mkdir(parents=True, exist_ok=True)
     n = 1
     while True:  # mkdir is the claim: two runs started in the same second never share a directory

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import reprlib
 import types
 import typing
@@ -94,14 +95,19 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
             return int(value)
         raise ConfigError(f"{key}: expected an integer, got {short(value)}", key=key)
     if tp is float:
+        number: float | None = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:  # YAML reads "3e-4" as a string
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected a number, got {short(value)}", key=key)
+        if number is None:
+            raise ConfigError(f"{key}: expected a number, got {short(value)}", key=key)
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}: must be a finite number, got {short(value)}", key=key)
+        return number
     if tp is str:
         if isinstance(value, str):
             return value

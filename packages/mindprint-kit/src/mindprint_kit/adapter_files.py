@@ -107,6 +107,8 @@ def read_adapter(path: str | Path) -> tuple[AdapterConfig, LoraWeights]:
         if value.ndim != 2:
             problems.append(f"{lk.peft()} is not a matrix (shape {tuple(value.shape)})")
             continue
+        if not np.isfinite(value).all():
+            problems.append(f"{lk.peft()} holds non-finite values (NaN/inf: the run that wrote it diverged)")
         matrix = value.T if layout == "mlx" else value  # lora_a (in, r) -> A (r, in); lora_b (r, out) -> B (out, r)
         halves.setdefault((lk.layer, lk.module), {})[lk.matrix] = np.ascontiguousarray(matrix)
     if not halves and not problems:

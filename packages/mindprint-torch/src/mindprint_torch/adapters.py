@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from mindprint_interfaces import AdapterConfig, AdapterFormatError
+from mindprint_interfaces import AdapterConfig, AdapterFormatError, ConfigError
 from mindprint_interfaces.adapter_format import LoraKey, parse_peft_key
 from mindprint_interfaces.fileio import atomic_directory
 from mindprint_interfaces.protocols import PathLike
@@ -80,12 +80,26 @@ def add_adapter(model: PeftHost, config: AdapterConfig, *, seed: int | None = No
     if model.has_adapter():
         raise AdapterFormatError("the model already has an adapter; save it or merge it (save_pretrained) first")
     _check_layers(model, config)
+    _check_modules(model, config)
     if seed is None:
         model.hf_model = get_peft_model(model.hf_model, lora_config(config), adapter_name=ADAPTER_NAME)
         return
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model.hf_model = get_peft_model(model.hf_model, lora_config(config), adapter_name=ADAPTER_NAME)
+
+
+def _check_modules(model: PeftHost, config: AdapterConfig) -> None:
+    """Every target module must exist in the model (PEFT's own error names no config key)."""
+    import torch
+
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.hf_model.named_modules()}
+    missing = [m for m in config.target_modules if m not in present]
+    if missing:
+        linear = sorted({name.rsplit(".", 1)[-1] for name, mod in model.hf_model.named_modules()
+                         if isinstance(mod, torch.nn.Linear)})
+        raise ConfigError(f"target_modules: {', '.join(missing)} not found in the model (its linear layers: "
+                          f"{', '.join(linear[:10])})", key="target_modules")
 
 
 def _check_layers(model: PeftHost, config: AdapterConfig) -> None:
