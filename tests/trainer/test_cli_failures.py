@@ -131,3 +131,17 @@ def test_merging_a_nan_adapter_is_refused(backend: str, tiny_model_dir: Path, tm
     line = one_error_line(res.stderr)
     assert str(adapter) in line and "non-finite values" in line
     assert not (tmp_path / "merged").exists()
+
+
+@pytest.mark.mlx
+def test_truncation_is_reported_in_the_cli_and_summary(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = tmp_path / "sft.jsonl"
+    long = json.dumps({"instruction": "Tell me a story.", "output": "once upon a time " * 6000})
+    data.write_text(SFT + long + "\n")
+    res = run_mindprint("sft", "-b", "mlx", "-m", str(tiny_model_dir), "-d", str(data), "-o", str(tmp_path / "runs"),
+                        "--set", "sft.max_length=64", "--set", "sft.max_steps=1", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    expected = f"{data}: 1 record longer than max_length=64 were truncated; longest: record 2, 102016 characters"
+    assert expected in " ".join(res.stderr.split())
+    [run] = list((tmp_path / "runs").iterdir())
+    assert "1 record longer than max_length=64" in (run / "summary.md").read_text()

@@ -21,6 +21,7 @@ from .config import TrainerConfig
 from .progress import ProgressDisplay, steps_for
 from .run_output import console, err_console, finish_run, open_run
 from .rundir import TopicRow
+from .truncation import truncation_note
 
 
 class TrainingFailed(MindprintError):
@@ -98,6 +99,10 @@ def _train_single(args: argparse.Namespace, stage: str) -> int:
                              "model": cfg.model.path, "data": str(path), "records": len(records),
                              "samples trained": result.samples_trained, "final loss": f"{result.final_loss:.4f}",
                              "training time": _fmt_time(result.training_time_seconds)}
+    note = truncation_note(result.metrics, train_cfg.max_length, str(path))
+    if note is not None:
+        facts["truncation"] = note
+        err_console.print(f"warning: {note}")
     if not result.success:
         finish_run(run, f"mindprint {stage} (failed)", facts={**facts, "error": result.error_message})
         raise TrainingFailed(f"{stage.upper()} failed: {result.error_message} (run directory: {run.path})")

@@ -56,6 +56,12 @@ def _slug(text: str) -> str:
     return id_dirname(text)
 
 
+def _truncation(stage: str, metrics: Mapping[str, Any]) -> dict[str, float]:
+    """``sft_truncated`` / ``sft_truncated_longest_chars`` ... of a trainer result (only what was cut)."""
+    keys = ("truncated", "dropped", "truncated_longest_line", "truncated_longest_chars")
+    return {f"{stage}_{k}": float(metrics[k]) for k in keys if metrics.get(k)}
+
+
 def trainer_topic_id(topic_id: str) -> str:
     """The topic's adapter sub-directory: one injective directory name per part."""
     return "/".join(id_dirname(part) for part in topic_id.split("/"))
@@ -328,6 +334,7 @@ class DPOPipeline:
                                                   callbacks=[StepForwarder("sft", topic.id, self.callbacks)])
             sft_result = sft.train(topic.sft_records(), adapter_dir=run_dir / "sft" / trainer_topic_id(topic.id))
             result.sft_loss, result.sft_samples = sft_result.final_loss, sft_result.samples_trained
+            cut = _truncation("sft", sft_result.metrics)
             if not sft_result.success or not math.isfinite(sft_result.final_loss):
                 result.error = f"SFT failed: {sft_result.error_message or f'loss {sft_result.final_loss}'}"
                 return result
@@ -343,6 +350,7 @@ class DPOPipeline:
                                        adapter_dir=run_dir / "dpo" / trainer_topic_id(topic.id))
                 result.dpo_applied = True
                 result.dpo_loss, result.dpo_samples = dpo_result.final_loss, dpo_result.samples_trained
+                cut.update(_truncation("dpo", dpo_result.metrics))
                 if not dpo_result.success or not math.isfinite(dpo_result.final_loss):
                     result.error = f"DPO failed: {dpo_result.error_message or f'loss {dpo_result.final_loss}'}"
                     return result
@@ -350,7 +358,7 @@ class DPOPipeline:
                 scores = self.evaluator.evaluate(model, eval_records)
                 accuracy, voice = check_scores(scores, self.evaluator)
             result.accuracy, result.voice = accuracy, voice
-            result.metrics = {k: float(v) for k, v in scores.items()}
+            result.metrics = {k: float(v) for k, v in scores.items()} | cut
             result.score = (accuracy + voice) / 2
             if not math.isfinite(result.score):  # never carry forward (or pass) what cannot be scored
                 result.error = f"non-finite evaluation score (accuracy {accuracy}, voice {voice})"
