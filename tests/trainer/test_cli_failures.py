@@ -145,3 +145,14 @@ def test_truncation_is_reported_in_the_cli_and_summary(tiny_model_dir: Path, tmp
     assert expected in " ".join(res.stderr.split())
     [run] = list((tmp_path / "runs").iterdir())
     assert "1 record longer than max_length=64" in (run / "summary.md").read_text()
+
+
+@pytest.mark.mlx
+def test_a_refused_run_leaves_no_run_directory(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = tmp_path / "sft.jsonl"
+    data.write_text(SFT)
+    res = run_mindprint("sft", "-b", "mlx", "-m", str(tiny_model_dir), "-d", str(data), "-o", str(tmp_path / "runs"),
+                        "--set", "sft.max_length=2", "--set", "sft.truncation=error", cwd=tmp_path)
+    assert res.returncode == 2
+    assert "max_length=2" in res.stderr
+    assert list((tmp_path / "runs").iterdir()) == []

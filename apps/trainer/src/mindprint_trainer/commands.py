@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.table import Table
 
-from mindprint_interfaces import BackendNotFoundError, ConfigError, MindprintError
+from mindprint_interfaces import BackendNotFoundError, ConfigError, DataValidationError, MindprintError
 from mindprint_interfaces.data import load_preference_jsonl, load_sft_jsonl, read_jsonl
 from mindprint_interfaces.registry import BackendRegistry, canonical_name
 
@@ -61,6 +61,16 @@ def _fmt_time(seconds: float) -> str:
 
 
 def _train_single(args: argparse.Namespace, stage: str) -> int:
+    opened: list[Any] = []  # the run directory, once opened
+    try:
+        return _train_single_run(args, stage, opened)
+    except (ConfigError, DataValidationError):
+        for run in opened:
+            run.discard_if_unused()  # refused before any work: no empty run directory is left behind
+        raise
+
+
+def _train_single_run(args: argparse.Namespace, stage: str, opened: list[Any]) -> int:
     cfg = config_from_args(args)
     if stage == "sft":
         path = data_file(cfg, args.data, cfg.data.sft_file, "sft")
@@ -70,6 +80,7 @@ def _train_single(args: argparse.Namespace, stage: str) -> int:
         records = preference_records(path)
     backend = make_backend(cfg)
     run = open_run(cfg, stage)
+    opened.append(run)
     work = run.path / "work"
     train_cfg = cfg.sft_config(output_dir=str(work)) if stage == "sft" else cfg.dpo_config(output_dir=str(work))
     total = steps_for(len(records), train_cfg.per_device_batch_size, train_cfg.gradient_accumulation_steps,

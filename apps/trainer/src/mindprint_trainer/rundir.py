@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -97,6 +98,14 @@ class RunDirectory:
     @property
     def checkpoint_dir(self) -> Path:
         return self.path / "checkpoints"
+
+    def discard_if_unused(self) -> bool:
+        """Remove the run directory when nothing but its config was written (a run refused before any work)."""
+        files = [p for p in self.path.rglob("*") if p.is_file()]
+        if any(p.name != CONFIG or p.parent != self.path for p in files):
+            return False
+        shutil.rmtree(self.path, ignore_errors=True)
+        return True
 
     def write_config(self, yaml_text: str) -> Path:
         return _readable(atomic_write_text(self.path / CONFIG, yaml_text))
