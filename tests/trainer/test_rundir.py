@@ -110,3 +110,17 @@ def test_resumed_run_directory_drops_dead_temporaries(tmp_path: Path) -> None:
     (stale / "model.safetensors").write_bytes(b"x" * 100)
     RunDirectory(run_path, "train")
     assert not stale.exists() and adapters.is_dir()
+
+
+def test_resume_drops_metrics_rows_of_topics_trained_again(tmp_path: Path) -> None:
+    run = RunDirectory(tmp_path / "run", "train")
+    for topic in ("u/c/done", "u/c/interrupted"):
+        for step in (1, 2):
+            run.log_step("sft", topic, step, {"loss": 1.0})
+    run.log_step("merge", None, 0, {"seconds": 1.0})
+    with run.metrics_path.open("a") as fh:
+        fh.write('{"stage": "sft", "topic": "u/c/interr')  # the line the kill cut
+    assert run.keep_metrics_of({"u/c/done"}) == 3
+    rows = run.read_metrics()
+    assert [(r["topic"], r["step"]) for r in rows] == [("u/c/done", 1), ("u/c/done", 2), (None, 0)]
+    assert run.keep_metrics_of({"u/c/done"}) == 0

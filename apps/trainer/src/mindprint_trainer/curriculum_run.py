@@ -242,6 +242,10 @@ def run_train(args: argparse.Namespace) -> int:
         cfg = load_config(run_path / CONFIG, backend=args.backend, device=args.device, dtype=args.dtype,
                           sets=args.set or (), extra=extra)
         run = RunDirectory(run_path, "train")
+        from mindprint_pipeline.checkpoint import load_state
+
+        state = load_state(run.checkpoint_dir)
+        run.keep_metrics_of(set(state.topics) if state is not None else set())  # the retrained topic: no duplicates
     else:
         cfg = config_from_args(args)
         run = RunDirectory(new_run_dir(cfg.output_dir, "train"), "train")

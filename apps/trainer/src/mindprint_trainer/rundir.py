@@ -19,7 +19,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -106,6 +106,27 @@ class RunDirectory:
             return False
         shutil.rmtree(self.path, ignore_errors=True)
         return True
+
+    def keep_metrics_of(self, topics: Collection[str]) -> int:
+        """On resume: drop the metrics rows of topics that are not done (they are trained again, and would be
+        logged twice); rows without a topic stay. Returns how many rows were dropped."""
+        if not self.metrics_path.is_file():
+            return 0
+        kept: list[str] = []
+        dropped = 0
+        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+            try:
+                topic = json.loads(line).get("topic")
+            except (json.JSONDecodeError, AttributeError):
+                dropped += 1  # a row cut by the kill
+                continue
+            if topic is None or topic in topics:
+                kept.append(line)
+            else:
+                dropped += 1
+        if dropped:
+            atomic_write_text(self.metrics_path, "".join(f"{line}\n" for line in kept))
+        return dropped
 
     def write_config(self, yaml_text: str) -> Path:
         return _readable(atomic_write_text(self.path / CONFIG, yaml_text))
