@@ -1,4 +1,7 @@
-"""Every failure class the fault probe found: one `error: <where>: <what>` line, exit 2 or 1, no traceback (#20)."""
+"""Every failure class the fault probe found: one `error: <where>: <what>` line, exit 2 or 1, no traceback (#20).
+
+The end-to-end cases (a subprocess each) are marked slow; the checks behind them have fast unit tests
+(tests/kit/test_model_dir.py, tests/trainer/test_rundir.py, tests/kit/test_finite_guard.py ...)."""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ def _model_copy(tiny_model_dir: Path, tmp_path: Path) -> Path:
     return out
 
 
+@pytest.mark.slow  # a subprocess loading a model per case: ~5 s each alone, much more on a busy box
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_pickle_only_model_dir_is_refused(backend: str, tiny_model_dir: Path, tmp_path: Path) -> None:
     model = _model_copy(tiny_model_dir, tmp_path)
@@ -37,6 +41,7 @@ def test_a_pickle_only_model_dir_is_refused(backend: str, tiny_model_dir: Path, 
     assert str(model) in line and "pickle" in line and "pytorch_model.bin" in line
 
 
+@pytest.mark.slow  # a subprocess loading a model per case: ~5 s each alone, much more on a busy box
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_remote_code_model_is_refused(backend: str, tiny_model_dir: Path, tmp_path: Path) -> None:
     model = _model_copy(tiny_model_dir, tmp_path)
@@ -59,6 +64,7 @@ def test_non_finite_numbers_are_config_errors(value: str, tmp_path: Path) -> Non
     assert "sft.num_epochs: must be a finite number" in one_error_line(res.stderr)
 
 
+@pytest.mark.slow  # a subprocess loading a model per case: ~5 s each alone, much more on a busy box
 @pytest.mark.torch
 def test_unknown_target_modules_on_torch(tiny_model_dir: Path, tmp_path: Path) -> None:
     data = tmp_path / "sft.jsonl"
@@ -70,6 +76,7 @@ def test_unknown_target_modules_on_torch(tiny_model_dir: Path, tmp_path: Path) -
     assert "target_modules: nonexistent not found in the model" in line and "q_proj" in line
 
 
+@pytest.mark.slow  # a subprocess loading a model per case: ~5 s each alone, much more on a busy box
 def test_output_dir_pointing_at_a_file(tiny_model_dir: Path, tmp_path: Path) -> None:
     data = tmp_path / "sft.jsonl"
     data.write_text(SFT)
@@ -116,6 +123,7 @@ def test_an_unexpected_exception_is_one_line_without_debug(monkeypatch: pytest.M
         cli.main(["--debug", "doctor"])
 
 
+@pytest.mark.slow  # a subprocess loading a model per case: ~5 s each alone, much more on a busy box
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_merging_a_nan_adapter_is_refused(backend: str, tiny_model_dir: Path, tmp_path: Path) -> None:
     cfg = json.loads((tiny_model_dir / "config.json").read_text())
@@ -133,6 +141,7 @@ def test_merging_a_nan_adapter_is_refused(backend: str, tiny_model_dir: Path, tm
     assert not (tmp_path / "merged").exists()
 
 
+@pytest.mark.slow  # a subprocess loading a model per case: ~5 s each alone, much more on a busy box
 @pytest.mark.mlx
 def test_truncation_is_reported_in_the_cli_and_summary(tiny_model_dir: Path, tmp_path: Path) -> None:
     data = tmp_path / "sft.jsonl"
@@ -147,6 +156,7 @@ def test_truncation_is_reported_in_the_cli_and_summary(tiny_model_dir: Path, tmp
     assert "1 record longer than max_length=64" in (run / "summary.md").read_text()
 
 
+@pytest.mark.slow  # a subprocess loading a model per case: ~5 s each alone, much more on a busy box
 @pytest.mark.mlx
 def test_a_refused_run_leaves_no_run_directory(tiny_model_dir: Path, tmp_path: Path) -> None:
     data = tmp_path / "sft.jsonl"
