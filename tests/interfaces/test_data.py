@@ -186,3 +186,21 @@ def test_preference_tokens_share_the_prompt(tiny_model_dir: Path) -> None:
     assert tok.decode(p.prompt_ids, skip_special_tokens=False).endswith("<|im_start|>assistant\n")
     assert tok.decode(p.chosen_ids, skip_special_tokens=False) == "Four.<|im_end|>\n"
     assert tok.decode(p.rejected_ids, skip_special_tokens=False) == "Five.<|im_end|>\n"
+
+
+def test_jsonl_bom_duplicates_and_bad_bytes(tmp_path: Path) -> None:  # #20
+    from mindprint_interfaces.data import read_jsonl
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b'\xef\xbb\xbf{"instruction": "q", "output": "a"}\n')
+    assert read_jsonl(bom) == [(1, {"instruction": "q", "output": "a"})]
+    dup = tmp_path / "dup.jsonl"
+    dup.write_text('{"instruction": "q", "output": "a"}\n{"instruction": "q", "output": "a", "output": "b"}\n')
+    with pytest.raises(DataValidationError) as info:
+        read_jsonl(dup)
+    [issue] = info.value.issues
+    assert issue.line == 2 and issue.field == "output" and "appears twice" in issue.reason
+    bad = tmp_path / "latin1.jsonl"
+    bad.write_bytes(b'{"instruction": "q", "output": "a"}\n{"instruction": "caf\xe9", "output": "a"}\n')
+    with pytest.raises(DataValidationError) as info:
+        read_jsonl(bad)
+    assert info.value.issues[0].line == 2 and "not UTF-8" in info.value.issues[0].reason

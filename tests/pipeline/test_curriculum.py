@@ -126,3 +126,36 @@ def test_summary_mentions_unmatched(data_dir: Path) -> None:
     text = load_curriculum(data_dir=data_dir).summary()
     assert "topic capitals: 3 SFT, 1 pairs" in text
     assert "1 preference pair(s) match no topic" in text
+
+
+# -- topic ids (#20) -------------------------------------------------------------------------------
+
+def test_id_dirname_is_injective_and_keeps_plain_names() -> None:
+    from mindprint_pipeline import id_dirname
+    ids = ["u/c/日本", "u/c/中文", ".", "..", "_", "%2E", "a.b", "a_b", "a-b", "a/b", "a%2Fb", "x" * 300,
+           "x" * 299 + "y", "geography", "Geo"]
+    names = [id_dirname(i) for i in ids]
+    assert len(set(names)) == len(ids)
+    assert id_dirname("geography") == "geography" and id_dirname("_") == "_"
+    assert all(len(n) <= 120 and n not in (".", "..") and "/" not in n and "\0" not in n for n in names)
+
+
+@pytest.mark.parametrize(("topic_id", "needle"), [
+    ("u/./t", "may not be '.'"),
+    ("../c/t", "may not be '..'"),
+    ("u/c/t\0x", "'\\x00'"),
+    ("u/c/" + "t" * 300, "300 characters long"),
+    ("u\\x/c/t", "'\\\\'"),
+])
+def test_bad_topic_ids_are_refused_with_file_and_line(tmp_path: Path, topic_id: str, needle: str) -> None:
+    import json
+
+    from mindprint_interfaces import DataValidationError
+    from mindprint_pipeline import load_curriculum
+    sft = tmp_path / "sft_data.jsonl"
+    sft.write_text(json.dumps({"topic_id": "u/c/ok", "instruction": "q", "output": "a"}) + "\n"
+                   + json.dumps({"topic_id": topic_id, "instruction": "q", "output": "a"}) + "\n")
+    with pytest.raises(DataValidationError) as info:
+        load_curriculum(str(sft), [])
+    message = str(info.value)
+    assert f"{sft}:2" in message and needle in message and len(message) < 400

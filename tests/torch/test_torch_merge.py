@@ -57,6 +57,6 @@ def test_corrupted_file_on_disk_is_caught(tiny: PyTorchModel, tmp_path: Path) ->
         weights[key][0, 0] = float("nan")
         save_file(weights, str(directory / "model.safetensors"), metadata={"format": "pt"})
 
-    with pytest.raises(MergeVerificationError, match="reloaded model"):
+    with pytest.raises(MergeVerificationError, match="v_proj.weight: differs from base"):  # the tensor check (#20)
         save_merged(model, tmp_path / "good", _after_write=corrupt)
     assert (tmp_path / "good" / "model.safetensors").read_bytes() == good  # the previous save survives

@@ -82,3 +82,45 @@ def test_progress_display_records_steps(tmp_path: Path) -> None:
     assert display.steps_logged == 4
     assert [r["stage"] for r in run.read_metrics()] == ["sft", "sft", "sft", "dpo"]
     assert "u/c/t" in display.topic_results
+
+
+def test_new_run_dir_race_never_shares_a_directory(tmp_path: Path, monkeypatch) -> None:
+    # another process claims the name between our exists() look and our mkdir: we take the next name
+    from datetime import datetime
+    now = datetime(2026, 1, 1, 12, 0, 0)
+    taken = tmp_path / "20260101-120000-train"
+    real_mkdir = Path.mkdir
+
+    def racing_mkdir(self: Path, *args: object, **kwargs: object) -> None:
+        if self == taken and not taken.exists():
+            real_mkdir(taken)  # the other process wins
+        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", racing_mkdir)
+    path = new_run_dir(tmp_path, "train", now=now)
+    assert path == tmp_path / "20260101-120000-train-2" and path.is_dir()
+
+
+def test_resumed_run_directory_drops_dead_temporaries(tmp_path: Path) -> None:
+    run_path = tmp_path / "run"
+    adapters = run_path / "adapters" / "u-c-t"
+    adapters.mkdir(parents=True)
+    stale = adapters.parent / ".u-c-t.tmp-999999999-abcdefgh"
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"x" * 100)
+    RunDirectory(run_path, "train")
+    assert not stale.exists() and adapters.is_dir()
+
+
+def test_resume_drops_metrics_rows_of_topics_trained_again(tmp_path: Path) -> None:
+    run = RunDirectory(tmp_path / "run", "train")
+    for topic in ("u/c/done", "u/c/interrupted"):
+        for step in (1, 2):
+            run.log_step("sft", topic, step, {"loss": 1.0})
+    run.log_step("merge", None, 0, {"seconds": 1.0})
+    with run.metrics_path.open("a") as fh:
+        fh.write('{"stage": "sft", "topic": "u/c/interr')  # the line the kill cut
+    assert run.keep_metrics_of({"u/c/done"}) == 3
+    rows = run.read_metrics()
+    assert [(r["topic"], r["step"]) for r in rows] == [("u/c/done", 1), ("u/c/done", 2), (None, 0)]
+    assert run.keep_metrics_of({"u/c/done"}) == 0

@@ -208,6 +208,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _print_error(exc)
         return 2 if isinstance(exc, USAGE_ERRORS) or getattr(exc, "usage", False) else 1
+    except Exception as exc:  # a library's or the OS's error: still one line, never a traceback (#20)
+        if debug:
+            raise
+        from .failures import describe
+
+        code, message = describe(exc)
+        sys.stderr.write(f"error: {message}\n")
+        return code
 
 
 def _bench(argv: Sequence[str]) -> int:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from rich.table import Table
 
-from mindprint_interfaces import BackendNotFoundError, ConfigError, MindprintError
+from mindprint_interfaces import BackendNotFoundError, ConfigError, DataValidationError, MindprintError
 from mindprint_interfaces.registry import BackendRegistry, canonical_name
 
 from .args_config import config_from_args
@@ -22,6 +22,7 @@ from .export_command import cmd_export
 from .progress import ProgressDisplay, steps_for
 from .run_output import console, err_console, finish_run, open_run
 from .rundir import TopicRow
+from .truncation import truncation_note
 
 
 class TrainingFailed(MindprintError):
@@ -66,6 +67,16 @@ def _fmt_time(seconds: float) -> str:
 
 
 def _train_single(args: argparse.Namespace, stage: str) -> int:
+    opened: list[Any] = []  # the run directory, once opened
+    try:
+        return _train_single_run(args, stage, opened)
+    except (ConfigError, DataValidationError):
+        for run in opened:
+            run.discard_if_unused()  # refused before any work: no empty run directory is left behind
+        raise
+
+
+def _train_single_run(args: argparse.Namespace, stage: str, opened: list[Any]) -> int:
     cfg = config_from_args(args)
     if stage == "sft":
         path = data_file(cfg, args.data, cfg.data.sft_file, "sft")
@@ -75,6 +86,7 @@ def _train_single(args: argparse.Namespace, stage: str) -> int:
         records = preference_records(path, cfg.data)
     backend = make_backend(cfg)
     run = open_run(cfg, stage)
+    opened.append(run)
     work = run.path / "work"
     train_cfg = cfg.sft_config(output_dir=str(work)) if stage == "sft" else cfg.dpo_config(output_dir=str(work))
     total = steps_for(len(records), train_cfg.per_device_batch_size, train_cfg.gradient_accumulation_steps,
@@ -104,6 +116,10 @@ def _train_single(args: argparse.Namespace, stage: str) -> int:
                              "model": cfg.model.path, "data": str(path), "records": len(records),
                              "samples trained": result.samples_trained, "final loss": f"{result.final_loss:.4f}",
                              "training time": _fmt_time(result.training_time_seconds)}
+    note = truncation_note(result.metrics, train_cfg.max_length, str(path))
+    if note is not None:
+        facts["truncation"] = note
+        err_console.print(f"warning: {note}")
     if not result.success:
         finish_run(run, f"mindprint {stage} (failed)", facts={**facts, "error": result.error_message})
         raise TrainingFailed(f"{stage.upper()} failed: {result.error_message} (run directory: {run.path})")

@@ -41,7 +41,9 @@ from mindprint_interfaces import (
 from mindprint_interfaces.config_base import ConfigBase, setting
 from mindprint_interfaces.configs import DEVICES, DTYPES, Device, DType
 from mindprint_interfaces.registry import ENV_VAR, canonical_name
-from mindprint_interfaces.validation import suggest
+from mindprint_interfaces.validation import short, suggest
+
+from .yaml_safe import load_yaml
 
 __all__ = [
     "DEFAULT_CONFIG_NAME", "DEVICES", "DTYPES", "BackendSection", "DType", "DataSection", "Device", "ModelSection",
@@ -201,15 +203,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError("config file not found", source=str(p))
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"invalid YAML: {problem}", source=where) from None
-    except UnicodeDecodeError:
-        raise ConfigError("not UTF-8 text", source=str(p)) from None
+    data = load_yaml(p.read_bytes(), str(p))  # bounded aliases, no duplicate keys, BOM ok, line of bad bytes
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -223,17 +217,19 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set expects KEY=VALUE (e.g. sft.learning_rate=1e-4), got {item!r}")
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. sft.learning_rate=1e-4), got {short(item)}")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
+            value = load_yaml(raw, f"--set {key.strip()}") if raw.strip() else None
+        except ConfigError as exc:
+            if "aliases expand" in str(exc) or "appears twice" in str(exc):
+                raise
             value = raw
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r} conflicts with another --set")
+                raise ConfigError(f"--set {short(item)} conflicts with another --set")
         node[parts[-1]] = value
     return out
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -83,7 +82,8 @@ def pipeline_config_dict(cfg: TrainerConfig, run: RunDirectory, model_path: Path
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "topic"
+    from mindprint_pipeline.curriculum import id_dirname
+    return id_dirname(text)  # injective: two topic ids never share an adapters/ link
 
 
 def link_adapter(src: str | Path, dst: Path) -> Path:
@@ -211,8 +211,35 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
         final_facts["final adapter"] = f"adapters/final (on {result.final_model_path})"
     elif result.final_model_path:
         final_facts["final model (merged)"] = result.final_model_path
+    for stage, source, limit in (("sft", files.sft, cfg.sft.max_length), ("dpo", files.preferences, cfg.dpo.max_length)):
+        note = _curriculum_truncation(result.topics, stage, limit, str(source))
+        if note is not None:
+            final_facts[f"{stage} truncation"] = note
+            console.print(f"[yellow]warning[/]: {note}")
     finish_run(run, title, topics=rows, facts=final_facts)
     return CurriculumOutcome(result, rows, backend, model_path)
+
+
+def _curriculum_truncation(topics: Sequence[Any], stage: str, max_length: int, source: str) -> str | None:
+    """Over all topics of one file: how many records were cut, and the longest (its topic, its length)."""
+    truncated = dropped = 0
+    longest: tuple[float, str, float] = (0.0, "", 0.0)
+    for topic in topics:
+        for attempt in topic.history[-1:]:
+            m = attempt.metrics
+            truncated += int(m.get(f"{stage}_truncated", 0))
+            dropped += int(m.get(f"{stage}_dropped", 0))
+            chars = m.get(f"{stage}_truncated_longest_chars", 0.0)
+            if chars > longest[0]:
+                longest = (chars, topic.topic_id, m.get(f"{stage}_truncated_longest_line", 0.0))
+    if not truncated and not dropped:
+        return None
+    from .truncation import truncation_note
+
+    note = truncation_note({"truncated": truncated, "dropped": dropped}, max_length, source)
+    if note is not None and longest[0]:
+        note += f"; longest: topic {longest[1]} record {int(longest[2])}, {int(longest[0])} characters"
+    return note
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -224,6 +251,10 @@ def run_train(args: argparse.Namespace) -> int:
         cfg = load_config(run_path / CONFIG, backend=args.backend, device=args.device, dtype=args.dtype,
                           sets=args.set or (), extra=extra)
         run = RunDirectory(run_path, "train")
+        from mindprint_pipeline.checkpoint import load_state
+
+        state = load_state(run.checkpoint_dir)
+        run.keep_metrics_of(set(state.topics) if state is not None else set())  # the retrained topic: no duplicates
     else:
         cfg = config_from_args(args)
         run = RunDirectory(new_run_dir(cfg.output_dir, "train"), "train")

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mindprint_interfaces.fileio import atomic_write_text
+from mindprint_interfaces import ConfigError
+from mindprint_interfaces.fileio import atomic_write_text, recover_tree
 
 from .trackers import RunTrackers
 
@@ -39,12 +41,19 @@ def new_run_dir(base: str | Path, command: str, *, now: datetime | None = None) 
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     root = Path(base)
     path = root / f"{stamp}-{command}"
+    for parent in (root, *root.parents):
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"output directory: {parent} is a file, not a directory (-o/--output-dir)",
+                              key="output_dir")
+    root.mkdir(parents=True, exist_ok=True)
     n = 1
-    while path.exists():
-        n += 1
-        path = root / f"{stamp}-{command}-{n}"
-    path.mkdir(parents=True)
-    return path
+    while True:  # mkdir is the claim: two runs started in the same second never share a directory
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+            path = root / f"{stamp}-{command}-{n}"
 
 
 def _clean(value: Any) -> Any:
@@ -79,6 +88,7 @@ class RunDirectory:
 
     def __post_init__(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
+        recover_tree(self.path)  # a resumed run: finish interrupted saves, drop dead processes' temporaries
 
     # -- files --------------------------------------------------------------------------------
     @property
@@ -92,6 +102,35 @@ class RunDirectory:
     @property
     def checkpoint_dir(self) -> Path:
         return self.path / "checkpoints"
+
+    def discard_if_unused(self) -> bool:
+        """Remove the run directory when nothing but its config was written (a run refused before any work)."""
+        files = [p for p in self.path.rglob("*") if p.is_file()]
+        if any(p.name != CONFIG or p.parent != self.path for p in files):
+            return False
+        shutil.rmtree(self.path, ignore_errors=True)
+        return True
+
+    def keep_metrics_of(self, topics: Collection[str]) -> int:
+        """On resume: drop the metrics rows of topics that are not done (they are trained again, and would be
+        logged twice); rows without a topic stay. Returns how many rows were dropped."""
+        if not self.metrics_path.is_file():
+            return 0
+        kept: list[str] = []
+        dropped = 0
+        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+            try:
+                topic = json.loads(line).get("topic")
+            except (json.JSONDecodeError, AttributeError):
+                dropped += 1  # a row cut by the kill
+                continue
+            if topic is None or topic in topics:
+                kept.append(line)
+            else:
+                dropped += 1
+        if dropped:
+            atomic_write_text(self.metrics_path, "".join(f"{line}\n" for line in kept))
+        return dropped
 
     def write_config(self, yaml_text: str) -> Path:
         return _readable(atomic_write_text(self.path / CONFIG, yaml_text))

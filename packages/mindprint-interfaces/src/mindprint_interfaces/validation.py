@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import reprlib
 import types
 import typing
 from collections.abc import Mapping
@@ -19,6 +21,22 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 from .errors import ConfigError
 
 T = TypeVar("T")
+
+MAX_SHOWN = 80  # characters of a value an error message shows
+
+_repr = reprlib.Repr()
+_repr.maxlevel, _repr.maxlist, _repr.maxtuple, _repr.maxdict, _repr.maxset = 2, 4, 4, 4, 4
+_repr.maxstring, _repr.maxother, _repr.maxlong = MAX_SHOWN, MAX_SHOWN, 40
+
+
+def short(value: Any, limit: int = MAX_SHOWN) -> str:
+    """``repr(value)`` bounded to about ``limit`` characters, in time and memory independent of the value's size
+    (a shared-reference structure from YAML aliases may stand for millions of values)."""
+    try:
+        text = _repr.repr(value)
+    except Exception:  # a hostile __repr__
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def suggest(name: str, candidates: typing.Iterable[str]) -> str:
@@ -57,42 +75,47 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
                 return coerce(value, arg, key)
             except ConfigError as exc:
                 errors.append(exc)
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}", key=key)
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {short(value)}", key=key)
     if tp is type(None):
         if value is None:
             return None
-        raise ConfigError(f"{key}: expected None, got {value!r}", key=key)
+        raise ConfigError(f"{key}: expected None, got {short(value)}", key=key)
     if origin is Literal:
         if value in get_args(tp):
             return value
-        raise ConfigError(f"{key}: must be one of {choices(tp)}, got {value!r}", key=key)
+        raise ConfigError(f"{key}: must be one of {choices(tp)}, got {short(value)}", key=key)
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected true/false, got {value!r}", key=key)
+        raise ConfigError(f"{key}: expected true/false, got {short(value)}", key=key)
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise ConfigError(f"{key}: expected an integer, got {value!r}", key=key)
+        raise ConfigError(f"{key}: expected an integer, got {short(value)}", key=key)
     if tp is float:
+        number: float | None = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:  # YAML reads "3e-4" as a string
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}", key=key)
+        if number is None:
+            raise ConfigError(f"{key}: expected a number, got {short(value)}", key=key)
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}: must be a finite number, got {short(value)}", key=key)
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{key}: expected a string, got {value!r}", key=key)
+        raise ConfigError(f"{key}: expected a string, got {short(value)}", key=key)
     if origin is tuple:
         args = get_args(tp)
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}", key=key)
+            raise ConfigError(f"{key}: expected a list, got {short(value)}", key=key)
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
         if len(args) != len(value):
@@ -106,14 +129,14 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
             if callable(from_dict):
                 return from_dict(value, prefix=f"{key}.")
             return build(tp, value, prefix=f"{key}.")
-        raise ConfigError(f"{key}: expected a mapping of keys, got {value!r}", key=key)
+        raise ConfigError(f"{key}: expected a mapping of keys, got {short(value)}", key=key)
     if origin is dict or tp is dict:
         if isinstance(value, Mapping):
             return dict(value)
-        raise ConfigError(f"{key}: expected a mapping, got {value!r}", key=key)
+        raise ConfigError(f"{key}: expected a mapping, got {short(value)}", key=key)
     if isinstance(tp, type) and isinstance(value, tp):
         return value
-    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}", key=key)
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {short(value)}", key=key)
 
 
 def build(cls: type[T], data: Mapping[str, Any], *, prefix: str = "", aliases: Mapping[str, str] | None = None) -> T:

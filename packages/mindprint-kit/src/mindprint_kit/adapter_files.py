@@ -107,6 +107,8 @@ def read_adapter(path: str | Path) -> tuple[AdapterConfig, LoraWeights]:
         if value.ndim != 2:
             problems.append(f"{lk.peft()} is not a matrix (shape {tuple(value.shape)})")
             continue
+        if not np.isfinite(value).all():
+            problems.append(f"{lk.peft()} holds non-finite values (NaN/inf: the run that wrote it diverged)")
         matrix = value.T if layout == "mlx" else value  # lora_a (in, r) -> A (r, in); lora_b (r, out) -> B (out, r)
         halves.setdefault((lk.layer, lk.module), {})[lk.matrix] = np.ascontiguousarray(matrix)
     if not halves and not problems:
@@ -141,7 +143,8 @@ def base_model_of(path: str | Path) -> str:
 
 
 def write_adapter(path: str | Path, config: AdapterConfig, weights: Mapping[Site, tuple[np.ndarray, np.ndarray]], *,
-                  format: str = "peft", num_model_layers: int | None = None, base_model: str = "") -> Path:
+                  format: str = "peft", num_model_layers: int | None = None, base_model: str = "",
+                  base: Mapping[str, Any] | None = None) -> Path:
     """Write atomically in ``format``. The mlx-lm layout covers the last N layers of a model, so it needs
     ``num_model_layers`` (default: the highest adapted layer + 1)."""
     check_format(format)
@@ -163,6 +166,8 @@ def write_adapter(path: str | Path, config: AdapterConfig, weights: Mapping[Site
     target = Path(path)
     with atomic_directory(target) as tmp:
         save_file(tensors, str(tmp / (PEFT_WEIGHTS if format == "peft" else MLX_WEIGHTS)), metadata={"format": "pt"})
+        if base is not None:
+            cfg_dict = {**cfg_dict, BASE_KEY: dict(base)}
         (tmp / PEFT_CONFIG).write_text(json.dumps(cfg_dict, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return target
 
@@ -181,7 +186,7 @@ def convert_adapter(src: str | Path, dst: str | Path, *, to: str, num_model_laye
                     shutil.copy2(f, tmp / f.name)
         return Path(dst)
     return write_adapter(dst, config, weights, format=to, num_model_layers=num_model_layers,
-                         base_model=base_model_of(src) if to == "peft" else "")
+                         base_model=base_model_of(src) if to == "peft" else "", base=recorded_base(src))
 
 
 def adapter_config_for(config: AdapterConfig, weights: Mapping[Site, Any], num_model_layers: int) -> AdapterConfig:
@@ -219,3 +224,79 @@ def check_fits(weights: Mapping[Site, tuple[Any, Any]], *, num_layers: int, modu
         more = f" (and {len(uniq) - 10} more)" if len(uniq) > 10 else ""
         on = f" {base}" if base else ""
         raise AdapterFormatError(f"{where}: adapter does not fit the base model{on}: " + "; ".join(uniq[:10]) + more)
+
+
+# -- the base an adapter was trained on (#20) ------------------------------------------------------------------
+BASE_KEY = "mindprint_base"  # extra key of adapter_config.json (PEFT ignores keys it does not know)
+ALLOW_OTHER_BASE_ENV = "MINDPRINT_ALLOW_OTHER_BASE"  # =1: load an adapter onto a base it was not trained on
+_SAMPLES = 8  # values per modified weight kept as its fingerprint
+_SAMPLE_RTOL = 2e-2  # bf16 vs fp32 copies of the same base agree to ~4e-3
+
+
+def base_record(architecture: str, num_layers: int, weights: Mapping[Site, Any]) -> dict[str, Any]:
+    """What an adapter records about its base: architecture, layer count, and for every weight it modifies
+    its shape (out, in) and a fingerprint (values at fixed positions, fp32)."""
+    modules: dict[str, Any] = {}
+    for (layer, module), w in sorted(weights.items()):
+        array = np.asarray(w, dtype=np.float32)
+        flat = array.reshape(-1)
+        idx = np.linspace(0, flat.size - 1, num=min(_SAMPLES, flat.size)).astype(np.int64)
+        modules[f"layers.{layer}.{module}"] = {"shape": list(array.shape),
+                                               "sample": [float(v) for v in flat[idx]]}
+    return {"architecture": architecture, "num_layers": int(num_layers), "modules": modules}
+
+
+def add_base_record(directory: Path, record: Mapping[str, Any]) -> None:
+    """Add the base record to ``directory/adapter_config.json`` (written by PEFT or by us)."""
+    file = directory / PEFT_CONFIG
+    raw = json.loads(file.read_text(encoding="utf-8"))
+    raw[BASE_KEY] = dict(record)
+    file.write_text(json.dumps(raw, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def recorded_base(path: str | Path) -> dict[str, Any] | None:
+    try:
+        raw = json.loads((Path(path) / PEFT_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    record = raw.get(BASE_KEY) if isinstance(raw, dict) else None
+    return record if isinstance(record, dict) else None
+
+
+def check_base(path: str | Path, actual: Mapping[str, Any], *, allow_other_base: bool | None = None) -> None:
+    """Raise AdapterFormatError naming how the base ``actual`` differs from the one the adapter recorded.
+
+    Adapters without a record (from elsewhere) are not checked. ``allow_other_base`` (default: the
+    ``MINDPRINT_ALLOW_OTHER_BASE=1`` environment variable) loads anyway."""
+    import os
+
+    recorded = recorded_base(path)
+    if recorded is None:
+        return
+    if allow_other_base is None:
+        allow_other_base = os.environ.get(ALLOW_OTHER_BASE_ENV, "") not in ("", "0")
+    if allow_other_base:
+        return
+    problems: list[str] = []
+    if recorded.get("architecture") != actual.get("architecture"):
+        problems.append(f"architecture {recorded.get('architecture')} (trained on) vs {actual.get('architecture')}")
+    if recorded.get("num_layers") != actual.get("num_layers"):
+        problems.append(f"{recorded.get('num_layers')} layers (trained on) vs {actual.get('num_layers')}")
+    mine, theirs = recorded.get("modules") or {}, actual.get("modules") or {}
+    different = []
+    for name, info in mine.items():
+        other = theirs.get(name)
+        if other is None:
+            continue
+        if list(info.get("shape", [])) != list(other["shape"]):
+            problems.append(f"{name} shape {info.get('shape')} vs {other['shape']}")
+            continue
+        a, b = np.asarray(info.get("sample", []), np.float64), np.asarray(other["sample"], np.float64)
+        if a.shape != b.shape or not np.allclose(a, b, rtol=_SAMPLE_RTOL, atol=1e-3 * max(1e-6, np.abs(a).max(initial=0))):
+            different.append(name)
+    if different:
+        problems.append(f"the weights it modifies differ ({', '.join(different[:3])}"
+                        f"{f' and {len(different) - 3} more' if len(different) > 3 else ''}): another base model")
+    if problems:
+        raise AdapterFormatError(f"{path}: adapter was trained on another base model: " + "; ".join(problems[:6])
+                                 + f"; set {ALLOW_OTHER_BASE_ENV}=1 to load it anyway")

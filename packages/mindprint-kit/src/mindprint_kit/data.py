@@ -31,10 +31,16 @@ class Prepared(Generic[E]):
     examples: list[E]
     truncated: int
     dropped: int
+    longest_line: int = 0  # the longest over-long record (0: none): its line and length in characters
+    longest_chars: int = 0
 
     @property
     def stats(self) -> dict[str, Any]:
-        return {"num_examples": len(self.examples), "truncated": self.truncated, "dropped": self.dropped}
+        stats: dict[str, Any] = {"num_examples": len(self.examples), "truncated": self.truncated,
+                                 "dropped": self.dropped}
+        if self.longest_line:
+            stats.update(truncated_longest_line=self.longest_line, truncated_longest_chars=self.longest_chars)
+        return stats
 
 
 def prepare_sft(tokenizer: Tokenizer, data: Sequence[Mapping[str, Any]], config: SFTConfig,
@@ -42,11 +48,13 @@ def prepare_sft(tokenizer: Tokenizer, data: Sequence[Mapping[str, Any]], config:
     tokenized = tokenize_sft(tokenizer, as_sft_examples(data, source), max_length=config.max_length,
                              truncation=config.truncation, completion_only_loss=config.completion_only_loss,
                              source=source)
-    return Prepared(list(tokenized.examples), tokenized.truncated, len(tokenized.dropped))
+    return Prepared(list(tokenized.examples), tokenized.truncated, len(tokenized.dropped), tokenized.longest_line,
+                    tokenized.longest_chars)
 
 
 def prepare_preferences(tokenizer: Tokenizer, data: Sequence[Mapping[str, Any]], config: DPOConfig,
                         source: str) -> Prepared[TokenizedPair]:
     tokenized = tokenize_preferences(tokenizer, as_preference_pairs(data, source), max_length=config.max_length,
                                      truncation=config.truncation, source=source)
-    return Prepared(list(tokenized.examples), tokenized.truncated, len(tokenized.dropped))
+    return Prepared(list(tokenized.examples), tokenized.truncated, len(tokenized.dropped), tokenized.longest_line,
+                    tokenized.longest_chars)

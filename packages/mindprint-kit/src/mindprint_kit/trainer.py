@@ -7,8 +7,9 @@ One run (``train``):
 2. make sure the model has a LoRA adapter (seeded) and snapshot its trainable weights;
 3. run the backend's step loop (:meth:`KitTrainer._train_steps`); it records what it did in a
    :class:`RunProgress` and calls ``checkpoint()`` every ``save_steps``;
-4. a failure of training itself (non-finite loss, out of memory, a runtime error) restores the last
-   good weights in memory, leaves the last good adapter on disk untouched and returns
+4. a failure of training itself (non-finite loss or weights, out of memory, a runtime error) restores the last
+   good weights in memory, leaves the last good adapter on disk (a save whose weights no later step trained on
+   with a finite loss is not "good": it is rewritten from the good weights or removed) and returns
    ``TrainingResult(success=False)``; a config error or an exception raised by the user's callback
    goes back to the caller after the same restore;
 5. on success the adapter is written atomically to the target directory and reported.
@@ -20,6 +21,7 @@ that is (:meth:`KitTrainer._is_main`) and how to write-then-wait (:meth:`KitTrai
 from __future__ import annotations
 
 import math
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Generic, TypeVar
 
-from mindprint_interfaces import ConfigError, MindprintError, TrainingResult
+from mindprint_interfaces import ConfigError, MindprintError, TrainingError, TrainingResult
 from mindprint_interfaces.callback_dispatch import (
     CallbackRaised,
     notify_save,
@@ -120,6 +122,15 @@ class KitTrainer(Generic[C, M]):
     def _restore(self, state: Any) -> None:
         raise NotImplementedError
 
+    def _weights_finite(self) -> bool:
+        """True when every trainable weight of the model is finite (checked at every save and at the end)."""
+        raise NotImplementedError
+
+    def _remove_adapter(self, target: Path) -> None:
+        """Delete an adapter this run wrote and must not keep (main process only)."""
+        if self._is_main() and target.is_dir():
+            shutil.rmtree(target)
+
     def _train_steps(self, prepared: Prepared[Any], progress: RunProgress, checkpoint: Callable[[], None]) -> None:
         """Run every optimizer step, filling ``progress``; call ``checkpoint()`` after every ``save_steps``."""
         raise NotImplementedError
@@ -155,27 +166,54 @@ class KitTrainer(Generic[C, M]):
     def _run(self, data: Sequence[Mapping[str, Any]], target: Path, *, source: str) -> TrainingResult:
         prepared = self._prepare(data, source)  # invalid data/config raises here, before any work
         self._ensure_adapter()
+        # The weights of a save are only "good" once a later step computed a finite loss with them (or the run
+        # ended normally): a save right after an exploding step (finite but huge weights) is still pending then.
         good = self._snapshot()
-        saved: list[Path] = []
+        confirmed = False  # does ``target`` hold a confirmed save of this run?
+        pending: Any = None  # the snapshot of the last save, while unconfirmed
+        pending_step = 0
         progress = RunProgress()
         start = time.perf_counter()
 
+        def require_finite(when: str) -> None:
+            if not self._weights_finite():
+                raise TrainingError(f"non-finite weights {when}")
+            losses = [h["loss"] for h in progress.history if "loss" in h]
+            if losses and not math.isfinite(losses[-1]):
+                raise TrainingError(f"non-finite loss ({losses[-1]}) {when}")
+
+        def confirm() -> None:
+            nonlocal good, pending, confirmed
+            if pending is not None:
+                good, pending, confirmed = pending, None, True
+
         def checkpoint() -> None:
-            nonlocal good
+            nonlocal pending, pending_step
+            require_finite(f"at the save after step {progress.global_step}")
+            confirm()  # reaching another save means every loss since the last one was finite
             self._write_adapter(target)
-            good = self._snapshot()
-            saved.append(target)
+            pending, pending_step = self._snapshot(), progress.global_step
             self._notify_save(target)
 
         def failed(exc: BaseException) -> TrainingResult:
+            nonlocal pending
             self._cleanup()
-            self._restore(good)  # back to the last good weights (the last checkpoint, or the start of this run)
+            if pending is not None and progress.global_step > pending_step:
+                confirm()  # a later step trained (finite loss) on the pending save's weights
+            self._restore(good)  # back to the last good weights (the last confirmed save, or the start of this run)
+            if pending is not None:  # the save on disk may hold the weights that diverged: never keep it
+                pending = None
+                if confirmed:
+                    self._write_adapter(target)
+                else:
+                    self._remove_adapter(target)
             self._set_eval()
             message = f"out of memory: {exc}" if self._out_of_memory(exc) else f"{type(exc).__name__}: {exc}"
-            return self._finish(False, progress, prepared, start, str(saved[-1]) if saved else "", message)
+            return self._finish(False, progress, prepared, start, str(target) if confirmed else "", message)
 
         try:
             self._train_steps(prepared, progress, checkpoint)
+            require_finite("after the last step")
         except ConfigError:
             self._cleanup()
             self._set_eval()

@@ -16,13 +16,19 @@ import numpy as np
 
 from mindprint_interfaces import AdapterConfig, AdapterFormatError
 from mindprint_interfaces.protocols import PathLike
-from mindprint_kit import adapter_files as files
-from mindprint_kit.adapter_files import LoraWeights
+from mindprint_kit.adapter_files import (
+    LoraWeights,
+    adapter_config_for,
+    base_record,
+    check_base,
+    check_fits,
+    check_format,
+    convert_adapter,
+    read_adapter,
+    write_adapter,
+)
 
 from .lora import lora_modules, set_lora_weights
-
-# The kit's file functions, re-exported for callers of the 0.1 module (mindprint_mlx.adapters.read_adapter ...).
-convert_adapter, read_adapter, write_adapter = files.convert_adapter, files.read_adapter, files.write_adapter
 
 __all__ = ["convert_adapter", "live_weights", "load_adapter", "read_adapter", "save_adapter", "write_adapter"]
 
@@ -64,18 +70,36 @@ def module_shapes(module: nn.Module) -> Any:
 
 def load_adapter(model: AdaptedModel, path: PathLike) -> None:
     """Load a PEFT or mlx-lm adapter into ``model`` (replacing any adapter it has)."""
-    config, weights = files.read_adapter(path)
-    files.check_fits(weights, num_layers=model.num_layers, module_shape=module_shapes(model.module), where=str(path),
+    config, weights = read_adapter(path)
+    check_fits(weights, num_layers=model.num_layers, module_shape=module_shapes(model.module), where=str(path),
                base=str(model.model_path))
+    check_base(path, base_info(model, weights))  # trained on this base? (override: MINDPRINT_ALLOW_OTHER_BASE=1)
     if model.has_adapter():
         model.remove_adapter()
-    model.add_adapter(files.adapter_config_for(config, weights, model.num_layers))
+    model.add_adapter(adapter_config_for(config, weights, model.num_layers))
     set_lora_weights(model.module, weights)
 
 
 def save_adapter(model: AdaptedModel, path: PathLike, *, format: str = "peft") -> Path:
-    files.check_format(format)
+    check_format(format)
     if model.adapter_config is None:
         raise AdapterFormatError("the model has no adapter to save (train it or load one first)")
-    return files.write_adapter(path, model.adapter_config, live_weights(model.module), format=format,
-                         num_model_layers=model.num_layers, base_model=str(model.model_path))
+    weights = live_weights(model.module)
+    return write_adapter(path, model.adapter_config, weights, format=format,
+                         num_model_layers=model.num_layers, base_model=str(model.model_path),
+                         base=base_info(model, weights))
+
+
+def base_info(model: AdaptedModel, sites: Any) -> dict[str, Any]:
+    """The base record (:func:`mindprint_kit.adapter_files.base_record`) of this model for the given sites."""
+    weights = {}
+    for layer, name in sites:
+        if layer >= model.num_layers:
+            continue
+        found: Any = dict(model.module.layers[layer].named_modules()).get(name)
+        base: Any = getattr(found, "linear", found)
+        weight = getattr(base, "weight", None)
+        if weight is not None and not hasattr(base, "scales"):  # quantized weights are packed: no fingerprint
+            weights[(layer, name)] = np.array(weight.astype(mx.float32))
+    model_type = str(getattr(model, "hf_config", {}).get("model_type", ""))
+    return base_record(model_type, model.num_layers, weights)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from mindprint_interfaces import BackendConfig, DPOConfig, SFTConfig
 from mindprint_interfaces.protocols import Model, PathLike, Trainer, TrainerCallback
 from mindprint_kit.methods import create_trainer
+from mindprint_kit.model_dir import check_model_dir
 
 from ._imports import require_mlx
 
@@ -66,6 +67,7 @@ class MLXBackend:
         mpath = resolve_source(model_path, revision=revision, allow_download=allow)
         tpath = (resolve_source(tokenizer_path, key="tokenizer_path", allow_download=allow)
                  if tokenizer_path is not None else None)
+        check_model_dir(mpath, known_model_type=_mlx_lm_knows, key="model")  # no pickle, no remote code
         module, tokenizer, hf_config = load_hf_directory(mpath, tpath, self._device_manager.mx_dtype)
         model = MLXModel(module, tokenizer, model_path=mpath, tokenizer_path=tpath or mpath, hf_config=hf_config,
                          device=self._device_manager.device, dtype=self._device_manager.dtype, seed=self.config.seed)
@@ -90,3 +92,12 @@ class MLXBackend:
 
         ref = ensure_mlx_model(ref_model) if ref_model is not None else None
         return MLXDPOTrainer(ensure_mlx_model(model), DPOConfig.coerce(config), ref_model=ref, callbacks=callbacks)
+
+
+def _mlx_lm_knows(model_type: str) -> bool:
+    """mlx-lm implements this architecture itself (a public ``mlx_lm.models.<type>`` module)."""
+    import importlib.util
+
+    if not model_type.isidentifier():
+        return False
+    return importlib.util.find_spec(f"mlx_lm.models.{model_type}") is not None

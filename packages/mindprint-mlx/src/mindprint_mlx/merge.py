@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ from safetensors.numpy import save_file
 from mindprint_interfaces import HFTokenizer, MergeVerificationError
 from mindprint_interfaces.fileio import atomic_directory
 from mindprint_interfaces.protocols import PathLike
+from mindprint_kit.merge_check import check_written_tensors
 
 from .loading import load_hf_directory
 from .lora import lora_modules
@@ -102,9 +104,20 @@ def verify(model: MergeSource, directory: Path) -> float:
     return diff
 
 
-def save_merged(model: MergeSource, path: PathLike) -> Path:
+def save_merged(model: MergeSource, path: PathLike, *, _after_write: Callable[[Path], None] | None = None) -> Path:
+    """Merge, write, then check every written tensor against base + delta (recomputed from the live model)
+    and the reloaded logits; ``_after_write`` is a test hook that may corrupt the written directory."""
     target = Path(path)
     with atomic_directory(target) as tmp:
         write_hf_directory(model, tmp, merged_weights(model))
+        if _after_write is not None:
+            _after_write(tmp)
+        expected = merged_weights(model)
+        check_written_tensors(tmp, {k: _const(v) for k, v in expected.items()}, where=f"merged model ({target})")
+        del expected
         verify(model, tmp)
     return target
+
+
+def _const(value: np.ndarray) -> Callable[[], np.ndarray]:
+    return lambda: value

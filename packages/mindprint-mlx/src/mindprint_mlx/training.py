@@ -138,6 +138,9 @@ class MLXTrainerBase(KitTrainer[C, MLXModel]):
         self._model.module.load_weights(list(state.items()), strict=False)
         mx.eval(self._model.module.parameters())
 
+    def _weights_finite(self) -> bool:
+        return all(bool(mx.isfinite(v).all().item()) for _, v in tree_flatten(self._model.module.trainable_parameters()))
+
     def _set_eval(self) -> None:
         self._model.module.eval()
 

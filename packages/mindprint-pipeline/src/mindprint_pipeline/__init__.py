@@ -15,6 +15,7 @@ from .curriculum import (
     Unit,
     UnmatchedPair,
     build_curriculum,
+    id_dirname,
     load_curriculum,
 )
 from .evaluation import DefaultEvaluator, VoiceMarkers, rouge_l_f1
@@ -28,5 +29,5 @@ __all__ = [
     "AttemptResult", "BasePipelineCallback", "Chapter", "ChapterProgress", "CheckpointError", "Curriculum",
     "DPOPipeline", "DefaultEvaluator", "Evaluator", "PipelineCallback", "PipelineConfig", "PipelineInterrupted",
     "PipelineResult", "PipelineState", "Stage", "Topic", "TopicProgress", "Unit", "UnitProgress", "UnmatchedPair",
-    "VoiceMarkers", "build_curriculum", "load_curriculum", "load_state", "rouge_l_f1", "save_state",
+    "VoiceMarkers", "build_curriculum", "id_dirname", "load_curriculum", "load_state", "rouge_l_f1", "save_state",
 ]

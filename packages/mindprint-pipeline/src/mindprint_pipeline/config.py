@@ -30,7 +30,7 @@ from mindprint_interfaces import (
 )
 from mindprint_interfaces.config_base import setting
 from mindprint_interfaces.configs import Device, DType, TrainConfigBase
-from mindprint_interfaces.validation import build, coerce
+from mindprint_interfaces.validation import build, coerce, short
 
 # Keys that do not change what is trained: a resumed run may change them freely.
 NON_TRAINING_KEYS: frozenset[str] = frozenset(
@@ -117,7 +117,7 @@ class PipelineConfig(CurriculumConfig):
             if isinstance(value, Mapping):
                 object.__setattr__(self, name, section.from_dict(value, prefix=f"{name}."))
             elif not isinstance(value, section):
-                raise ConfigError(f"{name}: expected a mapping of keys, got {value!r}", key=name)
+                raise ConfigError(f"{name}: expected a mapping of keys, got {short(value)}", key=name)
         if not self.output_dir:
             raise ConfigError("output_dir: must not be empty", key="output_dir")
         # Derive the per-topic trainer configs now, so a bad combination fails before any work starts.

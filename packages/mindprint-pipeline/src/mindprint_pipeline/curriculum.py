@@ -5,6 +5,12 @@ Order is stable: units, chapters and topics appear in the order of their first r
 file. Preference pairs attach to a topic by their own ``topic_id`` or, without one, by prompt
 match against the topic's SFT prompts; pairs that match no topic are kept in
 :attr:`Curriculum.unmatched_preferences` (reported, not silently dropped).
+
+Topic ids: ``unit/chapter/topic``, three parts separated by ``/``. A part (spaces around it are
+stripped) is 1 to :data:`MAX_ID_PART` characters of any printable Unicode text except ``/`` and
+``\``; it may not be ``.`` or ``..`` and may not hold NUL or other control characters. A record
+breaking this is refused with its file and line. Ids become directory names through
+:func:`id_dirname`, which is injective: two different ids never share a directory.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from mindprint_interfaces.data import (
     load_preference_jsonl,
     load_sft_jsonl,
 )
-from mindprint_interfaces.validation import suggest
+from mindprint_interfaces.validation import short, suggest
 
 SFT_FILE = "sft_data.jsonl"
 PREFERENCE_FILE = "preference_data.jsonl"
@@ -205,11 +211,45 @@ def _required_file(path: Path, what: str) -> Path:
 
 # -- grouping --------------------------------------------------------------------------------------
 
-def split_topic_id(topic_id: str) -> tuple[str, str, str] | None:
+MAX_ID_PART = 100  # characters per part of a topic id
+_MAX_DIRNAME = 120  # longer directory names end in a hash of the id
+
+
+def topic_id_problem(topic_id: str) -> str | None:
+    """Why ``topic_id`` is not a valid ``unit/chapter/topic`` id (None when it is)."""
     parts = [p.strip() for p in topic_id.strip().strip("/").split("/")]
     if len(parts) != 3 or not all(parts):
+        return "must look like 'unit/chapter/topic' (three non-empty parts)"
+    for part in parts:
+        if part in (".", ".."):
+            return f"a part may not be {part!r}"
+        if len(part) > MAX_ID_PART:
+            return f"a part is {len(part)} characters long (at most {MAX_ID_PART})"
+        bad = next((c for c in part if not c.isprintable() or c == "\\"), None)
+        if bad is not None:
+            return f"a part holds the character {bad!r} (NUL, control characters and '\\' are not allowed)"
+    return None
+
+
+def split_topic_id(topic_id: str) -> tuple[str, str, str] | None:
+    if topic_id_problem(topic_id) is not None:
         return None
+    parts = [p.strip() for p in topic_id.strip().strip("/").split("/")]
     return parts[0], parts[1], parts[2]
+
+
+def id_dirname(text: str) -> str:
+    """A directory name for an id (or one part of it), injective: letters, digits (any script), ``_`` and ``-``
+    stay; every other character is ``%XX`` (UTF-8, ``%`` and ``.`` included), so ``.``, ``..`` and ``_`` map
+    to ``%2E``, ``%2E%2E`` and ``_``. Names over 120 characters keep 100 and end in ``~`` + a hash of the text
+    (``~`` never comes out of the escaping)."""
+    out = "".join(c if (c.isalnum() or c in "_-") else "".join(f"%{b:02X}" for b in c.encode("utf-8"))
+                  for c in text)
+    if not out:
+        return "%"  # the empty string (not a valid id part; never produced by another text)
+    if len(out) > _MAX_DIRNAME:
+        out = out[:100] + "~" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return out
 
 
 def canonical_topic_id(topic_id: str) -> str | None:
@@ -234,8 +274,8 @@ def build_curriculum(sft: Sequence[SFTExample], preferences: Sequence[Preference
             continue
         tid = canonical_topic_id(ex.topic_id)
         if tid is None:
-            issues.append(DataIssue(line, "topic_id", f"must look like 'unit/chapter/topic' (three non-empty "
-                                                      f"parts), got {ex.topic_id!r}"))
+            issues.append(DataIssue(line, "topic_id", f"{topic_id_problem(ex.topic_id)}, got "
+                                                      f"{short(ex.topic_id)}"))
             continue
         topics.setdefault(tid, Topic(tid, 0)).sft.append(ex)
     if issues:

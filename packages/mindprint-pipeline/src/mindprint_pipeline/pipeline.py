@@ -18,7 +18,7 @@ This module never imports torch, mlx, transformers or numpy: the backend does al
 from __future__ import annotations
 
 import logging
-import re
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from mindprint_interfaces import Backend, BackendMismatchError, ConfigError, Evaluator, Model, create_backend
-from mindprint_interfaces.fileio import atomic_write_json
+from mindprint_interfaces.fileio import atomic_write_json, recover_tree
 from mindprint_interfaces.registry import BackendRegistry, canonical_name
 
 from .checkpoint import CheckpointError, PipelineState, check_compatible, load_state, save_state
 from .config import PipelineConfig
-from .curriculum import Curriculum, RecordsInput, Topic, load_curriculum
+from .curriculum import Curriculum, RecordsInput, Topic, id_dirname, load_curriculum
 from .evaluation import DefaultEvaluator, check_scores
 from .events import PipelineCallback, PipelineInterrupted, StepForwarder
 from .progress import AttemptResult, ChapterProgress, PipelineResult, TopicProgress, UnitProgress
@@ -52,12 +52,19 @@ def is_mindprint_model(obj: object) -> bool:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text.replace("/", "__")).strip("._") or "topic"
+    """One directory name for a unit or a whole topic id (injective: see :func:`id_dirname`)."""
+    return id_dirname(text)
+
+
+def _truncation(stage: str, metrics: Mapping[str, Any]) -> dict[str, float]:
+    """``sft_truncated`` / ``sft_truncated_longest_chars`` ... of a trainer result (only what was cut)."""
+    keys = ("truncated", "dropped", "truncated_longest_line", "truncated_longest_chars")
+    return {f"{stage}_{k}": float(metrics[k]) for k in keys if metrics.get(k)}
 
 
 def trainer_topic_id(topic_id: str) -> str:
-    """The topic's adapter sub-directory: each part limited to letters, digits, ``_ . -``."""
-    return "/".join(re.sub(r"[^A-Za-z0-9_.-]+", "_", part).strip(".") or "_" for part in topic_id.split("/"))
+    """The topic's adapter sub-directory: one injective directory name per part."""
+    return "/".join(id_dirname(part) for part in topic_id.split("/"))
 
 
 @dataclass
@@ -212,6 +219,8 @@ class DPOPipeline:
     def _start_session(self, curriculum: Curriculum, *, resume: bool,
                        resume_from_checkpoint: str | Path | None = None) -> _Session:
         ckpt = Path(resume_from_checkpoint) if resume_from_checkpoint is not None else self.config.checkpoint_path
+        for root in dict.fromkeys((ckpt, Path(self.config.output_dir))):
+            recover_tree(root)  # finish interrupted saves, drop temporaries of killed runs
         fingerprint = curriculum.fingerprint()
         train_cfg = self.config.training_fingerprint()
         state: PipelineState | None = None
@@ -339,8 +348,9 @@ class DPOPipeline:
                                                   callbacks=[StepForwarder("sft", topic.id, self.callbacks)])
             sft_result = sft.train(topic.sft_records(), adapter_dir=run_dir / "sft" / trainer_topic_id(topic.id))
             result.sft_loss, result.sft_samples = sft_result.final_loss, sft_result.samples_trained
-            if not sft_result.success:
-                result.error = f"SFT failed: {sft_result.error_message}"
+            cut = _truncation("sft", sft_result.metrics)
+            if not sft_result.success or not math.isfinite(sft_result.final_loss):
+                result.error = f"SFT failed: {sft_result.error_message or f'loss {sft_result.final_loss}'}"
                 return result
             model = sft.get_model()
             eval_records = topic.eval_records(cfg.eval_max_records)
@@ -354,15 +364,19 @@ class DPOPipeline:
                                        adapter_dir=run_dir / "dpo" / trainer_topic_id(topic.id))
                 result.dpo_applied = True
                 result.dpo_loss, result.dpo_samples = dpo_result.final_loss, dpo_result.samples_trained
-                if not dpo_result.success:
-                    result.error = f"DPO failed: {dpo_result.error_message}"
+                cut.update(_truncation("dpo", dpo_result.metrics))
+                if not dpo_result.success or not math.isfinite(dpo_result.final_loss):
+                    result.error = f"DPO failed: {dpo_result.error_message or f'loss {dpo_result.final_loss}'}"
                     return result
                 model = dpo.get_model()
                 scores = self.evaluator.evaluate(model, eval_records)
                 accuracy, voice = check_scores(scores, self.evaluator)
             result.accuracy, result.voice = accuracy, voice
-            result.metrics = {k: float(v) for k, v in scores.items()}
+            result.metrics = {k: float(v) for k, v in scores.items()} | cut
             result.score = (accuracy + voice) / 2
+            if not math.isfinite(result.score):  # never carry forward (or pass) what cannot be scored
+                result.error = f"non-finite evaluation score (accuracy {accuracy}, voice {voice})"
+                return result
             result.passed = result.score >= cfg.topic_pass_threshold
             result.adapter_path = str(model.save_adapter(adapter_dir))
             return result

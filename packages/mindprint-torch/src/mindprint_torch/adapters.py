@@ -22,6 +22,9 @@ from mindprint_interfaces.protocols import PathLike
 from mindprint_kit.adapter_files import (
     LoraWeights,
     adapter_config_for,
+    add_base_record,
+    base_record,
+    check_base,
     check_fits,
     check_format,
     convert_adapter,
@@ -144,12 +147,30 @@ def save_adapter(model: PeftHost, path: PathLike, *, format: str = "peft") -> Pa
     check_format(format)
     if not model.has_adapter():
         raise AdapterFormatError("the model has no adapter to save (train it or load one first)")
+    base = base_info(model, live_weights(model))
     if format == "peft":
         with atomic_directory(path) as tmp:
             model.hf_model.save_pretrained(str(tmp), selected_adapters=[ADAPTER_NAME], save_embedding_layers=False)
+            add_base_record(tmp, base)  # what it was trained on (PEFT ignores the extra key)
         return Path(path)
     return write_adapter(path, current_config(model), live_weights(model), format="mlx",
-                         num_model_layers=model.num_layers)
+                         num_model_layers=model.num_layers, base=base)
+
+
+def base_info(model: PeftHost, sites: Any) -> dict[str, Any]:
+    """The base record (:func:`mindprint_kit.adapter_files.base_record`) of this model for the given sites."""
+    layers = model.base_model.model.layers
+    weights = {}
+    for layer, name in sites:
+        if layer < len(layers):
+            try:
+                module = layers[layer].get_submodule(name)
+            except AttributeError:
+                continue
+            weight = getattr(getattr(module, "base_layer", module), "weight", None)
+            if weight is not None:
+                weights[(layer, name)] = weight.detach().float().cpu().numpy()
+    return base_record(str(getattr(model.base_model.config, "model_type", "")), model.num_layers, weights)
 
 
 def module_shapes(model: PeftHost) -> Any:
@@ -177,6 +198,7 @@ def load_adapter(model: PeftHost, path: PathLike) -> None:
 
     config, weights = read_adapter(path)
     check_fits(weights, num_layers=model.num_layers, module_shape=module_shapes(model), where=str(path))
+    check_base(path, base_info(model, weights))  # trained on this base? (override: MINDPRINT_ALLOW_OTHER_BASE=1)
     config = adapter_config_for(config, weights, model.num_layers)
     tensors: dict[LoraKey, torch.Tensor] = {}
     for (layer, module), (a, b) in weights.items():

@@ -10,6 +10,7 @@ import torch
 from mindprint_interfaces import BackendConfig, ConfigError, DPOConfig, SFTConfig
 from mindprint_interfaces.protocols import Model, PathLike, Trainer, TrainerCallback
 from mindprint_kit.methods import create_trainer
+from mindprint_kit.model_dir import check_model_dir
 from mindprint_kit.model_source import resolve_source
 
 from .adapter_manager import PyTorchAdapterManager
@@ -61,6 +62,10 @@ class PyTorchBackend:
                 raise ConfigError(f"model_path: {path} is a file but not a .gguf; pass the model directory", key="model_path")
             source, kwargs["gguf_file"] = str(path.parent), path.name
         else:
+            from transformers import CONFIG_MAPPING
+
+            check_model_dir(path, known_model_type=lambda t: t in CONFIG_MAPPING)  # no pickle, no remote code
+            kwargs["use_safetensors"] = True
             source = str(path)
         tok_source = str(tokenizer_path) if tokenizer_path is not None else source
         tok_kwargs = {"gguf_file": kwargs["gguf_file"]} if "gguf_file" in kwargs and tokenizer_path is None else {}

@@ -3,7 +3,8 @@
 ``save_merged`` never touches the live model: it copies it to the CPU in fp32, merges the LoRA
 adapter into the copy, makes every tensor contiguous, writes safetensors + tokenizer into a
 temporary directory, reloads that directory with plain transformers and compares logits on a
-fixed probe batch against the *unmerged* fp32 copy. Only when the merged model and the reloaded
+fixed probe batch against the *unmerged* fp32 copy, and checks every written tensor against base +
+the adapter's delta computed from the live model (:mod:`mindprint_kit.merge_check`). Only when the merged model and the reloaded
 one both agree (within ``tolerance``) is the directory moved into place; otherwise
 :class:`MergeVerificationError` is raised and nothing is written at ``path``.
 """
@@ -21,6 +22,7 @@ from mindprint_interfaces import HFTokenizer, MergeVerificationError
 from mindprint_interfaces.data import Message, render_prompt
 from mindprint_interfaces.fileio import atomic_directory
 from mindprint_interfaces.protocols import PathLike
+from mindprint_kit.merge_check import check_written_tensors
 
 
 class MergeSource(Protocol):
@@ -100,6 +102,45 @@ def merged_cpu_copy(model: MergeSource) -> tuple[Any, torch.Tensor, torch.Tensor
     return work, ids, mask, reference
 
 
+def expected_tensors(model: MergeSource) -> tuple[dict[str, Callable[[], Any]], set[str]]:
+    """What each tensor of the merged model must be, from the live model (untouched by the merge): the base
+    weight plus ``scaling * B @ A`` for every LoRA site, computed here (not by PEFT); and the names that may
+    be absent (a tied LM head)."""
+    live = model.hf_model
+    state = live.state_dict()  # references, no copy
+    lora: dict[str, dict[str, Any]] = {}
+    base: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if ".lora_A." in key or ".lora_B." in key:
+            prefix, _, rest = key.partition(".lora_")
+            kind, adapter = rest.split(".")[0], rest.split(".")[1]
+            lora.setdefault(prefix, {})[kind] = value
+            lora[prefix]["adapter"] = adapter
+            continue
+        base[key.removeprefix("base_model.model.").replace(".base_layer.", ".")] = value
+
+    def plain(value: torch.Tensor) -> Callable[[], Any]:
+        return lambda: value.detach().to(device="cpu", dtype=torch.float32).numpy()
+
+    out: dict[str, Callable[[], Any]] = {name: plain(value) for name, value in base.items()}
+    for prefix, parts in lora.items():
+        layer = live.get_submodule(prefix)
+        scale = float(layer.scaling[parts["adapter"]])
+        fan_in_fan_out = bool(getattr(layer, "fan_in_fan_out", False))
+        name = prefix.removeprefix("base_model.model.") + ".weight"
+        weight = base[name]
+
+        def merged(w: torch.Tensor = weight, a: torch.Tensor = parts["A"], b: torch.Tensor = parts["B"],
+                   s: float = scale, t: bool = fan_in_fan_out) -> Any:
+            with torch.no_grad():
+                delta = b.detach().cpu().float() @ a.detach().cpu().float()
+                return (w.detach().cpu().float() + s * (delta.T if t else delta)).numpy()
+
+        out[name] = merged
+    optional = {"lm_head.weight"} if getattr(live.config, "tie_word_embeddings", False) else set()
+    return out, optional
+
+
 def save_merged(model: MergeSource, path: PathLike, *,
                 _after_merge: Callable[[Any], None] | None = None,
                 _after_write: Callable[[Path], None] | None = None) -> Path:
@@ -122,6 +163,8 @@ def save_merged(model: MergeSource, path: PathLike, *,
         del merged
         if _after_write is not None:
             _after_write(tmp)
+        expected, optional = expected_tensors(model)
+        check_written_tensors(tmp, expected, optional=optional, where=f"merged model ({target})")
         reloaded = AutoModelForCausalLM.from_pretrained(str(tmp), dtype=torch.float32)
         _compare(reference, _logits(reloaded, ids, mask), f"reloaded model ({target})")
         del reloaded

@@ -175,6 +175,10 @@ class PyTorchTrainerBase(KitTrainer[C, PyTorchModel]):
                 if name in params:
                     params[name].copy_(value)
 
+    def _weights_finite(self) -> bool:
+        with torch.no_grad():
+            return all(bool(torch.isfinite(p).all()) for p in self._model.hf_model.parameters() if p.requires_grad)
+
     def _set_eval(self) -> None:
         self._model.hf_model.eval()
 
@@ -188,8 +192,12 @@ class PyTorchTrainerBase(KitTrainer[C, PyTorchModel]):
         return isinstance(exc, (MemoryError, torch.OutOfMemoryError))
 
     def _train_steps(self, prepared: Prepared[Any], progress: RunProgress, checkpoint: Callable[[], None]) -> None:
+        def on_checkpoint(step: int) -> None:
+            progress.global_step = step  # the kit needs the step of a save (the rest is filled in at the end)
+            checkpoint()
+
         bridge = ProgressBridge(self.callbacks, save_steps=self.config.save_steps,
-                                on_checkpoint=lambda step: checkpoint(), history=progress.history)
+                                on_checkpoint=on_checkpoint, history=progress.history)
         trainer: Any = None
         try:
             with quiet_datasets():

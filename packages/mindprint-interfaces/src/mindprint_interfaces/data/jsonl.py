@@ -18,11 +18,13 @@ def read_jsonl(path: str | Path, *, allow_empty: bool = False) -> list[tuple[int
         raise DataValidationError(str(p), [DataIssue(0, "", "file not found")])
     issues: list[DataIssue] = []
     rows: list[tuple[int, Any]] = []
-    with p.open("r", encoding="utf-8") as fh:
-        try:
-            lines = fh.read().split("\n")
-        except UnicodeDecodeError as exc:
-            raise DataValidationError(str(p), [DataIssue(0, "", f"not UTF-8 text ({exc.reason})")]) from None
+    data = p.read_bytes()
+    try:
+        lines = data.decode("utf-8-sig").split("\n")  # a UTF-8 byte-order mark is fine
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise DataValidationError(str(p), [DataIssue(line, "", f"not UTF-8 text ({exc.reason}, byte "
+                                                              f"0x{data[exc.start]:02x})")]) from None
     if lines and lines[-1] == "":
         lines.pop()  # trailing newline
     for number, text in enumerate(lines, start=1):
@@ -30,14 +32,30 @@ def read_jsonl(path: str | Path, *, allow_empty: bool = False) -> list[tuple[int
             issues.append(DataIssue(number, "", "blank line"))
             continue
         try:
-            rows.append((number, json.loads(text)))
+            rows.append((number, json.loads(text, object_pairs_hook=_no_duplicates)))
         except json.JSONDecodeError as exc:
             issues.append(DataIssue(number, "", f"invalid JSON: {exc.msg} (column {exc.colno})"))
+        except _DuplicateKey as exc:
+            issues.append(DataIssue(number, str(exc)[:60], "key appears twice in one object (JSON would silently "
+                                                          "keep the last)"))
     if issues:
         raise DataValidationError(str(p), issues)
     if not rows and not allow_empty:
         raise DataValidationError(str(p), [DataIssue(0, "", "file is empty")])
     return rows
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
 
 
 def load_sft_jsonl(path: str | Path) -> list[SFTExample]:

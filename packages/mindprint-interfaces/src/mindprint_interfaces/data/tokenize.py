@@ -49,6 +49,40 @@ class TokenizedData(Generic[T]):
     examples: list[T]
     truncated: int = 0
     dropped: list[DataIssue] = field(default_factory=list)
+    over_length: int = 0  # records longer than max_length (truncated, dropped or rejected)
+    longest_line: int = 0  # the longest of them: its line and its length in characters
+    longest_chars: int = 0
+
+    def note_truncated(self, line: int, chars: int) -> None:
+        self.over_length += 1
+        if chars > self.longest_chars:
+            self.longest_line, self.longest_chars = line, chars
+
+
+# Tokenising only what can be kept: a text far longer than the tokens still wanted is encoded by its prefix.
+# A token rarely covers more than a few characters, so (need + margin) * 16 characters nearly always hold the
+# tokens wanted; when they do not, the prefix grows 4x at a time (the cost stays within a small factor of the kept
+# length). The margin keeps the cut far from the tokens kept (BPE merges are local).
+_CHARS_PER_TOKEN = 16
+_MARGIN = 16
+
+
+def encode_prefix(tokenizer: Tokenizer, text: str, need: int | None) -> tuple[list[int], bool]:
+    """``tokenizer.encode(text)``, or the ids of a prefix holding at least ``need`` tokens (True: the text was cut).
+
+    The first ``need`` ids are those of the whole text; ``need=None`` encodes everything.
+    """
+    if need is None:
+        return tokenizer.encode(text), False
+    if need <= 0:
+        return [], bool(text)
+    limit = (need + _MARGIN) * _CHARS_PER_TOKEN
+    while len(text) > limit:
+        ids = tokenizer.encode(text[:limit])
+        if len(ids) >= need + _MARGIN:
+            return ids[:need + _MARGIN], True
+        limit *= 4
+    return tokenizer.encode(text), False
 
 
 def _check_prefix(longer: str, shorter: str, line: int) -> None:
@@ -59,28 +93,49 @@ def _check_prefix(longer: str, shorter: str, line: int) -> None:
             "so completion tokens cannot be located")])
 
 
-def render_prompt(tokenizer: Tokenizer, messages: Sequence[Message]) -> list[int]:
-    """Ids of a prompt ready for generation (chat template + generation prompt when available)."""
+def render_prompt(tokenizer: Tokenizer, messages: Sequence[Message], *, budget: int | None = None) -> list[int]:
+    """Ids of a prompt ready for generation (chat template + generation prompt when available).
+
+    With ``budget``, at most about that many tokens are encoded (the rest of an over-long prompt is not kept).
+    """
     if tokenizer.has_chat_template:
-        return tokenizer.encode(tokenizer.apply_chat_template(list(messages), add_generation_prompt=True))
+        return encode_prefix(tokenizer, tokenizer.apply_chat_template(list(messages), add_generation_prompt=True),
+                             budget)[0]
     ids = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     for m in messages:
-        ids += tokenizer.encode(m["content"] + "\n")
+        ids += encode_prefix(tokenizer, m["content"] + "\n", None if budget is None else budget - len(ids))[0]
     return ids
 
 
-def conversation_segments(tokenizer: Tokenizer, messages: Sequence[Message], line: int = 0) -> list[tuple[list[int], bool]]:
-    """Split a conversation into (ids, is_assistant_completion) segments."""
+def conversation_segments(tokenizer: Tokenizer, messages: Sequence[Message], line: int = 0, *,
+                          budget: int | None = None) -> list[tuple[list[int], bool]]:
+    """Split a conversation into (ids, is_assistant_completion) segments.
+
+    With ``budget``, encoding stops once that many tokens are there (the rest could not be kept anyway).
+    """
     segments: list[tuple[list[int], bool]] = []
+    total = 0
+
+    def add(text: str, is_completion: bool, tail: Sequence[int] = ()) -> None:
+        nonlocal total
+        need = None if budget is None else budget - total
+        ids, cut = encode_prefix(tokenizer, text, need)
+        if not cut:
+            ids = ids + list(tail)
+        if ids:
+            segments.append((ids, is_completion))
+            total += len(ids)
+
     if not tokenizer.has_chat_template:
         if tokenizer.bos_token_id is not None:
             segments.append(([tokenizer.bos_token_id], False))
+            total += 1
         for m in messages:
             if m["role"] == "assistant":
                 eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-                segments.append((tokenizer.encode(m["content"]) + eos, True))
+                add(m["content"], True, eos)
             else:
-                segments.append((tokenizer.encode(m["content"] + "\n"), False))
+                add(m["content"] + "\n", False)
         return segments
     done = ""
     for i, m in enumerate(messages):
@@ -91,25 +146,34 @@ def conversation_segments(tokenizer: Tokenizer, messages: Sequence[Message], lin
         _check_prefix(before, done, line)
         _check_prefix(upto, before, line)
         if before[len(done):]:
-            segments.append((tokenizer.encode(before[len(done):]), False))
-        segments.append((tokenizer.encode(upto[len(before):]), True))
+            add(before[len(done):], False)
+        add(upto[len(before):], True)
         done = upto
     rest = tokenizer.apply_chat_template(list(messages))
     _check_prefix(rest, done, line)
     if rest[len(done):].strip():
-        segments.append((tokenizer.encode(rest[len(done):]), False))
+        add(rest[len(done):], False)
     return segments
 
 
-def completion_ids(tokenizer: Tokenizer, prompt: Sequence[Message], answer: str, line: int = 0) -> list[int]:
-    """Ids of ``answer`` as the assistant turn following ``prompt`` (including end-of-turn tokens)."""
+def completion_ids(tokenizer: Tokenizer, prompt: Sequence[Message], answer: str, line: int = 0, *,
+                   budget: int | None = None) -> list[int]:
+    """Ids of ``answer`` as the assistant turn following ``prompt`` (including end-of-turn tokens).
+
+    With ``budget``, at most about that many tokens are encoded.
+    """
     if not tokenizer.has_chat_template:
         eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-        return tokenizer.encode(answer) + eos
+        ids, cut = encode_prefix(tokenizer, answer, budget)
+        return ids if cut else ids + eos
     before = tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True)
     full = tokenizer.apply_chat_template([*prompt, Message(role="assistant", content=answer)])
     _check_prefix(full, before, line)
-    return tokenizer.encode(full[len(before):])
+    return encode_prefix(tokenizer, full[len(before):], budget)[0]
+
+
+def _chars(messages: Sequence[Message]) -> int:
+    return sum(len(m["content"]) for m in messages)
 
 
 def tokenize_sft(tokenizer: Tokenizer, examples: Sequence[SFTExample], *, max_length: int,
@@ -121,11 +185,13 @@ def tokenize_sft(tokenizer: Tokenizer, examples: Sequence[SFTExample], *, max_le
     for ex in examples:
         ids: list[int] = []
         labels: list[int] = []
-        for seg, is_completion in conversation_segments(tokenizer, ex.messages, ex.line):
+        for seg, is_completion in conversation_segments(tokenizer, ex.messages, ex.line, budget=max_length + 1):
             ids += seg
             labels += seg if (is_completion or not completion_only_loss) else [IGNORE_INDEX] * len(seg)
         if len(ids) > max_length:
-            issue = DataIssue(ex.line, "messages", f"{len(ids)} tokens exceed max_length={max_length}")
+            out.note_truncated(ex.line, _chars(ex.messages))
+            issue = DataIssue(ex.line, "messages", f"more than max_length={max_length} tokens "
+                                                   f"({_chars(ex.messages)} characters)")
             if truncation == "error":
                 errors.append(issue)
                 continue
@@ -154,12 +220,15 @@ def tokenize_preferences(tokenizer: Tokenizer, pairs: Sequence[PreferencePair], 
     out = TokenizedData[TokenizedPair]([])
     errors: list[DataIssue] = []
     for pair in pairs:
-        prompt = render_prompt(tokenizer, pair.prompt)
-        chosen = completion_ids(tokenizer, pair.prompt, pair.chosen, pair.line)
-        rejected = completion_ids(tokenizer, pair.prompt, pair.rejected, pair.line)
+        prompt = render_prompt(tokenizer, pair.prompt, budget=max_length + 1)
+        room = max(max_length - len(prompt), 0) + 1
+        chosen = completion_ids(tokenizer, pair.prompt, pair.chosen, pair.line, budget=room)
+        rejected = completion_ids(tokenizer, pair.prompt, pair.rejected, pair.line, budget=room)
         longest = len(prompt) + max(len(chosen), len(rejected))
         if longest > max_length:
-            issue = DataIssue(pair.line, "prompt", f"{longest} tokens exceed max_length={max_length}")
+            chars = _chars(pair.prompt) + max(len(pair.chosen), len(pair.rejected))
+            out.note_truncated(pair.line, chars)
+            issue = DataIssue(pair.line, "prompt", f"more than max_length={max_length} tokens ({chars} characters)")
             if truncation == "error":
                 errors.append(issue)
                 continue
