@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mindprint_interfaces import BackendConfig, DPOConfig, SFTConfig
+from mindprint_interfaces import BackendConfig, DPOConfig, QuantizationConfig, SFTConfig
 from mindprint_interfaces.protocols import Model, PathLike, Trainer, TrainerCallback
 from mindprint_kit.methods import create_trainer
 
@@ -51,15 +51,24 @@ class MLXBackend:
         return self._adapter_manager
 
     def load_model(self, model_path: PathLike, tokenizer_path: PathLike | None = None,
-                   adapter_path: PathLike | None = None) -> "MLXModel":
+                   adapter_path: PathLike | None = None,
+                   quantization: QuantizationConfig | Mapping[str, Any] | None = None) -> "MLXModel":
+        """Load a local HF / mlx-lm directory. ``quantization={"bits": 4}`` quantizes a full-precision base on
+        load (mlx-lm's affine quantization, as ``mlx_lm.convert -q``); a quantized directory loads as it is."""
+        from . import quantization as quant
         from .loading import load_hf_directory
         from .model import MLXModel
 
+        request = QuantizationConfig.coerce(quantization) if quantization is not None else None
         mpath = Path(model_path).expanduser()
         tpath = Path(tokenizer_path).expanduser() if tokenizer_path is not None else None
         module, tokenizer, hf_config = load_hf_directory(mpath, tpath, self._device_manager.mx_dtype)
+        resolved, quantize_now = quant.resolve(hf_config, request)
+        if quantize_now and resolved is not None:
+            hf_config = quant.quantize(module, hf_config, resolved)
         model = MLXModel(module, tokenizer, model_path=mpath, tokenizer_path=tpath or mpath, hf_config=hf_config,
                          device=self._device_manager.device, dtype=self._device_manager.dtype, seed=self.config.seed)
+        model.quantization = resolved
         if adapter_path is not None:
             model.load_adapter(adapter_path)
         return model

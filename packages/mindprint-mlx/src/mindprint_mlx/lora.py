@@ -20,6 +20,9 @@ from mlx_lm.tuner.utils import linear_to_lora_layers
 from mindprint_interfaces import AdapterConfig, AdapterFormatError
 from mindprint_interfaces.adapter_format import module_path
 
+# The linears LoRA can sit on: full precision, or an mlx-lm quantized base (QLoRA; LoRALinear handles both).
+LINEAR_TYPES = (nn.Linear, nn.QuantizedLinear)
+
 LoraSite = tuple[int, str]  # (layer index, module path inside the block, e.g. "self_attn.q_proj")
 
 
@@ -51,7 +54,7 @@ def apply_lora(model: nn.Module, config: AdapterConfig, seed: int) -> None:
     keys = [module_path(t) for t in sorted(config.target_modules)]
     for key in keys:
         block_modules = dict(model.layers[layers[0]].named_modules())
-        if key not in block_modules or not isinstance(block_modules[key], nn.Linear):
+        if key not in block_modules or not isinstance(block_modules[key], LINEAR_TYPES):
             raise AdapterFormatError(f"target module {key!r} is not a linear layer of this model")
     mx.random.seed(seed)
     if layers == list(range(num_layers - len(layers), num_layers)):
