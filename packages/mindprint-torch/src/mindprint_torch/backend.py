@@ -8,10 +8,11 @@ from typing import Any
 
 import torch
 
-from mindprint_interfaces import BackendConfig, ConfigError, DPOConfig, SFTConfig
+from mindprint_interfaces import BackendConfig, ConfigError, DPOConfig, QuantizationConfig, SFTConfig
 from mindprint_interfaces.protocols import Model, PathLike, Trainer, TrainerCallback
 from mindprint_kit.methods import create_trainer
 
+from . import quantization as quant
 from .adapter_manager import PyTorchAdapterManager
 from .adapters import load_adapter
 from .device import PyTorchDeviceManager
@@ -46,14 +47,25 @@ class PyTorchBackend:
         return self._adapter_manager
 
     def load_model(self, model_path: PathLike, tokenizer_path: PathLike | None = None,
-                   adapter_path: PathLike | None = None) -> PyTorchModel:
-        """Load an HF directory (or a local ``.gguf`` file) on this backend's device and dtype."""
+                   adapter_path: PathLike | None = None,
+                   quantization: QuantizationConfig | Mapping[str, Any] | None = None) -> PyTorchModel:
+        """Load an HF directory (or a local ``.gguf`` file) on this backend's device and dtype.
+
+        ``quantization={"bits": 4}`` loads the base with bitsandbytes (NF4 by default, FP4 or 8-bit on request)
+        and prepares it for k-bit training as PEFT documents (QLoRA); needs ``mindprint-torch[quantization]``."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = Path(model_path)
         if not path.exists():
             raise ConfigError(f"model_path: {path} does not exist (mindprint never downloads implicitly)", key="model_path")
         kwargs: dict[str, Any] = {"dtype": self._device_manager.torch_dtype}
+        request = QuantizationConfig.coerce(quantization).for_backend(self.name) if quantization is not None else None
+        if request is not None:
+            if path.is_file():
+                raise ConfigError("quantization: a .gguf file is dequantized on load; quantize its HF directory "
+                                  "instead", key="quantization")
+            kwargs["quantization_config"] = quant.bnb_config(request, self._device_manager.torch_dtype)
+            kwargs["device_map"] = {"": self._device_manager.torch_device}
         if path.is_file():
             if path.suffix != ".gguf":
                 raise ConfigError(f"model_path: {path} is a file but not a .gguf; pass the model directory", key="model_path")
@@ -68,9 +80,13 @@ class PyTorchBackend:
             hf_model.hf_quantizer = None  # dequantised to self.dtype; the Trainer refuses "quantized" models
             if hasattr(hf_model.config, "quantization_config"):
                 del hf_model.config.quantization_config
-        hf_model.to(self._device_manager.torch_device)
+        if request is None:
+            hf_model.to(self._device_manager.torch_device)
+        else:
+            hf_model = quant.prepare(hf_model)
         hf_model.eval()
         model = PyTorchModel(hf_model, tokenizer, name_or_path=str(path))
+        model.quantization = request
         if adapter_path is not None:
             load_adapter(model, adapter_path)
         return model
