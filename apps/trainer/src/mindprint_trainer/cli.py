@@ -69,6 +69,8 @@ def _common(p: argparse.ArgumentParser, *, config: bool = True, model: bool = Tr
     if model:
         g.add_argument("-m", "--model", metavar="PATH", help='model directory ("smollm2" = bundled SmolLM2-135M-Instruct)')
         g.add_argument("-a", "--adapter", metavar="DIR", help="adapter to load on top of the model (PEFT or mlx-lm)")
+        g.add_argument("--quantize", type=int, choices=(4, 8), metavar="BITS",
+                       help="QLoRA: load the base quantized to 4 or 8 bits (model.quantization)")
 
 
 def _output(p: argparse.ArgumentParser) -> None:
