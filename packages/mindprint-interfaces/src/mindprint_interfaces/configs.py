@@ -115,6 +115,9 @@ class TrainConfigBase(ConfigBase):
     adam_beta1: float = setting(0.9, "AdamW beta1", hf="adam_beta1")
     adam_beta2: float = setting(0.999, "AdamW beta2", hf="adam_beta2")
     adam_epsilon: float = setting(1e-8, "AdamW epsilon", hf="adam_epsilon")
+    gradient_checkpointing: bool = setting(
+        False, "recompute each decoder layer's activations in the backward pass (less memory, same numbers, slower)",
+        hf="gradient_checkpointing")
 
     _aliases: ClassVar[Mapping[str, str]] = {
         "lr": "learning_rate",
