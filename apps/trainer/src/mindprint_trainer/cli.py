@@ -144,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     _output(p)
     p.add_argument("--quick", action="store_true", help="fewer steps (a smoke run)")
 
+    from . import plan
+
+    plan.add_parser(sub)
+
     p = sub.add_parser("bench", help="benchmark both backends against raw TRL / mlx-lm (from a source checkout)",
                        add_help=False)
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for tools/bench (see: mindprint bench --help)")
@@ -167,6 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not debug:
         _quiet_libraries()
     try:
+        if args.command == "plan":
+            from . import plan as plan_command
+
+            return plan_command.run(args)
         from .commands import dispatch
 
         if getattr(args, "nproc", 1) > 1 or getattr(args, "nproc", 1) < 1:
