@@ -17,6 +17,8 @@ def _extra(args: argparse.Namespace) -> dict[str, Any]:
         model["path"] = args.model
     if getattr(args, "adapter", None):
         model["adapter"] = args.adapter
+    if getattr(args, "quantize", None):
+        model["quantization"] = {"bits": args.quantize}
     if model:
         extra["model"] = model
     if getattr(args, "output_dir", None):

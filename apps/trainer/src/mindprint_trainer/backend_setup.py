@@ -4,6 +4,9 @@ Shared by the single-stage commands, ``mindprint train`` and ``mindprint demo``.
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 from mindprint_interfaces import Backend, BackendNotFoundError, ConfigError, Model, create_backend
 from mindprint_interfaces.registry import ENV_VAR, KNOWN_BACKENDS, BackendRegistry, canonical_name
 
@@ -37,6 +40,17 @@ def make_backend(cfg: TrainerConfig) -> Backend:
 
 def load_model(backend: Backend, cfg: TrainerConfig) -> Model:
     path = resolve_model_path(cfg.model.path)
+    if cfg.model.quantization is not None:
+        return load_quantized(backend, path, cfg)
     if cfg.model.adapter:
         return backend.load_model(path, adapter_path=cfg.model.adapter)
     return backend.load_model(path)
+
+
+def load_quantized(backend: Backend, path: Any, cfg: TrainerConfig) -> Model:
+    """``model.quantization``: the backends that support it take ``quantization=`` in ``load_model``."""
+    loader: Any = backend.load_model
+    if "quantization" not in inspect.signature(loader).parameters:
+        raise ConfigError(f"the {backend.name} backend cannot load a quantized base", key="model.quantization")
+    model: Model = loader(path, adapter_path=cfg.model.adapter, quantization=cfg.model.quantization)
+    return model

@@ -69,6 +69,8 @@ def _common(p: argparse.ArgumentParser, *, config: bool = True, model: bool = Tr
     if model:
         g.add_argument("-m", "--model", metavar="PATH", help='model directory ("smollm2" = bundled SmolLM2-135M-Instruct)')
         g.add_argument("-a", "--adapter", metavar="DIR", help="adapter to load on top of the model (PEFT or mlx-lm)")
+        g.add_argument("--quantize", type=int, choices=(4, 8), metavar="BITS",
+                       help="QLoRA: load the base quantized to 4 or 8 bits (model.quantization)")
 
 
 def _output(p: argparse.ArgumentParser) -> None:
@@ -152,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     _report_to(p)
     p.add_argument("--quick", action="store_true", help="fewer steps (a smoke run)")
 
+    from . import plan
+
+    plan.add_parser(sub)
+
     p = sub.add_parser("bench", help="benchmark both backends against raw TRL / mlx-lm (from a source checkout)",
                        add_help=False)
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for tools/bench (see: mindprint bench --help)")
@@ -191,6 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not debug:
         _quiet_libraries()
     try:
+        if args.command == "plan":
+            from . import plan as plan_command
+
+            return plan_command.run(args)
         from .commands import dispatch
 
         if getattr(args, "nproc", 1) > 1 or getattr(args, "nproc", 1) < 1:

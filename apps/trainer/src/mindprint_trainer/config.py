@@ -39,7 +39,7 @@ from mindprint_interfaces import (
     SFTConfig,
 )
 from mindprint_interfaces.config_base import ConfigBase, setting
-from mindprint_interfaces.configs import DEVICES, DTYPES, Device, DType
+from mindprint_interfaces.configs import DEVICES, DTYPES, Device, DType, QuantizationConfig
 from mindprint_interfaces.registry import ENV_VAR, canonical_name
 from mindprint_interfaces.validation import short, suggest
 
@@ -79,6 +79,8 @@ class ModelSection(ConfigBase):
 
     path: str = setting("smollm2", 'a Hugging Face model directory; "smollm2" = the bundled SmolLM2-135M-Instruct')
     adapter: str | None = setting(None, "an adapter to start from (PEFT or mlx-lm layout)")
+    quantization: QuantizationConfig | None = setting(
+        None, "a quantized (QLoRA) base: {bits: 4|8, mode, group_size, ...}; null = full precision (--quantize 4)")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from .configs import (
     CurriculumConfig,
     DPOConfig,
     GenerationConfig,
+    QuantizationConfig,
     SFTConfig,
     TrainConfigBase,
 )
@@ -49,7 +50,7 @@ __all__ = [
     "BackendNotFoundError", "BackendRegistry", "BackendSpec", "BaseCallback", "ConfigBase", "ConfigError",
     "CurriculumConfig", "DPOConfig", "DataIssue", "DataValidationError", "DeviceManager", "DeviceUnavailableError",
     "Evaluator", "FieldDoc", "ForwardOutput", "Generation",
-    "GenerationConfig", "HFTokenizer", "MergeVerificationError", "MindprintError", "Model", "SFTConfig", "Tokenizer", "Trainer",
+    "GenerationConfig", "HFTokenizer", "MergeVerificationError", "MindprintError", "Model", "QuantizationConfig", "SFTConfig", "Tokenizer", "Trainer",
     "TrainConfigBase", "TrainerCallback", "TrainingError", "TrainingResult", "create_backend", "field_docs",
     "resolve_backend_name",
 ]

@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_TARGET_MODULES", "DEVICES", "DTYPES", "AdapterConfig", "BackendConfig", "ConfigBase", "CurriculumConfig",
     "DPOConfig", "DType", "Device", "FieldDoc", "GenerationConfig", "LRScheduler", "LossType", "Reference",
     "SFTConfig", "TrainConfigBase", "Truncation", "field_docs", "setting",
+    "QuantMode", "QuantizationConfig",
 ]
 
 
@@ -114,6 +115,9 @@ class TrainConfigBase(ConfigBase):
     adam_beta1: float = setting(0.9, "AdamW beta1", hf="adam_beta1")
     adam_beta2: float = setting(0.999, "AdamW beta2", hf="adam_beta2")
     adam_epsilon: float = setting(1e-8, "AdamW epsilon", hf="adam_epsilon")
+    gradient_checkpointing: bool = setting(
+        False, "recompute each decoder layer's activations in the backward pass (less memory, same numbers, slower)",
+        hf="gradient_checkpointing")
 
     _aliases: ClassVar[Mapping[str, str]] = {
         "lr": "learning_rate",
@@ -257,3 +261,79 @@ class CurriculumConfig(ConfigBase):
         check(self.eval_max_records is None or self.eval_max_records > 0, "eval_max_records",
               f"must be > 0 or null, got {self.eval_max_records}")
 
+
+
+QuantMode = Literal["auto", "affine", "nf4", "fp4", "int8"]
+QUANT_BITS: tuple[int, ...] = (4, 8)
+MLX_GROUP_SIZES: tuple[int, ...] = (32, 64, 128)
+BNB_4BIT_BLOCKSIZE = 64  # bitsandbytes' 4-bit block size (transformers' BitsAndBytesConfig has no setting for it)
+
+
+@dataclass(frozen=True)
+class QuantizationConfig(ConfigBase):
+    """A quantized (QLoRA) base: the frozen base weights in ``bits`` bits, LoRA on top in full precision.
+
+    One request for both backends: ``load_model(path, quantization={"bits": 4})``, ``model.quantization``
+    in the app's YAML, ``--quantize 4`` on the command line. ``mode: auto`` picks each backend's own
+    scheme (MLX: affine with ``group_size`` 64, as ``mlx_lm.convert -q``; torch: bitsandbytes NF4 for 4 bits,
+    LLM.int8 for 8). Fields only one backend can honour are refused by the other
+    (:meth:`for_backend`), naming the field, because the numbers would differ.
+    """
+
+    bits: int = setting(4, "bits per base weight: 4 or 8", hf="load_in_4bit / load_in_8bit")
+    mode: QuantMode = setting(
+        "auto", "auto: the backend's own (MLX affine, torch nf4 / int8); affine: MLX; nf4, fp4 (4 bits), "
+                "int8 (8 bits): torch bitsandbytes", hf="bnb_4bit_quant_type")
+    group_size: int | None = setting(
+        None, "weights sharing one scale: MLX 32, 64 (default) or 128; torch 4-bit: 64 only (bitsandbytes)")
+    compute_dtype: DType = setting(
+        "auto", "dtype of the matmuls on the dequantized weights; auto: the backend dtype (torch only; MLX "
+                "computes in the model dtype)", hf="bnb_4bit_compute_dtype")
+    double_quant: bool = setting(False, "quantize the quantization constants too (torch 4-bit only)",
+                                 hf="bnb_4bit_use_double_quant")
+
+    _aliases: ClassVar[Mapping[str, str]] = {"quant_type": "mode", "nbits": "bits"}
+
+    def __post_init__(self) -> None:
+        check(self.bits in QUANT_BITS, "quantization.bits", f"must be 4 or 8, got {self.bits}")
+        check(self.mode not in ("nf4", "fp4") or self.bits == 4, "quantization.mode",
+              f"{self.mode} is a 4-bit format, but bits is {self.bits}")
+        check(self.mode != "int8" or self.bits == 8, "quantization.mode", f"int8 needs bits: 8, got {self.bits}")
+        check(self.group_size is None or self.group_size > 0, "quantization.group_size",
+              f"must be > 0, got {self.group_size}")
+        check(not self.double_quant or self.bits == 4, "quantization.double_quant", "applies to 4-bit only")
+
+    @property
+    def label(self) -> str:
+        """``4-bit nf4`` / ``8-bit affine (group 64)``: for logs and run records."""
+        group = f" (group {self.group_size})" if self.group_size else ""
+        return f"{self.bits}-bit {self.mode}{group}"
+
+    def for_backend(self, backend: str) -> QuantizationConfig:
+        """This request resolved for ``backend`` ("mlx" or "pytorch"): ``mode``/``group_size`` filled in;
+        a field that backend cannot honour raises ConfigError naming it."""
+        if backend == "mlx":
+            check(self.mode in ("auto", "affine"), "quantization.mode",
+                  f"{self.mode!r} is a bitsandbytes format (PyTorch backend); MLX quantizes affine "
+                  "(mode: affine or auto)")
+            mlx_group = 64 if self.group_size is None else self.group_size
+            check(mlx_group in MLX_GROUP_SIZES, "quantization.group_size",
+                  f"MLX supports group sizes {', '.join(map(str, MLX_GROUP_SIZES))}, got {mlx_group}")
+            check(self.compute_dtype == "auto", "quantization.compute_dtype",
+                  "MLX computes quantized layers in the model dtype: set backend.dtype instead")
+            check(not self.double_quant, "quantization.double_quant", "is a bitsandbytes option (PyTorch backend)")
+            return self.replace(mode="affine", group_size=mlx_group)
+        if backend == "pytorch":
+            check(self.mode != "affine", "quantization.mode",
+                  "affine is MLX's format; the PyTorch backend quantizes with bitsandbytes (nf4, fp4, int8)")
+            mode = self.mode if self.mode != "auto" else ("nf4" if self.bits == 4 else "int8")
+            if self.bits == 4:
+                check(self.group_size in (None, BNB_4BIT_BLOCKSIZE), "quantization.group_size",
+                      f"bitsandbytes 4-bit uses blocks of {BNB_4BIT_BLOCKSIZE}, got {self.group_size}")
+                group: int | None = BNB_4BIT_BLOCKSIZE
+            else:
+                check(self.group_size is None, "quantization.group_size",
+                      "bitsandbytes 8-bit (LLM.int8) scales per row; group_size does not apply")
+                group = None
+            return self.replace(mode=mode, group_size=group)
+        return self

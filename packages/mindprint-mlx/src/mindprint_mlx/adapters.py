@@ -29,6 +29,7 @@ from mindprint_kit.adapter_files import (
 )
 
 from .lora import lora_modules, set_lora_weights
+from .quantization import logical_shape
 
 __all__ = ["convert_adapter", "live_weights", "load_adapter", "read_adapter", "save_adapter", "write_adapter"]
 
@@ -63,8 +64,7 @@ def module_shapes(module: nn.Module) -> Any:
         base: Any = getattr(found, "linear", found)
         if base is None or not hasattr(base, "weight"):
             return f"module {name!r} not found in the base model"
-        out_dim, in_dim = base.weight.shape
-        return int(in_dim), int(out_dim)
+        return logical_shape(base)  # a quantized base packs its weight: use the layer's logical dims
     return shape
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from mindprint_interfaces import BackendConfig, DPOConfig, SFTConfig
+from mindprint_interfaces import BackendConfig, DPOConfig, QuantizationConfig, SFTConfig
 from mindprint_interfaces.protocols import Model, PathLike, Trainer, TrainerCallback
 from mindprint_kit.methods import create_trainer
 from mindprint_kit.model_dir import check_model_dir
@@ -56,21 +56,30 @@ class MLXBackend:
         return self._adapter_manager
 
     def load_model(self, model_path: PathLike, tokenizer_path: PathLike | None = None,
-                   adapter_path: PathLike | None = None, *, revision: str | None = None) -> "MLXModel":
-        """Load an HF directory or a Hub id from the local HF cache (``mindprint_kit.model_source``)."""
+                   adapter_path: PathLike | None = None, *, revision: str | None = None,
+                   quantization: QuantizationConfig | Mapping[str, Any] | None = None) -> "MLXModel":
+        """Load an HF / mlx-lm directory or a Hub id from the local HF cache (``mindprint_kit.model_source``).
+        ``quantization={"bits": 4}`` quantizes a full-precision base on load (mlx-lm's affine quantization, as
+        ``mlx_lm.convert -q``); a quantized directory loads as it is."""
         from mindprint_kit.model_source import resolve_source
 
+        from . import quantization as quant
         from .loading import load_hf_directory
         from .model import MLXModel
 
+        request = QuantizationConfig.coerce(quantization) if quantization is not None else None
         allow = (self.config.options or {}).get("allow_download")
         mpath = resolve_source(model_path, revision=revision, allow_download=allow)
         tpath = (resolve_source(tokenizer_path, key="tokenizer_path", allow_download=allow)
                  if tokenizer_path is not None else None)
         check_model_dir(mpath, known_model_type=_mlx_lm_knows, key="model")  # no pickle, no remote code
         module, tokenizer, hf_config = load_hf_directory(mpath, tpath, self._device_manager.mx_dtype)
+        resolved, quantize_now = quant.resolve(hf_config, request)
+        if quantize_now and resolved is not None:
+            hf_config = quant.quantize(module, hf_config, resolved)
         model = MLXModel(module, tokenizer, model_path=mpath, tokenizer_path=tpath or mpath, hf_config=hf_config,
                          device=self._device_manager.device, dtype=self._device_manager.dtype, seed=self.config.seed)
+        model.quantization = resolved
         if adapter_path is not None:
             model.load_adapter(adapter_path)
         return model

@@ -70,7 +70,9 @@ class MLXDPOTrainer(MLXTrainerBase[DPOConfig]):
 
     def _policy_logps(self, batch: list[TokenizedPair]) -> tuple[Any, Any, Any]:
         """(chosen (B,), rejected (B,), [chosen, rejected] vocab-mean logit sums over completion tokens)."""
-        if self.lean_forward:
+        # The shared-prompt forward fills a KV cache inside the layers: a checkpointed layer recomputed in the
+        # backward pass would fill it twice, so with gradient checkpointing the padded forward runs (same numbers).
+        if self.lean_forward and not self.config.gradient_checkpointing:
             return lean_forward.batch_logps(self._model.module, batch)
         ids, labels = pair_batch(batch, self._model.pad_id)
         logits = self._model.logits(ids)

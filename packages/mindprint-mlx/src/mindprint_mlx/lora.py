@@ -20,6 +20,9 @@ from mlx_lm.tuner.utils import linear_to_lora_layers
 from mindprint_interfaces import AdapterConfig, AdapterFormatError
 from mindprint_interfaces.architectures import MODULE_PATHS, module_path, resolve_targets
 
+# The linears LoRA can sit on: full precision, or an mlx-lm quantized base (QLoRA; LoRALinear handles both).
+LINEAR_TYPES = (nn.Linear, nn.QuantizedLinear)
+
 LoraSite = tuple[int, str]  # (layer index, module path inside the block, e.g. "self_attn.q_proj")
 
 

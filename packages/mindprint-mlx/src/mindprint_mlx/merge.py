@@ -19,13 +19,14 @@ import numpy as np
 from mlx.utils import tree_flatten
 from safetensors.numpy import save_file
 
-from mindprint_interfaces import HFTokenizer, MergeVerificationError
+from mindprint_interfaces import HFTokenizer, MergeVerificationError, QuantizationConfig
 from mindprint_interfaces.fileio import atomic_directory
 from mindprint_interfaces.protocols import PathLike
 from mindprint_kit.merge_check import check_written_tensors
 
 from .loading import load_hf_directory
 from .lora import lora_modules
+from .quantization import dequantized_parameters, quantize
 
 
 class MergeSource(Protocol):
@@ -47,14 +48,15 @@ EXTRA_FILES = ("generation_config.json",)
 
 
 def merged_weights(model: MergeSource) -> dict[str, np.ndarray]:
-    """HF-named fp32 weights with every LoRA delta (scale * B @ A) folded into its base linear."""
-    params = dict(tree_flatten(model.module.parameters()))
+    """HF-named fp32 weights with every LoRA delta (scale * B @ A) folded into its base linear.
+
+    A quantized base is dequantized first (the weights it computes with), so the merge is exact."""
     out: dict[str, np.ndarray] = {}
-    for name, value in params.items():
+    for name, value in dequantized_parameters(model.module).items():
         leaf = name.rsplit(".", 1)[-1]
         if leaf in ("lora_a", "lora_b"):
             continue
-        out[name.replace(".linear.", ".")] = np.array(value.astype(mx.float32))
+        out[name.replace(".linear.", ".")] = value
     for (layer, module), m in lora_modules(model.module).items():
         key = f"model.layers.{layer}.{module}.weight"
         a = np.array(m.lora_a.astype(mx.float32))  # (in, r)
@@ -104,9 +106,12 @@ def verify(model: MergeSource, directory: Path) -> float:
     return diff
 
 
-def save_merged(model: MergeSource, path: PathLike, *, _after_write: Callable[[Path], None] | None = None) -> Path:
-    """Merge, write, then check every written tensor against base + delta (recomputed from the live model)
-    and the reloaded logits; ``_after_write`` is a test hook that may corrupt the written directory."""
+def save_merged(model: MergeSource, path: PathLike, quantization: QuantizationConfig | None = None, *,
+                _after_write: Callable[[Path], None] | None = None) -> Path:
+    """Merge, write, then check every written tensor against base + delta (recomputed from the live model) and
+    the reloaded logits; ``_after_write`` is a test hook that may corrupt the written directory. With
+    ``quantization`` the verified fp32 merge is re-quantized (mlx-lm's ``quantize_model``) and written in the
+    ``mlx_lm.convert -q`` layout, whose reload is checked against the re-quantized model in memory."""
     target = Path(path)
     with atomic_directory(target) as tmp:
         write_hf_directory(model, tmp, merged_weights(model))
@@ -116,8 +121,33 @@ def save_merged(model: MergeSource, path: PathLike, *, _after_write: Callable[[P
         check_written_tensors(tmp, {k: _const(v) for k, v in expected.items()}, where=f"merged model ({target})")
         del expected
         verify(model, tmp)
+        if quantization is not None:
+            requantize_directory(model, tmp, quantization.for_backend("mlx"))
     return target
 
 
 def _const(value: np.ndarray) -> Callable[[], np.ndarray]:
     return lambda: value
+
+
+def requantize_directory(model: MergeSource, directory: Path, quantization: QuantizationConfig) -> None:
+    """Replace the fp32 merged weights in ``directory`` by their quantized form (mlx-lm layout), verified."""
+    module, _, hf_config = load_hf_directory(directory, None, mx.float32)
+    config = quantize(module, hf_config, quantization)
+    weights = {k: np.ascontiguousarray(np.array(v)) for k, v in tree_flatten(module.parameters())}
+    (directory / "model.safetensors").unlink()
+    save_file(weights, str(directory / "model.safetensors"), metadata={"format": "mlx"})
+    on_disk = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    on_disk["quantization"] = config["quantization"]
+    on_disk["quantization_config"] = config["quantization"]
+    (directory / "config.json").write_text(json.dumps(on_disk, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    probe = mx.array(probe_batch(model))
+    expected = module(probe).astype(mx.float32)
+    reloaded, _, _ = load_hf_directory(directory, None, mx.float32)
+    got = reloaded(probe).astype(mx.float32)
+    diff = float(mx.max(mx.abs(expected - got)))
+    tol = TOLERANCE["float32"] * max(1.0, float(mx.max(mx.abs(expected))))
+    if not diff <= tol:
+        raise MergeVerificationError(
+            f"the re-quantized merged model does not reload to the same logits: max |diff| = {diff:.3g} > {tol:.3g}",
+            max_abs_diff=diff, tolerance=tol)

@@ -19,6 +19,7 @@ from mindprint_interfaces import (
     Generation,
     GenerationConfig,
     HFTokenizer,
+    QuantizationConfig,
 )
 from mindprint_interfaces.data import IGNORE_INDEX
 from mindprint_interfaces.protocols import PathLike, Prompt
@@ -51,6 +52,8 @@ def check_right_padded(attention_mask: Sequence[Sequence[int]]) -> list[int]:
 
 class MLXModel(Placement):
     """Loaded by :meth:`MLXBackend.load_model`; the adapter (if any) lives inside ``module`` as LoRALinear layers."""
+
+    quantization: QuantizationConfig | None = None  # the base's quantization (QLoRA), set by the backend
 
     def __init__(self, module: nn.Module, tokenizer: TokenizerWrapper, *, model_path: Path, tokenizer_path: Path,
                  hf_config: Mapping[str, Any], device: str, dtype: str, seed: int = 42) -> None:
@@ -209,8 +212,11 @@ class MLXModel(Placement):
     def save_adapter(self, path: PathLike, format: str = "peft") -> Path:
         return adapters.save_adapter(self, path, format=format)
 
-    def save_pretrained(self, path: PathLike) -> Path:
-        return merge.save_merged(self, path)
+    def save_pretrained(self, path: PathLike,
+                        quantization: QuantizationConfig | Mapping[str, Any] | None = None) -> Path:
+        """Merged, verified HF directory (a quantized base is dequantized); ``quantization`` re-quantizes it."""
+        q = QuantizationConfig.coerce(quantization) if quantization is not None else None
+        return merge.save_merged(self, path, q)
 
 
 def ensure_mlx_model(model: object) -> MLXModel:

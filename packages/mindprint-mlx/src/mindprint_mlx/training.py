@@ -38,6 +38,7 @@ from mindprint_kit.trainer import KitTrainer, RunProgress
 
 from . import distributed, lean_forward, schedule
 from .adapters import save_adapter
+from .checkpointing import checkpointed_layers
 from .model import MLXModel
 
 C = TypeVar("C", bound=TrainConfigBase)
@@ -206,6 +207,14 @@ class MLXTrainerBase(KitTrainer[C, MLXModel]):
         self._start(examples)
         optimizer = make_optimizer(cfg)
         model.module.train()
+        with checkpointed_layers(model.module, cfg.gradient_checkpointing):
+            self._step_loop(examples, progress, checkpoint, optimizer, total, warmup, distinct, num_tokens)
+
+    def _step_loop(self, examples: list[Any], progress: RunProgress, checkpoint: Callable[[], None], optimizer: Any,
+                   total: int, warmup: int, distinct: set[int], num_tokens: int) -> None:
+        model = self._model
+        cfg = self.config
+        global_batch = cfg.per_device_batch_size * distributed.world_size()
         for planned in schedule.plan_steps(len(examples), global_batch, cfg.gradient_accumulation_steps, total,
                                            cfg.seed):
             step = self._step_gradients(examples, planned.micro_batches)

@@ -7,12 +7,13 @@ from typing import Any
 
 import torch
 
-from mindprint_interfaces import BackendConfig, ConfigError, DPOConfig, SFTConfig
+from mindprint_interfaces import BackendConfig, ConfigError, DPOConfig, QuantizationConfig, SFTConfig
 from mindprint_interfaces.protocols import Model, PathLike, Trainer, TrainerCallback
 from mindprint_kit.methods import create_trainer
 from mindprint_kit.model_dir import check_model_dir
 from mindprint_kit.model_source import resolve_source
 
+from . import quantization as quant
 from .adapter_manager import PyTorchAdapterManager
 from .adapters import load_adapter
 from .device import PyTorchDeviceManager
@@ -47,9 +48,13 @@ class PyTorchBackend:
         return self._adapter_manager
 
     def load_model(self, model_path: PathLike, tokenizer_path: PathLike | None = None,
-                   adapter_path: PathLike | None = None, *, revision: str | None = None) -> PyTorchModel:
+                   adapter_path: PathLike | None = None, *, revision: str | None = None,
+                   quantization: QuantizationConfig | Mapping[str, Any] | None = None) -> PyTorchModel:
         """Load an HF directory, a Hub id from the local HF cache (``mindprint_kit.model_source``), or a local
-        ``.gguf`` file on this backend's device and dtype."""
+        ``.gguf`` file on this backend's device and dtype.
+
+        ``quantization={"bits": 4}`` loads the base with bitsandbytes (NF4 by default, FP4 or 8-bit on request)
+        and prepares it for k-bit training as PEFT documents (QLoRA); needs ``mindprint-torch[quantization]``."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         allow = self.config.options.get("allow_download")
@@ -57,6 +62,13 @@ class PyTorchBackend:
         if tokenizer_path is not None:
             tokenizer_path = resolve_source(tokenizer_path, key="tokenizer_path", allow_download=allow)
         kwargs: dict[str, Any] = {"dtype": self._device_manager.torch_dtype}
+        request = QuantizationConfig.coerce(quantization).for_backend(self.name) if quantization is not None else None
+        if request is not None:
+            if path.is_file():
+                raise ConfigError("quantization: a .gguf file is dequantized on load; quantize its HF directory "
+                                  "instead", key="quantization")
+            kwargs["quantization_config"] = quant.bnb_config(request, self._device_manager.torch_dtype)
+            kwargs["device_map"] = {"": self._device_manager.torch_device}
         if path.is_file():
             if path.suffix != ".gguf":
                 raise ConfigError(f"model_path: {path} is a file but not a .gguf; pass the model directory", key="model_path")
@@ -75,9 +87,13 @@ class PyTorchBackend:
             hf_model.hf_quantizer = None  # dequantised to self.dtype; the Trainer refuses "quantized" models
             if hasattr(hf_model.config, "quantization_config"):
                 del hf_model.config.quantization_config
-        hf_model.to(self._device_manager.torch_device)
+        if request is None:
+            hf_model.to(self._device_manager.torch_device)
+        else:
+            hf_model = quant.prepare(hf_model)
         hf_model.eval()
         model = PyTorchModel(hf_model, tokenizer, name_or_path=str(path))
+        model.quantization = request
         if adapter_path is not None:
             load_adapter(model, adapter_path)
         return model

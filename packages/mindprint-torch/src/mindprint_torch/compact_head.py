@@ -170,8 +170,11 @@ class CompactHeadMixin:
         for target in (model.get_base_model() if isinstance(model, PeftModel) else model, ref):
             if target is None or not install(target):
                 continue
-            if not self.pair_batches:  # the model may come from a DPO run: its SFT batches are not pairs
+            # The shared-prompt forward runs the layers with a KV cache, which gradient checkpointing's
+            # recomputation does not support: with checkpointing on, pairs run as TRL batches them.
+            pairs = self.pair_batches and not getattr(getattr(self, "args", None), "gradient_checkpointing", False)
+            if not pairs:  # the model may come from a DPO run: its SFT batches are not pairs
                 setattr(target, shared_prefix.ATTR, False)
-            shared = self.pair_batches and share_prompts(target)
+            shared = pairs and share_prompts(target)
             if target is not ref:
                 self.compact_head, self.shared_prompts = True, shared

@@ -11,7 +11,6 @@ one both agree (within ``tolerance``) is the directory moved into place; otherwi
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +22,8 @@ from mindprint_interfaces.data import Message, render_prompt
 from mindprint_interfaces.fileio import atomic_directory
 from mindprint_interfaces.protocols import PathLike
 from mindprint_kit.merge_check import check_written_tensors
+
+from .quantization import full_precision_copy, is_quantized
 
 
 class MergeSource(Protocol):
@@ -44,6 +45,8 @@ PROBE_TEXTS = (
 # fp32 merge reorders float operations (x(W + sBA) vs xW + s(xA)B): differences are ~1e-6 relative.
 RELATIVE_TOLERANCE = 1e-5
 ABSOLUTE_TOLERANCE = 1e-4
+# bitsandbytes' kernels vs a plain matmul on the dequantized weights (relative to the logit scale).
+QUANTIZED_TOLERANCE = 1e-3
 
 
 def probe_batch(model: MergeSource) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,13 +86,20 @@ def _compare(reference: torch.Tensor, other: torch.Tensor, what: str) -> None:
 
 def merged_cpu_copy(model: MergeSource) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(merged fp32 CPU model, probe ids, probe mask, reference logits of the unmerged fp32 copy)."""
-    work = copy.deepcopy(model.hf_model).to(device="cpu", dtype=torch.float32)
+    work = full_precision_copy(model.hf_model)  # a quantized base: dequantized (the weights it computes with)
     # TRL patches ``forward`` on the instance (fused LM head) with a closure over the *original* module's
     # forward; a deep copy would keep calling the live model. Restore the class forward on the copy.
     for module in work.modules():
         module.__dict__.pop("forward", None)
     ids, mask = probe_batch(model)
     reference = _logits(work, ids, mask)
+    if is_quantized(model.hf_model):  # the dequantized copy must compute what the live quantized model does
+        live = _logits(model.hf_model, ids.to(model.hf_model.device), mask.to(model.hf_model.device)).cpu()
+        diff, tol = float((live - reference).abs().max()), QUANTIZED_TOLERANCE * max(1.0, float(live.abs().max()))
+        if not diff <= tol:
+            raise MergeVerificationError(f"the dequantized base does not reproduce the quantized model: logits differ "
+                                         f"by {diff:.3g} (tolerance {tol:.3g}); nothing was saved",
+                                         max_abs_diff=diff, tolerance=tol)
     if model.has_adapter():
         work = work.merge_and_unload(safe_merge=True)
     with torch.no_grad():

@@ -15,6 +15,7 @@ from mindprint_interfaces import (
     Generation,
     GenerationConfig,
     HFTokenizer,
+    QuantizationConfig,
 )
 from mindprint_interfaces.data import IGNORE_INDEX
 from mindprint_interfaces.protocols import PathLike, Prompt
@@ -34,6 +35,8 @@ def _is_peft(module: Any) -> bool:
 
 class PyTorchModel:
     """A causal LM on one torch device. ``hf_model`` is a ``PreTrainedModel`` or a ``peft.PeftModel`` around one."""
+
+    quantization: QuantizationConfig | None = None  # the base's bitsandbytes quantization (QLoRA), set on load
 
     def __init__(self, hf_model: Any, hf_tokenizer: Any, *, name_or_path: str = "") -> None:
         self.hf_model = hf_model

@@ -62,7 +62,7 @@ def common_args(config: TrainConfigBase, model: PyTorchModel) -> dict[str, Any]:
         "disable_tqdm": True,
         "bf16": False,
         "fp16": False,
-        **_checkpointing_off(),
+        **(_checkpointing_on() if config.gradient_checkpointing else _checkpointing_off()),
         "use_cpu": model.device == "cpu",
         "dataloader_num_workers": 0,
         "dataloader_pin_memory": False,
@@ -96,6 +96,12 @@ def _checkpointing_off() -> dict[str, Any]:
     if "activation_checkpointing" in names:
         flags["activation_checkpointing"] = False
     return flags
+
+
+def _checkpointing_on() -> dict[str, Any]:
+    """HF's gradient checkpointing (non-reentrant: the LoRA inputs need no requires_grad hook, PEFT's note)."""
+    flags = {key: True for key in _checkpointing_off()}
+    return {**flags, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
 
 
 class PyTorchTrainerBase(KitTrainer[C, PyTorchModel]):

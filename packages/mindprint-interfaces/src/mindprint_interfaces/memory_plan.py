@@ -1,0 +1,169 @@
+"""Peak training memory predicted from the configuration alone (stdlib only): ``mindprint plan``.
+
+The estimate adds up what a LoRA run holds at its peak: the base weights (full precision, or
+quantized with their scales), the LoRA matrices with their gradients and AdamW state (fp32),
+the activations kept for the backward pass (every decoder layer, or with gradient checkpointing
+only each layer's input plus one layer being recomputed), and the logits with their log-softmax
+and gradient (fp32). DPO runs chosen and rejected rows together (twice the rows of SFT; the
+reference log-probs are precomputed, so no reference model is held). The per-token activation
+counts are those of a Llama/Qwen2 decoder layer (attention scores materialised, as on CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+GIB = 1024 ** 3
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the arithmetic needs from a model's ``config.json``."""
+
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    tied: bool
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ModelShape:
+        text = config.get("text_config", config)
+        hidden = int(text["hidden_size"])
+        heads = int(text["num_attention_heads"])
+        return cls(hidden=hidden, intermediate=int(text["intermediate_size"]), layers=int(text["num_hidden_layers"]),
+                   heads=heads, kv_heads=int(text.get("num_key_value_heads") or heads),
+                   head_dim=int(text.get("head_dim") or hidden // heads), vocab=int(text["vocab_size"]),
+                   tied=bool(config.get("tie_word_embeddings", text.get("tie_word_embeddings", False))))
+
+    @classmethod
+    def from_directory(cls, path: str | Path) -> ModelShape:
+        return cls.from_config(json.loads((Path(path) / "config.json").read_text(encoding="utf-8")))
+
+    def linear_shapes(self) -> dict[str, tuple[int, int]]:
+        """(in, out) of each linear of one decoder layer."""
+        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        h, i = self.hidden, self.intermediate
+        return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
+                "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+
+    @property
+    def layer_linear_params(self) -> int:
+        return sum(a * b for a, b in self.linear_shapes().values())
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab * self.hidden * (1 if self.tied else 2)
+
+    @property
+    def params(self) -> int:
+        return self.layers * (self.layer_linear_params + 2 * self.hidden) + self.embedding_params + self.hidden
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    max_length: int = 2048
+    batch: int = 4
+    method: str = "sft"  # sft | dpo
+    dtype: str = "bfloat16"
+    quantize_bits: int | None = None
+    group_size: int = 64
+    gradient_checkpointing: bool = False
+    backend: str = "mlx"  # mlx quantizes the embeddings too; bitsandbytes leaves them in dtype
+    lora_r: int = 8
+    target_modules: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+@dataclass
+class Plan:
+    parts: dict[str, float] = field(default_factory=dict)  # bytes
+
+    @property
+    def total(self) -> float:
+        return sum(self.parts.values())
+
+    def table(self) -> list[tuple[str, str]]:
+        return [(k, human(v)) for k, v in self.parts.items()] + [("total (peak)", human(self.total))]
+
+
+def human(n: float) -> str:
+    return f"{n / GIB:.2f} GiB" if n >= GIB / 10 else f"{n / 1024 ** 2:.1f} MiB"
+
+
+def parse_memory(text: str) -> float:
+    """``64GB`` / ``64GiB`` / ``512MB`` -> bytes (GB read as GiB, as hosts report memory)."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    units = {"K": 1024, "M": 1024 ** 2, "G": GIB, "T": 1024 ** 4}
+    if t and t[-1] in units:
+        return float(t[:-1]) * units[t[-1]]
+    return float(t)
+
+
+# Elements kept per token per decoder layer for the backward pass, in units of hidden / intermediate size
+# (norm inputs and outputs, q/k/v/o inputs and outputs, residuals; gate, up, activation, product).
+HIDDEN_SAVED = 10
+INTERMEDIATE_SAVED = 4
+
+
+def predict(shape: ModelShape, req: PlanRequest) -> Plan:
+    act = DTYPE_BYTES[req.dtype]
+    rows = req.batch * (2 if req.method == "dpo" else 1)
+    tokens = rows * req.max_length
+    plan = Plan()
+    linear = shape.layers * shape.layer_linear_params
+    if req.quantize_bits:
+        per_weight = req.quantize_bits / 8 + (2 * act / req.group_size if req.backend == "mlx" else 4 / 64)
+        plan.parts["base weights (quantized linears)"] = linear * per_weight
+        emb_bytes = per_weight if req.backend == "mlx" else act
+        plan.parts["embeddings / LM head"] = shape.embedding_params * emb_bytes
+    else:
+        plan.parts["base weights"] = linear * act
+        plan.parts["embeddings / LM head"] = shape.embedding_params * act
+    shapes = shape.linear_shapes()
+    lora = shape.layers * sum(req.lora_r * sum(shapes[t]) for t in req.target_modules if t in shapes)
+    plan.parts["LoRA weights + grads + AdamW (fp32)"] = lora * 16
+    per_token_layer = (HIDDEN_SAVED * shape.hidden + INTERMEDIATE_SAVED * shape.intermediate
+                       + len(req.target_modules) * req.lora_r) * act
+    scores = rows * shape.heads * req.max_length ** 2 * act * 2  # attention probabilities + their softmax input
+    if req.gradient_checkpointing:
+        plan.parts["activations (checkpointed)"] = (shape.layers * tokens * shape.hidden * act
+                                                    + tokens * per_token_layer + scores)
+    else:
+        plan.parts["activations"] = shape.layers * (tokens * per_token_layer + scores)
+    plan.parts["logits + log-softmax + grad (fp32)"] = tokens * shape.vocab * 4 * 3
+    return plan
+
+
+def suggestions(shape: ModelShape, req: PlanRequest, budget: float) -> list[str]:
+    """What to change, each with its predicted total, best first, when the plan does not fit ``budget``."""
+    options: list[tuple[str, PlanRequest]] = []
+    if not req.gradient_checkpointing:
+        options.append(("--gradient-checkpointing", _replace(req, gradient_checkpointing=True)))
+    if req.quantize_bits is None:
+        options.append(("--quantize 4", _replace(req, quantize_bits=4)))
+    if req.batch > 1:
+        options.append((f"--batch {max(1, req.batch // 2)} (and gradient_accumulation_steps x2)",
+                        _replace(req, batch=max(1, req.batch // 2))))
+    options.append((f"--max-length {req.max_length // 2}", _replace(req, max_length=req.max_length // 2)))
+    scored = [(predict(shape, r).total, label) for label, r in options]
+    scored.sort()
+    return [f"{label}: {human(total)}" + (" (fits)" if total <= budget else "") for total, label in scored]
+
+
+def _replace(req: PlanRequest, **changes: Any) -> PlanRequest:
+    import dataclasses
+
+    return dataclasses.replace(req, **changes)
+
+
+def relative_error(predicted: float, measured: float) -> float:
+    return abs(predicted - measured) / measured if measured > 0 else math.inf
