@@ -319,8 +319,9 @@ class KTOConfig(TrainConfigBase):
     within each batch of ``per_device_batch_size`` consecutive records the completions are rotated by one,
     so the batches run in data order (TRL requires sequential sampling for it) and
     ``per_device_batch_size`` must be > 1. The reference is the model when KTO starts
-    (``initial_policy``) or the model with adapters disabled (``base``); its log-probs are computed
-    once before the first step when ``precompute_ref_log_probs`` (same numbers, less work).
+    (``initial_policy``) or the model with adapters disabled (``base``); the reference is fixed, so
+    mindprint-mlx computes its log-probs once before the first step and mindprint-torch runs TRL's
+    reference forward every step (same numbers).
     """
 
     learning_rate: float = setting(1e-6, "peak learning rate (AdamW; TRL's KTO default)", hf="learning_rate")
@@ -332,9 +333,6 @@ class KTOConfig(TrainConfigBase):
                                         hf="undesirable_weight")
     reference: KTOReference = setting(
         "initial_policy", "reference model: initial_policy = the model when KTO starts, base = adapters disabled")
-    precompute_ref_log_probs: bool = setting(
-        True, "reference log-probs computed once before the first step (same numbers; TRL's default is false)",
-        hf="precompute_ref_log_probs")
 
     def __post_init__(self) -> None:
         super().__post_init__()
