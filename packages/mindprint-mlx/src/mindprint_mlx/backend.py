@@ -66,10 +66,14 @@ class MLXBackend:
 
     def create_trainer(self, method: str, model: Model, config: Any = None, ref_model: Model | None = None,
                        *, callbacks: Sequence[TrainerCallback] = ()) -> Trainer:
+        from .cpo import MLXCPOTrainer
         from .dpo import MLXDPOTrainer
+        from .kto import MLXKTOTrainer
+        from .orpo import MLXORPOTrainer
         from .sft import MLXSFTTrainer
 
-        trainers = {"sft": MLXSFTTrainer, "dpo": MLXDPOTrainer}  # the methods this backend implements
+        trainers: dict[str, Any] = {"sft": MLXSFTTrainer, "dpo": MLXDPOTrainer, "orpo": MLXORPOTrainer,
+                                    "cpo": MLXCPOTrainer, "kto": MLXKTOTrainer}  # the methods this backend implements
         ref = ensure_mlx_model(ref_model) if ref_model is not None else None
         return create_trainer(self.name, trainers, method, ensure_mlx_model(model), config, ref, callbacks=callbacks)
 
