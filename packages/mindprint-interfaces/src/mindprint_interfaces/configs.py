@@ -238,6 +238,11 @@ class CurriculumConfig(ConfigBase):
     merge_after_unit: bool = setting(True, "merge (verified) each finished unit's adapter into the base model")
     eval_max_new_tokens: int = setting(64, "answer length during evaluation")
     eval_max_records: int | None = setting(None, "records evaluated per topic; null = every record")
+    preference_method: Literal["dpo", "orpo", "cpo", "kto"] = setting(
+        "dpo", "the preference stage's method (its settings: the section of the same name)")
+    sft_before_preference: bool = setting(
+        True, "SFT before the preference stage; false (orpo / cpo only): the preference stage alone, on every "
+              "topic with preference records")
 
     _aliases: ClassVar[Mapping[str, str]] = {
         "sft_epochs": "sft_epochs_per_topic",
@@ -256,6 +261,9 @@ class CurriculumConfig(ConfigBase):
         check(self.eval_max_new_tokens > 0, "eval_max_new_tokens", f"must be > 0, got {self.eval_max_new_tokens}")
         check(self.eval_max_records is None or self.eval_max_records > 0, "eval_max_records",
               f"must be > 0 or null, got {self.eval_max_records}")
+        check(self.sft_before_preference or self.preference_method in ("orpo", "cpo"), "sft_before_preference",
+              f"false needs a reference-free preference_method (orpo or cpo), not {self.preference_method!r}: "
+              "its reference would be the untrained model")
 
 
 

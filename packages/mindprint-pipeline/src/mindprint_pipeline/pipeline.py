@@ -321,29 +321,36 @@ class DPOPipeline:
         try:
             model = self._load(base, start_adapter)  # a retry really restarts from the topic's starting state
             run_dir = Path(cfg.output_dir) / "runs" / _slug(topic.id) / f"attempt-{attempt}"
-            sft = self.backend.create_sft_trainer(model, cfg.sft_config(seed=seed, output_dir=run_dir / "sft"),
-                                                  callbacks=[StepForwarder("sft", topic.id, self.callbacks)])
-            sft_result = sft.train(topic.sft_records(), adapter_dir=run_dir / "sft" / trainer_topic_id(topic.id))
-            result.sft_loss, result.sft_samples = sft_result.final_loss, sft_result.samples_trained
-            if not sft_result.success:
-                result.error = f"SFT failed: {sft_result.error_message}"
-                return result
-            model = sft.get_model()
             eval_records = topic.eval_records(cfg.eval_max_records)
+            if cfg.sft_before_preference:
+                sft = self.backend.create_sft_trainer(model, cfg.sft_config(seed=seed, output_dir=run_dir / "sft"),
+                                                      callbacks=[StepForwarder("sft", topic.id, self.callbacks)])
+                sft_result = sft.train(topic.sft_records(), adapter_dir=run_dir / "sft" / trainer_topic_id(topic.id))
+                result.sft_loss, result.sft_samples = sft_result.final_loss, sft_result.samples_trained
+                if not sft_result.success:
+                    result.error = f"SFT failed: {sft_result.error_message}"
+                    return result
+                model = sft.get_model()
             scores = self.evaluator.evaluate(model, eval_records)
             accuracy, voice = check_scores(scores, self.evaluator)
             result.accuracy_after_sft, result.voice_after_sft = accuracy, voice
-            if accuracy >= cfg.accuracy_threshold and voice < cfg.dpo_trigger_threshold and topic.preferences:
-                dpo = self.backend.create_dpo_trainer(model, cfg.dpo_config(seed=seed, output_dir=run_dir / "dpo"),
-                                                      callbacks=[StepForwarder("dpo", topic.id, self.callbacks)])
-                dpo_result = dpo.train(topic.preference_records(),
-                                       adapter_dir=run_dir / "dpo" / trainer_topic_id(topic.id))
+            # Without SFT (reference-free ORPO/CPO) the preference stage is the topic's training: it always runs.
+            triggered = (not cfg.sft_before_preference
+                         or (accuracy >= cfg.accuracy_threshold and voice < cfg.dpo_trigger_threshold))
+            if triggered and topic.preferences:
+                method = cfg.preference_method
+                # the stage keeps its "dpo" tag (events, summary, plots); its metrics are the method's own
+                pref = self.backend.create_trainer(method, model,
+                                                   cfg.preference_config(seed=seed, output_dir=run_dir / method),
+                                                   callbacks=[StepForwarder("dpo", topic.id, self.callbacks)])
+                pref_result = pref.train(topic.preference_records(),
+                                         adapter_dir=run_dir / method / trainer_topic_id(topic.id))
                 result.dpo_applied = True
-                result.dpo_loss, result.dpo_samples = dpo_result.final_loss, dpo_result.samples_trained
-                if not dpo_result.success:
-                    result.error = f"DPO failed: {dpo_result.error_message}"
+                result.dpo_loss, result.dpo_samples = pref_result.final_loss, pref_result.samples_trained
+                if not pref_result.success:
+                    result.error = f"{method.upper()} failed: {pref_result.error_message}"
                     return result
-                model = dpo.get_model()
+                model = pref.get_model()
                 scores = self.evaluator.evaluate(model, eval_records)
                 accuracy, voice = check_scores(scores, self.evaluator)
             result.accuracy, result.voice = accuracy, voice
