@@ -59,3 +59,15 @@ def test_sft_before_preference_false_needs_a_reference_free_method(tmp_path: Pat
                         "-o", str(tmp_path / "runs"))
     assert res.returncode != 0
     assert "sft_before_preference" in res.stderr
+
+
+def test_demo_takes_set_overrides() -> None:
+    from mindprint_trainer.cli import build_parser
+    from mindprint_trainer.demo import demo_config
+
+    args = build_parser().parse_args(["demo", "--quick", "--set", "pipeline.preference_method=orpo",
+                                      "--set", "orpo.beta=0.25"])
+    cfg = demo_config(args)
+    assert cfg.pipeline.preference_method == "orpo"
+    assert cfg.orpo.beta == 0.25
+    assert cfg.pipeline.dpo_steps_per_topic == 2  # the --quick settings still apply

@@ -152,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, config=False, model=False)
     _output(p)
     p.add_argument("--quick", action="store_true", help="fewer steps (a smoke run)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a demo setting, e.g. --set pipeline.preference_method=orpo (repeatable)")
 
     p = sub.add_parser("bench", help="benchmark both backends against raw TRL / mlx-lm (from a source checkout)",
                        add_help=False)
