@@ -256,3 +256,28 @@ def test_kto_step0(torch_backend: Backend, mlx_backend: Backend, tiny_dir: Path,
     m = _step0(mlx_backend, tiny_dir, adapter, "kto", cfg, PREFERENCES, tmp_path)
     tokenizer = torch_backend.load_model(tiny_dir).tokenizer
     _compare(kto_expected(tiny_dir, adapter, tokenizer, cfg), t, m)
+
+
+@pytest.mark.slow  # ~15-35 s per method on the tiny model (2 cores); minutes on SmolLM2
+@pytest.mark.parametrize("method", ["orpo", "cpo", "kto"])
+def test_ten_step_loss_curves_agree(torch_backend: Backend, mlx_backend: Backend, weights_dir: Path,
+                                    random_adapter_dir: Path, tmp_path: Path, method: str) -> None:
+    """Same initial adapter, same full batches, same settings: the curves agree within DPO's tolerance."""
+    cfg: dict[str, Any] = {"max_steps": 10, "learning_rate": 5e-4, "warmup_steps": 2, "lr_scheduler": "linear",
+                           "per_device_batch_size": 8 if method == "kto" else 4, "seed": 0}
+    if method == "kto":
+        cfg["reference"] = "base"
+
+    def curve(backend: Backend) -> list[float]:
+        model = backend.load_model(weights_dir, adapter_path=random_adapter_dir)
+        rec = _Steps()
+        result = backend.create_trainer(method, model, {**cfg, "output_dir": str(tmp_path / backend.name)},
+                                        callbacks=[rec]).train(PREFERENCES)
+        assert result.success, result.error_message
+        return [s["loss"] for s in rec.metrics]
+
+    t_curve, m_curve = curve(torch_backend), curve(mlx_backend)
+    assert len(t_curve) == len(m_curve) == 10
+    assert t_curve[-1] < t_curve[0]
+    abs_tol = 1e-4 if "tiny" in str(weights_dir) else 3e-4  # as for DPO (tests/parity/test_parity.py)
+    assert m_curve == pytest.approx(t_curve, rel=2e-3, abs=abs_tol), f"torch {t_curve}\nmlx   {m_curve}"

@@ -13,7 +13,9 @@ from tests.trainer.test_runs_tiny import check_metrics, only_run_dir, write_curr
 pytestmark = pytest.mark.mlx
 
 
-@pytest.mark.parametrize(("method", "own"), [("orpo", "log_odds_ratio"), ("cpo", "nll_loss"), ("kto", "kl")])
+@pytest.mark.parametrize(("method", "own"), [("orpo", "log_odds_ratio"),
+                                             pytest.param("cpo", "nll_loss", marks=pytest.mark.slow),
+                                             pytest.param("kto", "kl", marks=pytest.mark.slow)])
 def test_method_command_trains_and_logs_its_metrics(tmp_path: Path, tiny_model_dir: Path, method: str,
                                                     own: str) -> None:
     data = write_curriculum(tmp_path)
