@@ -17,7 +17,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mindprint_interfaces import BackendConfig, CurriculumConfig, DPOConfig, GenerationConfig, SFTConfig
+from mindprint_interfaces import (
+    BackendConfig,
+    CPOConfig,
+    CurriculumConfig,
+    DPOConfig,
+    GenerationConfig,
+    KTOConfig,
+    ORPOConfig,
+    SFTConfig,
+)
 from mindprint_interfaces.config_base import FieldDoc, field_docs
 
 START = "<!-- config-table:start -->"
@@ -30,6 +39,9 @@ SECTIONS: tuple[tuple[str, type], ...] = (
     ("dpo", DPOConfig),
     ("generation", GenerationConfig),
     ("pipeline", CurriculumConfig),
+    ("orpo", ORPOConfig),
+    ("cpo", CPOConfig),
+    ("kto", KTOConfig),
 )
 
 # The config file writes the backend's name as ``backend.type``.

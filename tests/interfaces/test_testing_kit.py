@@ -17,6 +17,7 @@ class _NoOptionalCapabilities(BackendConformance):  # not collected: no Test pre
     supports_distributed = False
     supports_generation_seed = False
     adapter_formats = ("peft",)
+    methods = ("sft",)
 
 
 def test_interfaces_import_does_not_import_pytest() -> None:
@@ -50,3 +51,15 @@ def test_default_flags_claim_every_capability() -> None:
     assert suite.supports_dpo and suite.supports_merge and suite.supports_distributed
     assert suite.supports_generation_seed and set(suite.adapter_formats) == {"peft", "mlx"}
 
+
+
+def test_switched_off_method_skips_before_any_work() -> None:
+    test = _NoOptionalCapabilities().test_preference_method_trains_with_trl_metrics
+    with pytest.raises(pytest.skip.Exception, match="minimal backend does not support the orpo method"):
+        test(None, None, None, "orpo")  # type: ignore[arg-type]
+
+
+def test_default_methods_are_every_registered_method() -> None:
+    from mindprint_interfaces.methods import method_names
+
+    assert set(BackendConformance.methods) == set(method_names())

@@ -74,8 +74,12 @@ def test_create_trainer_by_method_name(tiny_model_dir: Path, tmp_path: Path) -> 
         assert type(sft) is type(backend.create_sft_trainer(model, {"output_dir": str(tmp_path)}))
         dpo = backend.create_trainer("dpo", model, {"output_dir": str(tmp_path), "beta": 0.2})
         assert dpo.config.beta == 0.2  # type: ignore[attr-defined]
-        with pytest.raises(ConfigError, match="unknown training method 'orpo'"):
-            backend.create_trainer("orpo", model)
+        with pytest.raises(ConfigError, match="unknown training method 'ppo'"):
+            backend.create_trainer("ppo", model)
+        orpo = backend.create_trainer("orpo", model, {"output_dir": str(tmp_path), "beta": 0.3})
+        assert orpo.config.beta == 0.3  # type: ignore[attr-defined]
+        with pytest.raises(ConfigError, match="trains without a reference model"):
+            backend.create_trainer("orpo", model, ref_model=backend.load_model(tiny_model_dir))
         with pytest.raises(ConfigError, match="trains without a reference model"):
             backend.create_trainer("sft", model, ref_model=backend.load_model(tiny_model_dir))
 

@@ -122,6 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     _nproc(p)
     p.add_argument("-d", "--data", metavar="JSONL", help="preference pairs (default: data.dir/data.preference_file)")
 
+    for name, what, data in (("orpo", "ORPO (odds-ratio preference optimisation, no reference, no SFT needed)",
+                              "preference pairs"),
+                             ("cpo", "CPO / SimPO (reference-free preference optimisation)", "preference pairs"),
+                             ("kto", "KTO on thumbs-up/down records", "{prompt, completion, label} records or "
+                                                                     "preference pairs (unpaired)")):
+        p = sub.add_parser(name, help=f"{what} on one JSONL file")
+        _common(p)
+        _output(p)
+        _nproc(p)
+        p.add_argument("-d", "--data", metavar="JSONL", help=f"{data} (default: data.dir/data.preference_file)")
+
     p = sub.add_parser("generate", help="generate an answer")
     _common(p)
     p.add_argument("prompt", nargs="+", help="the prompt (a user message; --raw for plain text)")
@@ -153,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     _output(p)
     _report_to(p)
     p.add_argument("--quick", action="store_true", help="fewer steps (a smoke run)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a demo setting, e.g. --set pipeline.preference_method=orpo (repeatable)")
 
     from . import plan
 

@@ -49,6 +49,14 @@ def _records(path: Path, kind: Literal["sft", "preference"], data: DataSection |
     return read_records(path, kind, columns=data.columns, split=data.split, revision=data.revision)
 
 
+def unpaired_records(path: Path) -> list[dict[str, Any]]:
+    """KTO records {prompt, completion, label} (or preference pairs, unpaired), every bad line reported."""
+    from mindprint_interfaces.data import load_unpaired_jsonl, read_jsonl
+
+    load_unpaired_jsonl(path)
+    return [obj for _, obj in read_jsonl(path)]
+
+
 def data_file(cfg: TrainerConfig, arg: str | None, name: str | None, what: str) -> Path:
     if arg:
         return Path(arg)
@@ -83,12 +91,12 @@ def _train_single_run(args: argparse.Namespace, stage: str, opened: list[Any]) -
         records = sft_records(path, cfg.data)
     else:
         path = data_file(cfg, args.data, cfg.data.preference_file, "preference")
-        records = preference_records(path, cfg.data)
+        records = unpaired_records(path) if stage == "kto" else preference_records(path, cfg.data)
     backend = make_backend(cfg)
     run = open_run(cfg, stage)
     opened.append(run)
     work = run.path / "work"
-    train_cfg = cfg.sft_config(output_dir=str(work)) if stage == "sft" else cfg.dpo_config(output_dir=str(work))
+    train_cfg = cfg.method_config(stage, output_dir=str(work))
     total = steps_for(len(records), train_cfg.per_device_batch_size, train_cfg.gradient_accumulation_steps,
                       train_cfg.num_epochs, train_cfg.max_steps)
     err_console.print(f"{stage.upper()} on {backend.name} ({backend.device_manager.device}, "
@@ -100,8 +108,10 @@ def _train_single_run(args: argparse.Namespace, stage: str, opened: list[Any]) -
         callback = display.trainer_callback(stage, None, total)
         if stage == "sft":
             trainer = backend.create_sft_trainer(model, cfg.sft_config(output_dir=str(work)), callbacks=[callback])
-        else:
+        elif stage == "dpo":
             trainer = backend.create_dpo_trainer(model, cfg.dpo_config(output_dir=str(work)), callbacks=[callback])
+        else:
+            trainer = backend.create_trainer(stage, model, train_cfg, callbacks=[callback])
         try:
             result = trainer.train(records)
         except KeyboardInterrupt:
@@ -126,7 +136,7 @@ def _train_single_run(args: argparse.Namespace, stage: str, opened: list[Any]) -
     saved = trainer.save_adapter(adapter_dir)
     shutil.rmtree(work, ignore_errors=True)  # the trainer's own copies; the adapter is in adapters/
     facts["adapter"] = str(saved)
-    row = TopicRow(topic=str(path.name), status="trained", attempts=1, seconds=elapsed, dpo=stage == "dpo")
+    row = TopicRow(topic=str(path.name), status="trained", attempts=1, seconds=elapsed, dpo=stage != "sft")
     finish_run(run, f"mindprint {stage}", topics=[row], facts=facts)
     console.print(f"{stage.upper()} done: final loss {result.final_loss:.4f} in {_fmt_time(elapsed)}; adapter: {saved}")
     return 0
@@ -138,6 +148,18 @@ def cmd_sft(args: argparse.Namespace) -> int:
 
 def cmd_dpo(args: argparse.Namespace) -> int:
     return _train_single(args, "dpo")
+
+
+def cmd_orpo(args: argparse.Namespace) -> int:
+    return _train_single(args, "orpo")
+
+
+def cmd_cpo(args: argparse.Namespace) -> int:
+    return _train_single(args, "cpo")
+
+
+def cmd_kto(args: argparse.Namespace) -> int:
+    return _train_single(args, "kto")
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,6 +305,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train,
     "sft": cmd_sft,
     "dpo": cmd_dpo,
+    "orpo": cmd_orpo,
+    "cpo": cmd_cpo,
+    "kto": cmd_kto,
     "generate": cmd_generate,
     "eval": cmd_eval,
     "merge": cmd_merge,

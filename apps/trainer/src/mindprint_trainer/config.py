@@ -33,10 +33,14 @@ import yaml
 from mindprint_interfaces import (
     BackendConfig,
     ConfigError,
+    CPOConfig,
     CurriculumConfig,
     DPOConfig,
     GenerationConfig,
+    KTOConfig,
+    ORPOConfig,
     SFTConfig,
+    TrainConfigBase,
 )
 from mindprint_interfaces.config_base import ConfigBase, setting
 from mindprint_interfaces.configs import DEVICES, DTYPES, Device, DType, QuantizationConfig
@@ -143,6 +147,9 @@ class TrainerConfig(ConfigBase):
     generation: GenerationConfig = setting(factory=GenerationConfig, doc="decoding for generate / eval / demo")
     pipeline: CurriculumConfig = setting(factory=CurriculumConfig, doc="the curriculum loop (mindprint-pipeline)")
     output_dir: str = setting("runs", "each run writes <output_dir>/<timestamp>-<command>/")
+    orpo: ORPOConfig = setting(factory=ORPOConfig, doc="ORPO settings (mindprint_interfaces.ORPOConfig)")
+    cpo: CPOConfig = setting(factory=CPOConfig, doc="CPO / SimPO settings (mindprint_interfaces.CPOConfig)")
+    kto: KTOConfig = setting(factory=KTOConfig, doc="KTO settings (mindprint_interfaces.KTOConfig)")
     report_to: tuple[str, ...] = setting((), "experiment trackers fed every metrics.jsonl row: tensorboard, "
                                               "mlflow, wandb (hf=report_to; options in `tracking`)", hf="report_to")
     tracking: TrackingSection = setting(factory=TrackingSection, doc="options of the trackers in report_to")
@@ -164,6 +171,11 @@ class TrainerConfig(ConfigBase):
 
     def dpo_config(self, **overrides: Any) -> DPOConfig:
         return _section(self.dpo, "dpo", overrides)
+
+    def method_config(self, method: str, **overrides: Any) -> TrainConfigBase:
+        """The section of a training method (sft, dpo, orpo, cpo, kto) with ``overrides``."""
+        section: TrainConfigBase = getattr(self, method)
+        return _section(section, method, overrides)
 
     def generation_config(self, **overrides: Any) -> GenerationConfig:
         return _section(self.generation, "generation", overrides)

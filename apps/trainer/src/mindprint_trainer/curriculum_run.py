@@ -78,6 +78,9 @@ def pipeline_config_dict(cfg: TrainerConfig, run: RunDirectory, model_path: Path
         "checkpoint_dir": str(run.checkpoint_dir),
         "sft": cfg.sft,
         "dpo": cfg.dpo,
+        "orpo": cfg.orpo,
+        "cpo": cfg.cpo,
+        "kto": cfg.kto,
     }
 
 

@@ -71,7 +71,8 @@ def demo_config(args: argparse.Namespace) -> TrainerConfig:
         extra = deep_merge(extra, QUICK)
     if args.output_dir:
         extra["output_dir"] = args.output_dir
-    return load_config(None, backend=pick_backend(args.backend), device=args.device, dtype=args.dtype, extra=extra)
+    return load_config(None, backend=pick_backend(args.backend), device=args.device, dtype=args.dtype, extra=extra,
+                       sets=getattr(args, "set", None) or ())
 
 
 def answer_all(model: Model, questions: list[dict[str, Any]], gen: GenerationConfig) -> list[str]:

@@ -9,9 +9,12 @@ from .config_base import ConfigBase, FieldDoc, field_docs
 from .configs import (
     AdapterConfig,
     BackendConfig,
+    CPOConfig,
     CurriculumConfig,
     DPOConfig,
     GenerationConfig,
+    KTOConfig,
+    ORPOConfig,
     QuantizationConfig,
     SFTConfig,
     TrainConfigBase,
@@ -54,3 +57,4 @@ __all__ = [
     "TrainConfigBase", "TrainerCallback", "TrainingError", "TrainingResult", "create_backend", "field_docs",
     "resolve_backend_name",
 ]
+__all__ += ["CPOConfig", "KTOConfig", "ORPOConfig"]

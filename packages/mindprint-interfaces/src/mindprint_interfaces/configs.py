@@ -242,6 +242,11 @@ class CurriculumConfig(ConfigBase):
     merge_after_unit: bool = setting(True, "merge (verified) each finished unit's adapter into the base model")
     eval_max_new_tokens: int = setting(64, "answer length during evaluation")
     eval_max_records: int | None = setting(None, "records evaluated per topic; null = every record")
+    preference_method: Literal["dpo", "orpo", "cpo", "kto"] = setting(
+        "dpo", "the preference stage's method (its settings: the section of the same name)")
+    sft_before_preference: bool = setting(
+        True, "SFT before the preference stage; false (orpo / cpo only): the preference stage alone, on every "
+              "topic with preference records")
 
     _aliases: ClassVar[Mapping[str, str]] = {
         "sft_epochs": "sft_epochs_per_topic",
@@ -260,6 +265,9 @@ class CurriculumConfig(ConfigBase):
         check(self.eval_max_new_tokens > 0, "eval_max_new_tokens", f"must be > 0, got {self.eval_max_new_tokens}")
         check(self.eval_max_records is None or self.eval_max_records > 0, "eval_max_records",
               f"must be > 0 or null, got {self.eval_max_records}")
+        check(self.sft_before_preference or self.preference_method in ("orpo", "cpo"), "sft_before_preference",
+              f"false needs a reference-free preference_method (orpo or cpo), not {self.preference_method!r}: "
+              "its reference would be the untrained model")
 
 
 
@@ -337,3 +345,92 @@ class QuantizationConfig(ConfigBase):
                 group = None
             return self.replace(mode=mode, group_size=group)
         return self
+
+
+CPOLossType = Literal["sigmoid", "hinge", "ipo", "simpo"]
+KTOLossType = Literal["kto", "apo_zero_unpaired"]
+KTOReference = Literal["initial_policy", "base"]
+
+
+@dataclass(frozen=True)
+class ORPOConfig(TrainConfigBase):
+    """Odds-ratio preference optimisation (TRL's ``ORPOConfig``): no reference model, no SFT stage needed.
+
+    loss = NLL of the chosen sequence (TRL 1.16: over prompt and completion tokens, mean over the
+    micro-batch's tokens) - beta * mean(log sigmoid(log odds ratio)), the odds taken on the
+    length-normalised (per-token mean) completion log-probs. ``beta`` is the paper's lambda.
+    """
+
+    learning_rate: float = setting(1e-6, "peak learning rate (AdamW; TRL's ORPO default)", hf="learning_rate")
+    beta: float = setting(0.1, "weight of the odds-ratio term (the paper's lambda)", hf="beta")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(math.isfinite(self.beta) and self.beta > 0, "beta", f"must be > 0, got {self.beta}")
+
+
+@dataclass(frozen=True)
+class CPOConfig(TrainConfigBase):
+    """Contrastive preference optimisation and SimPO (TRL's ``CPOConfig``): no reference model.
+
+    loss = mean(preference loss on beta * (chosen - rejected log-probs)) + cpo_alpha * NLL of the chosen
+    completions. ``loss_type="simpo"`` (and ``"ipo"``) use length-normalised log-probs; simpo subtracts
+    the margin ``simpo_gamma / beta``. SimPO as in its paper is ``loss_type="simpo", cpo_alpha=0``.
+    ``label_smoothing`` is used by sigmoid and simpo only (as in TRL) and rejected with the others.
+    """
+
+    learning_rate: float = setting(1e-6, "peak learning rate (AdamW; TRL's CPO default)", hf="learning_rate")
+    beta: float = setting(0.1, "temperature of the preference loss", hf="beta")
+    loss_type: CPOLossType = setting("sigmoid", "CPO loss (TRL's definitions); simpo = SimPO", hf="loss_type")
+    label_smoothing: float = setting(0.0, "assumed label noise; sigmoid and simpo losses only",
+                                     hf="label_smoothing")
+    cpo_alpha: float = setting(1.0, "weight of the NLL (behaviour cloning) term on the chosen completions",
+                               hf="cpo_alpha")
+    simpo_gamma: float = setting(0.5, "SimPO target reward margin (loss_type simpo only)", hf="simpo_gamma")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(math.isfinite(self.beta) and self.beta > 0, "beta", f"must be > 0, got {self.beta}")
+        check(0.0 <= self.label_smoothing < 0.5, "label_smoothing", f"must be in [0, 0.5), got {self.label_smoothing}")
+        check(self.label_smoothing == 0.0 or self.loss_type in ("sigmoid", "simpo"), "label_smoothing",
+              f'is only used by loss_type "sigmoid" and "simpo" (as in TRL); it has no effect with "{self.loss_type}"')
+        check(math.isfinite(self.cpo_alpha) and self.cpo_alpha >= 0, "cpo_alpha", f"must be >= 0, got {self.cpo_alpha}")
+        check(math.isfinite(self.simpo_gamma), "simpo_gamma", f"must be finite, got {self.simpo_gamma}")
+
+
+@dataclass(frozen=True)
+class KTOConfig(TrainConfigBase):
+    """Kahneman-Tversky optimisation (TRL's ``KTOConfig``) on unpaired records ``{prompt, completion, label}``.
+
+    Paired files (``chosen``/``rejected``) are unpaired as TRL does: each pair gives a desirable and an
+    undesirable record. The reference KL term (``loss_type="kto"``) is estimated from mismatched pairs:
+    within each batch of ``per_device_batch_size`` consecutive records the completions are rotated by one,
+    so the batches run in data order (TRL requires sequential sampling for it) and
+    ``per_device_batch_size`` must be > 1. The reference is the model when KTO starts
+    (``initial_policy``) or the model with adapters disabled (``base``); the reference is fixed, so
+    mindprint-mlx computes its log-probs once before the first step and mindprint-torch runs TRL's
+    reference forward every step (same numbers).
+    """
+
+    learning_rate: float = setting(1e-6, "peak learning rate (AdamW; TRL's KTO default)", hf="learning_rate")
+    beta: float = setting(0.1, "strength of the pull towards the reference model", hf="beta")
+    loss_type: KTOLossType = setting("kto", "KTO loss (TRL's definitions)", hf="loss_type")
+    desirable_weight: float = setting(1.0, "weight of the desirable (label true) records' losses",
+                                      hf="desirable_weight")
+    undesirable_weight: float = setting(1.0, "weight of the undesirable (label false) records' losses",
+                                        hf="undesirable_weight")
+    reference: KTOReference = setting(
+        "initial_policy", "reference model: initial_policy = the model when KTO starts, base = adapters disabled")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(math.isfinite(self.beta) and self.beta > 0, "beta", f"must be > 0, got {self.beta}")
+        check(math.isfinite(self.desirable_weight) and self.desirable_weight > 0, "desirable_weight",
+              f"must be > 0, got {self.desirable_weight}")
+        check(math.isfinite(self.undesirable_weight) and self.undesirable_weight > 0, "undesirable_weight",
+              f"must be > 0, got {self.undesirable_weight}")
+        check(self.loss_type != "kto" or self.per_device_batch_size > 1, "per_device_batch_size",
+              'must be > 1 for loss_type "kto": the KL term is estimated from mismatched records of one batch')
+
+
+__all__ += ["CPOConfig", "CPOLossType", "KTOConfig", "KTOLossType", "KTOReference", "ORPOConfig"]

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .configs import DPOConfig, SFTConfig, TrainConfigBase
+from .configs import CPOConfig, DPOConfig, KTOConfig, ORPOConfig, SFTConfig, TrainConfigBase
 from .errors import ConfigError
 from .validation import suggest
 
@@ -55,3 +55,9 @@ def method_names() -> list[str]:
 
 register_method(TrainingMethod("sft", SFTConfig, False, "supervised fine-tuning on prompt/completion records"))
 register_method(TrainingMethod("dpo", DPOConfig, True, "direct preference optimisation on chosen/rejected pairs"))
+register_method(TrainingMethod("orpo", ORPOConfig, False,
+                                "odds-ratio preference optimisation on chosen/rejected pairs (no reference, no SFT stage)"))
+register_method(TrainingMethod("cpo", CPOConfig, False,
+                                "contrastive preference optimisation / SimPO on chosen/rejected pairs (no reference)"))
+register_method(TrainingMethod("kto", KTOConfig, True,
+                                "Kahneman-Tversky optimisation on prompt/completion records labelled true/false"))

@@ -10,14 +10,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from mindprint_interfaces.configs import DPOConfig, SFTConfig
+from mindprint_interfaces.configs import SFTConfig, TrainConfigBase
 from mindprint_interfaces.data import (
     TokenizedExample,
     TokenizedPair,
+    TokenizedUnpaired,
     as_preference_pairs,
     as_sft_examples,
+    as_unpaired_examples,
     tokenize_preferences,
     tokenize_sft,
+    tokenize_unpaired,
 )
 from mindprint_interfaces.protocols import Tokenizer
 
@@ -52,9 +55,17 @@ def prepare_sft(tokenizer: Tokenizer, data: Sequence[Mapping[str, Any]], config:
                     tokenized.longest_chars)
 
 
-def prepare_preferences(tokenizer: Tokenizer, data: Sequence[Mapping[str, Any]], config: DPOConfig,
+def prepare_preferences(tokenizer: Tokenizer, data: Sequence[Mapping[str, Any]], config: TrainConfigBase,
                         source: str) -> Prepared[TokenizedPair]:
     tokenized = tokenize_preferences(tokenizer, as_preference_pairs(data, source), max_length=config.max_length,
                                      truncation=config.truncation, source=source)
     return Prepared(list(tokenized.examples), tokenized.truncated, len(tokenized.dropped), tokenized.longest_line,
                     tokenized.longest_chars)
+
+
+def prepare_unpaired(tokenizer: Tokenizer, data: Sequence[Any], config: TrainConfigBase,
+                     source: str) -> Prepared[TokenizedUnpaired]:
+    """KTO records (paired preference records are unpaired as TRL does)."""
+    tokenized = tokenize_unpaired(tokenizer, as_unpaired_examples(data, source), max_length=config.max_length,
+                                  truncation=config.truncation, source=source)
+    return Prepared(list(tokenized.examples), tokenized.truncated, len(tokenized.dropped))

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 # The training methods this backend implements (names from mindprint_interfaces.methods), as lazy paths:
 # importing this module must not import mlx.
-TRAINERS: dict[str, str] = {"sft": "mindprint_mlx.sft:MLXSFTTrainer", "dpo": "mindprint_mlx.dpo:MLXDPOTrainer"}
+TRAINERS: dict[str, str] = {"sft": "mindprint_mlx.sft:MLXSFTTrainer", "dpo": "mindprint_mlx.dpo:MLXDPOTrainer",
+                            "orpo": "mindprint_mlx.orpo:MLXORPOTrainer", "cpo": "mindprint_mlx.cpo:MLXCPOTrainer",
+                            "kto": "mindprint_mlx.kto:MLXKTOTrainer"}
 
 
 def ensure_mlx_model(model: object) -> "MLXModel":

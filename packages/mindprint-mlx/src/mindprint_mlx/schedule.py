@@ -54,13 +54,15 @@ class PlannedStep:
     epoch: float  # fractional epoch reached after this step
 
 
-def plan_steps(num_examples: int, batch_size: int, accumulation: int, total: int, seed: int) -> Iterator[PlannedStep]:
-    """Yield ``total`` optimizer steps, walking as many shuffled epochs as needed."""
+def plan_steps(num_examples: int, batch_size: int, accumulation: int, total: int, seed: int,
+               shuffle: bool = True) -> Iterator[PlannedStep]:
+    """Yield ``total`` optimizer steps, walking as many shuffled (or, ``shuffle=False``, in-order) epochs as needed."""
     per_epoch = steps_per_epoch(num_examples, batch_size, accumulation)
     step = 0
     epoch = 0
     while step < total:
-        order = np.random.default_rng(seed + epoch).permutation(num_examples).tolist()
+        order = (np.random.default_rng(seed + epoch).permutation(num_examples).tolist() if shuffle
+                 else list(range(num_examples)))
         micro = [tuple(order[i:i + batch_size]) for i in range(0, num_examples, batch_size)]
         for start in range(0, len(micro), accumulation):
             if step >= total:

@@ -77,6 +77,8 @@ class StepGradients:
 class MLXTrainerBase(KitTrainer[C, MLXModel]):
     """The kit's trainer on MLX; subclasses implement ``_prepare``, ``_micro_step`` (and ``_start``)."""
 
+    shuffle_data = True  # False: batches in data order (KTO's KL pairing needs it, as TRL's sequential sampling)
+
     def __init__(self, model: MLXModel, config: C, callbacks: Sequence[TrainerCallback] = ()) -> None:
         super().__init__(model, config, callbacks)
         if config.lora_layers is not None and any(i >= model.num_layers for i in config.lora_layers):
@@ -216,7 +218,7 @@ class MLXTrainerBase(KitTrainer[C, MLXModel]):
         cfg = self.config
         global_batch = cfg.per_device_batch_size * distributed.world_size()
         for planned in schedule.plan_steps(len(examples), global_batch, cfg.gradient_accumulation_steps, total,
-                                           cfg.seed):
+                                           cfg.seed, shuffle=self.shuffle_data):
             step = self._step_gradients(examples, planned.micro_batches)
             for indices in planned.micro_batches:
                 progress.samples_seen += len(indices)

@@ -23,9 +23,12 @@ from typing import Any, ClassVar
 from mindprint_interfaces import (
     BackendConfig,
     ConfigError,
+    CPOConfig,
     CurriculumConfig,
     DPOConfig,
     GenerationConfig,
+    KTOConfig,
+    ORPOConfig,
     SFTConfig,
 )
 from mindprint_interfaces.config_base import setting
@@ -51,7 +54,8 @@ FLAT_NAMES: Mapping[str, tuple[tuple[str, str], ...]] = {
     "lora_alpha": (("sft", "lora_alpha"), ("dpo", "lora_alpha")),
 }
 
-SECTIONS: Mapping[str, type[TrainConfigBase]] = {"sft": SFTConfig, "dpo": DPOConfig}
+SECTIONS: Mapping[str, type[TrainConfigBase]] = {"sft": SFTConfig, "dpo": DPOConfig, "orpo": ORPOConfig,
+                                                  "cpo": CPOConfig, "kto": KTOConfig}
 
 # Keys of a trainer section the pipeline sets per topic attempt; they do not describe the training.
 PER_ATTEMPT_KEYS: tuple[str, ...] = ("seed", "output_dir")
@@ -83,6 +87,9 @@ class PipelineConfig(CurriculumConfig):
     model_path: str | None = setting(None, "the base model (an HF directory)")
     sft: SFTConfig = setting(factory=SFTConfig, doc="SFT settings of each topic attempt")
     dpo: DPOConfig = setting(factory=DPOConfig, doc="DPO settings of each topic attempt")
+    orpo: ORPOConfig = setting(factory=ORPOConfig, doc="ORPO settings (preference_method: orpo)")
+    cpo: CPOConfig = setting(factory=CPOConfig, doc="CPO / SimPO settings (preference_method: cpo)")
+    kto: KTOConfig = setting(factory=KTOConfig, doc="KTO settings (preference_method: kto)")
     markers_file: str | None = setting(None, "voice markers of the default evaluator (relative: to data_dir)")
     data_dir: str = setting("data", "where relative data files are looked up")
     output_dir: str = setting("outputs", "where runs, merged models and the result are written")
@@ -123,6 +130,7 @@ class PipelineConfig(CurriculumConfig):
         # Derive the per-topic trainer configs now, so a bad combination fails before any work starts.
         self.sft_config(seed=self.seed)
         self.dpo_config(seed=self.seed)
+        self.preference_config(seed=self.seed)
 
     # -- derived paths -------------------------------------------------------------------------
     @property
@@ -141,6 +149,15 @@ class PipelineConfig(CurriculumConfig):
         """``dpo`` for one topic attempt: ``dpo.max_steps`` when set, else ``dpo_steps_per_topic`` steps."""
         steps = self.dpo.max_steps if self.dpo.max_steps > 0 else self.dpo_steps_per_topic
         return self.dpo.replace(max_steps=steps, seed=seed, output_dir=self._run_dir(output_dir))
+
+    def preference_config(self, *, seed: int, output_dir: str | Path | None = None) -> TrainConfigBase:
+        """The ``preference_method``'s section for one topic attempt: its ``max_steps`` when set, else
+        ``dpo_steps_per_topic`` steps (as for DPO)."""
+        if self.preference_method == "dpo":
+            return self.dpo_config(seed=seed, output_dir=output_dir)
+        section: TrainConfigBase = getattr(self, self.preference_method)
+        steps = section.max_steps if section.max_steps > 0 else self.dpo_steps_per_topic
+        return section.replace(max_steps=steps, seed=seed, output_dir=self._run_dir(output_dir))
 
     def generation_config(self, *, seed: int | None = None) -> GenerationConfig:
         """Greedy decoding for evaluation (reproducible answers on both backends)."""

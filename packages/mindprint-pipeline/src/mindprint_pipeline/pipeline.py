@@ -344,31 +344,40 @@ class DPOPipeline:
         try:
             model = self._load(base, start_adapter)  # a retry really restarts from the topic's starting state
             run_dir = Path(cfg.output_dir) / "runs" / _slug(topic.id) / f"attempt-{attempt}"
-            sft = self.backend.create_sft_trainer(model, cfg.sft_config(seed=seed, output_dir=run_dir / "sft"),
-                                                  callbacks=[StepForwarder("sft", topic.id, self.callbacks)])
-            sft_result = sft.train(topic.sft_records(), adapter_dir=run_dir / "sft" / trainer_topic_id(topic.id))
-            result.sft_loss, result.sft_samples = sft_result.final_loss, sft_result.samples_trained
-            cut = _truncation("sft", sft_result.metrics)
-            if not sft_result.success or not math.isfinite(sft_result.final_loss):
-                result.error = f"SFT failed: {sft_result.error_message or f'loss {sft_result.final_loss}'}"
-                return result
-            model = sft.get_model()
+            cut: dict[str, float] = {}
             eval_records = topic.eval_records(cfg.eval_max_records)
+            if cfg.sft_before_preference:
+                sft = self.backend.create_sft_trainer(model, cfg.sft_config(seed=seed, output_dir=run_dir / "sft"),
+                                                      callbacks=[StepForwarder("sft", topic.id, self.callbacks)])
+                sft_result = sft.train(topic.sft_records(), adapter_dir=run_dir / "sft" / trainer_topic_id(topic.id))
+                result.sft_loss, result.sft_samples = sft_result.final_loss, sft_result.samples_trained
+                cut.update(_truncation("sft", sft_result.metrics))
+                if not sft_result.success or not math.isfinite(sft_result.final_loss):
+                    result.error = f"SFT failed: {sft_result.error_message or f'loss {sft_result.final_loss}'}"
+                    return result
+                model = sft.get_model()
             scores = self.evaluator.evaluate(model, eval_records)
             accuracy, voice = check_scores(scores, self.evaluator)
             result.accuracy_after_sft, result.voice_after_sft = accuracy, voice
-            if accuracy >= cfg.accuracy_threshold and voice < cfg.dpo_trigger_threshold and topic.preferences:
-                dpo = self.backend.create_dpo_trainer(model, cfg.dpo_config(seed=seed, output_dir=run_dir / "dpo"),
-                                                      callbacks=[StepForwarder("dpo", topic.id, self.callbacks)])
-                dpo_result = dpo.train(topic.preference_records(),
-                                       adapter_dir=run_dir / "dpo" / trainer_topic_id(topic.id))
+            # Without SFT (reference-free ORPO/CPO) the preference stage is the topic's training: it always runs.
+            triggered = (not cfg.sft_before_preference
+                         or (accuracy >= cfg.accuracy_threshold and voice < cfg.dpo_trigger_threshold))
+            if triggered and topic.preferences:
+                method = cfg.preference_method
+                # the stage keeps its "dpo" tag (events, summary, plots); its metrics are the method's own
+                pref = self.backend.create_trainer(method, model,
+                                                   cfg.preference_config(seed=seed, output_dir=run_dir / method),
+                                                   callbacks=[StepForwarder("dpo", topic.id, self.callbacks)])
+                pref_result = pref.train(topic.preference_records(),
+                                         adapter_dir=run_dir / method / trainer_topic_id(topic.id))
                 result.dpo_applied = True
-                result.dpo_loss, result.dpo_samples = dpo_result.final_loss, dpo_result.samples_trained
-                cut.update(_truncation("dpo", dpo_result.metrics))
-                if not dpo_result.success or not math.isfinite(dpo_result.final_loss):
-                    result.error = f"DPO failed: {dpo_result.error_message or f'loss {dpo_result.final_loss}'}"
+                result.dpo_loss, result.dpo_samples = pref_result.final_loss, pref_result.samples_trained
+                cut.update(_truncation("dpo", pref_result.metrics))
+                if not pref_result.success or not math.isfinite(pref_result.final_loss):
+                    result.error = (f"{method.upper()} failed: "
+                                    f"{pref_result.error_message or f'loss {pref_result.final_loss}'}")
                     return result
-                model = dpo.get_model()
+                model = pref.get_model()
                 scores = self.evaluator.evaluate(model, eval_records)
                 accuracy, voice = check_scores(scores, self.evaluator)
             result.accuracy, result.voice = accuracy, voice

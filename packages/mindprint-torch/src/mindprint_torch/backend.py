@@ -16,13 +16,17 @@ from mindprint_kit.model_source import resolve_source
 from . import quantization as quant
 from .adapter_manager import PyTorchAdapterManager
 from .adapters import load_adapter
+from .cpo import PyTorchCPOTrainer
 from .device import PyTorchDeviceManager
 from .dpo import PyTorchDPOTrainer
+from .kto import PyTorchKTOTrainer
 from .model import PyTorchModel, ensure_torch_model
+from .orpo import PyTorchORPOTrainer
 from .sft import PyTorchSFTTrainer
 
 # The training methods this backend implements (names from mindprint_interfaces.methods).
-TRAINERS = {"sft": PyTorchSFTTrainer, "dpo": PyTorchDPOTrainer}
+TRAINERS: dict[str, Any] = {"sft": PyTorchSFTTrainer, "dpo": PyTorchDPOTrainer, "orpo": PyTorchORPOTrainer,
+                            "cpo": PyTorchCPOTrainer, "kto": PyTorchKTOTrainer}
 
 
 class PyTorchBackend:

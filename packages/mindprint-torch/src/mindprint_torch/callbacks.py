@@ -76,13 +76,14 @@ class FiniteLossMixin:
 
     samples_seen: int = 0
     samples_per_row: int = 1  # DPO batches hold chosen + rejected rows
+    rows_key: str = "input_ids"  # the batch entry whose first dimension counts rows (ORPO/CPO: chosen_input_ids)
 
     def training_step(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         loss = super().training_step(model, inputs, *args, **kwargs)  # type: ignore[misc]
         value = float(loss.detach().float().item())
         if not math.isfinite(value):
             raise TrainingError(f"non-finite loss ({value}) at step {self.state.global_step + 1}")  # type: ignore[attr-defined]
-        rows = int(inputs["input_ids"].shape[0])
+        rows = int(inputs[self.rows_key].shape[0])
         # every DDP rank trains a micro-batch of the same size at once: count the global presentations
         self.samples_seen += rows // self.samples_per_row * distributed.world_size()
         return loss

@@ -22,3 +22,15 @@ __all__ = [
     "load_sft_jsonl", "parse_preference_records", "parse_sft_records", "read_jsonl", "render_prompt",
     "tokenize_preferences", "tokenize_sft", "write_jsonl",
 ]
+from .unpaired import (  # noqa: E402
+    TokenizedUnpaired,
+    UnpairedExample,
+    as_unpaired_examples,
+    load_unpaired_jsonl,
+    parse_unpaired_records,
+    tokenize_unpaired,
+    unpair,
+)
+
+__all__ += ["TokenizedUnpaired", "UnpairedExample", "as_unpaired_examples", "load_unpaired_jsonl",
+            "parse_unpaired_records", "tokenize_unpaired", "unpair"]

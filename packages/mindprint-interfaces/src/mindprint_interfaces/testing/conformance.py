@@ -34,6 +34,7 @@ from mindprint_interfaces import (
 )
 from mindprint_interfaces.adapter_format import PEFT_CONFIG, PEFT_WEIGHTS
 from mindprint_interfaces.errors import MindprintError
+from mindprint_interfaces.methods import method_names
 
 SFT_RECORDS: list[dict[str, Any]] = [
     {"question": "What is the capital of France?", "answer": "Paris is the capital of France.", "topic_id": "u1/c1/t1"},
@@ -88,6 +89,8 @@ class BackendConformance:
 
     supports_dpo: bool = True
     """``create_dpo_trainer`` trains (step 0 loss ln 2, TRL's metric names)."""
+    methods: tuple[str, ...] = ("sft", "dpo", "orpo", "cpo", "kto")
+    """Training methods ``create_trainer(method, ...)`` implements (of :func:`mindprint_interfaces.methods.method_names`)."""
     supports_merge: bool = True
     """``Model.save_pretrained`` writes merged weights that reload identically."""
     supports_distributed: bool = True
@@ -227,6 +230,33 @@ class BackendConformance:
         last = rec.steps[-1][1]
         assert last["rewards/accuracies"] > first["rewards/accuracies"]
         assert last["loss"] < first["loss"]
+
+    @pytest.mark.parametrize("method", ["orpo", "cpo", "kto"])
+    def test_preference_method_trains_with_trl_metrics(self, backend: Backend, fresh_model: Model, workdir: Path,
+                                                       method: str) -> None:
+        self.require(method in self.methods, f"the {method} method")
+        rec = StepRecorder()
+        cfg = {"learning_rate": 1e-2, "max_steps": 4, "per_device_batch_size": 8 if method == "kto" else 4,
+               "beta": 0.5 if method != "kto" else 0.1, "output_dir": str(workdir)}
+        result = backend.create_trainer(method, fresh_model, cfg, callbacks=[rec]).train(PREFERENCES)
+        assert result.success, result.error_message
+        first, last = rec.steps[0][1], rec.steps[-1][1]
+        names = {"orpo": ("nll_loss", "log_odds_ratio", "log_odds_chosen"), "cpo": ("nll_loss",),
+                 "kto": ("kl", "entropy")}[method]
+        for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen", "logps/rejected",
+                    "logits/chosen", "logits/rejected", "loss", "learning_rate", "grad_norm", *names):
+            assert key in first, key
+        if method == "kto":  # fresh adapter = the reference: rewards and KL 0, every loss 1 - sigmoid(0)
+            assert first["loss"] == pytest.approx(0.5, abs=1e-6)
+            assert first["kl"] == pytest.approx(0.0, abs=1e-6)
+        assert last["loss"] < first["loss"]
+
+    def test_unimplemented_method_names_what_the_backend_has(self, backend: Backend, model: Model) -> None:
+        missing = [m for m in method_names() if m not in self.methods]
+        if not missing:
+            pytest.skip(f"{self.backend_name} implements every registered method")
+        with pytest.raises(ConfigError, match="does not implement"):
+            backend.create_trainer(missing[0], model, {})
 
     def test_train_saves_into_the_given_directory(self, backend: Backend, fresh_model: Model, workdir: Path) -> None:
         rec = StepRecorder()

@@ -17,6 +17,15 @@ Private names, and why they are used:
   are computed in memory and through the compact head, instead of into a ``datasets`` cache file named per
   process. Without it TRL's own precompute runs.
 
+* ``trl.experimental.orpo`` / ``trl.experimental.cpo`` (``ORPOTrainer``, ``CPOTrainer`` and their configs):
+  TRL 1.16 keeps these trainers in its experimental namespace, which may change in any release. Their
+  ``tokenize_row(feature, model=None)`` (overridden by :class:`RowTokenizerHooks`) re-tokenizes prompt and
+  completions; ours returns the data layer's tokens in TRL's column layout. Required: a TRL without them
+  is refused with a clear error (:func:`experimental_trainer`).
+* ``KTOTrainer._prepare_dataset`` (overridden by :class:`KTOTrainerHooks`): as for DPO, TRL re-tokenizes
+  (and unpairs, and builds the KL completions) there; ours passes the data layer's records through with
+  the KL completions built as TRL builds them. Required (:func:`require_kto_dataset_hook`).
+
 Used alongside, public but undocumented parts of the same head: ``trl.kernels.ChunkedLogProbFunction``,
 ``trl.trainer.utils.FusedCausalLMOutput`` and ``maybe_gather_lm_head_ctx``.
 
@@ -47,6 +56,11 @@ PRECOMPUTE_HOOK_PARAMS = ("dataset", "name", "batch_size")
 COMPACT_HEAD = "trl.compact_head"
 DPO_DATASET = "trl.dpo_pretokenized_dataset"
 DPO_PRECOMPUTE = "trl.dpo_precompute_in_memory"
+ORPO_TRAINER = "trl.experimental_orpo"
+CPO_TRAINER = "trl.experimental_cpo"
+KTO_DATASET = "trl.kto_pretokenized_dataset"
+TOKENIZE_ROW_PARAMS = ("feature", "model")
+EXPERIMENTAL = {"orpo": ("ORPOTrainer", "ORPOConfig"), "cpo": ("CPOTrainer", "CPOConfig")}
 
 _declined: dict[str, str] = {}  # fast paths whose names were there but did not fit at run time
 
@@ -112,18 +126,94 @@ def fused_forward_settings(forward: Any) -> dict[str, Any] | None:
     return {n: nonlocals[n] for n in FUSED_SETTINGS}
 
 
-def _hook_problem(name: str, params: tuple[str, ...]) -> str | None:
+def _hook_problem(name: str, params: tuple[str, ...], trainer: str = "dpo") -> str | None:
     try:
-        from trl.trainer.dpo_trainer import DPOTrainer
+        if trainer == "kto":
+            from trl.trainer.kto_trainer import KTOTrainer as cls
+        else:
+            from trl.trainer.dpo_trainer import DPOTrainer as cls  # type: ignore[assignment]
     except ImportError as exc:
         return f"trl not importable: {exc}"
-    hook = getattr(DPOTrainer, name, None)
+    hook = getattr(cls, name, None)
     if hook is None:
-        return f"DPOTrainer no longer has {name}"
+        return f"{cls.__name__} no longer has {name}"
     found = tuple(p for p in inspect.signature(hook).parameters if p != "self")
     if found != params:
-        return f"DPOTrainer.{name} takes ({', '.join(found)}), not ({', '.join(params)})"
+        return f"{cls.__name__}.{name} takes ({', '.join(found)}), not ({', '.join(params)})"
     return None
+
+
+def _experimental_problem(method: str) -> str | None:
+    import importlib
+    import os
+    import warnings
+
+    trainer_name, config_name = EXPERIMENTAL[method]
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # mindprint records the reach-in here instead
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = importlib.import_module(f"trl.experimental.{method}")
+    except ImportError as exc:
+        return f"trl.experimental.{method} not importable: {exc}"
+    missing = [n for n in (trainer_name, config_name) if not hasattr(module, n)]
+    if missing:
+        return f"trl.experimental.{method} no longer has {', '.join(missing)}"
+    hook = getattr(getattr(module, trainer_name), "tokenize_row", None)
+    if hook is None:
+        return f"{trainer_name} no longer has tokenize_row"
+    found = tuple(p for p in inspect.signature(hook).parameters if p != "self")
+    if found != TOKENIZE_ROW_PARAMS:
+        return f"{trainer_name}.tokenize_row takes ({', '.join(found)}), not ({', '.join(TOKENIZE_ROW_PARAMS)})"
+    return None
+
+
+def experimental_trainer(method: str) -> tuple[Any, Any]:
+    """(trainer class, config class) of TRL's experimental ``orpo`` / ``cpo``; raise when this TRL lacks them."""
+    import importlib
+
+    problem = _experimental_problem(method)
+    if problem is not None:
+        raise MindprintError(f"mindprint-torch {method.upper()} needs TRL {TESTED.specifier}: {problem}")
+    module = importlib.import_module(f"trl.experimental.{method}")
+    trainer_name, config_name = EXPERIMENTAL[method]
+    return getattr(module, trainer_name), getattr(module, config_name)
+
+
+class RowTokenizerHooks:
+    """Mixed in before TRL's experimental ``ORPOTrainer`` / ``CPOTrainer``: their ``tokenize_row`` forwards to
+    :meth:`pretokenized_row`, which the subclass defines (TRL's column layout from the data layer's ids)."""
+
+    def pretokenized_row(self, feature: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def tokenize_row(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        bound = _bind(TOKENIZE_ROW_PARAMS, args, {"model": None, **kwargs} if len(args) < 2 else kwargs)
+        if bound is None:
+            raise MindprintError(f"mindprint-torch needs TRL {TESTED.specifier}: tokenize_row was called with other "
+                                 f"arguments than ({', '.join(TOKENIZE_ROW_PARAMS)})")
+        return self.pretokenized_row(bound["feature"])
+
+
+def require_kto_dataset_hook() -> None:
+    """Raise when this TRL's KTOTrainer has no ``_prepare_dataset`` of the tested shape."""
+    problem = _hook_problem(DATASET_HOOK, DATASET_HOOK_PARAMS, "kto")
+    if problem is not None:
+        raise MindprintError(f"mindprint-torch KTO needs TRL {TESTED.specifier}: {problem}")
+
+
+class KTOTrainerHooks:
+    """Mixed in before TRL's ``KTOTrainer``: its ``_prepare_dataset`` forwards to :meth:`pretokenized_dataset`."""
+
+    def pretokenized_dataset(self, dataset: Any) -> Any:
+        raise NotImplementedError
+
+    def _prepare_dataset(self, *args: Any, **kwargs: Any) -> Any:
+        bound = _bind(DATASET_HOOK_PARAMS, args, kwargs)
+        if bound is None:
+            raise MindprintError(f"mindprint-torch KTO needs TRL {TESTED.specifier}: KTOTrainer.{DATASET_HOOK} was "
+                                 f"called with other arguments than ({', '.join(DATASET_HOOK_PARAMS)})")
+        return self.pretokenized_dataset(bound["dataset"])
 
 
 def _bind(params: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
@@ -171,7 +261,10 @@ def fast_paths() -> list[FastPath]:
     """Which TRL reach-ins this installation supports, and why not where it does not."""
     checks = ((COMPACT_HEAD, _fused_head_problem()),
               (DPO_DATASET, _hook_problem(DATASET_HOOK, DATASET_HOOK_PARAMS)),
-              (DPO_PRECOMPUTE, _hook_problem(PRECOMPUTE_HOOK, PRECOMPUTE_HOOK_PARAMS)))
+              (DPO_PRECOMPUTE, _hook_problem(PRECOMPUTE_HOOK, PRECOMPUTE_HOOK_PARAMS)),
+              (ORPO_TRAINER, _experimental_problem("orpo")),
+              (CPO_TRAINER, _experimental_problem("cpo")),
+              (KTO_DATASET, _hook_problem(DATASET_HOOK, DATASET_HOOK_PARAMS, "kto")))
     return [fast_path(name, problem or _declined.get(name)) for name, problem in checks]
 
 
