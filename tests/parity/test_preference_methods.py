@@ -300,4 +300,5 @@ def test_step0_gradients_agree(torch_backend: Backend, mlx_backend: Backend, tin
     assert set(t_grads) == set(m_grads)
     for name, g in t_grads.items():
         assert np.abs(g).max() > 0, name
-        np.testing.assert_allclose(m_grads[name], g, atol=1e-6, err_msg=name)
+        # fp32 sums in different orders: relative 1e-5 (measured up to 3.4e-6 relative on cpo), absolute 1e-6 near 0
+        np.testing.assert_allclose(m_grads[name], g, rtol=1e-5, atol=1e-6, err_msg=name)

@@ -168,7 +168,8 @@ def base_info(model: PeftHost, sites: Any) -> dict[str, Any]:
             except AttributeError:
                 continue
             weight = getattr(getattr(module, "base_layer", module), "weight", None)
-            if weight is not None:
+            # quantized (bitsandbytes) weights are packed: no fingerprint, as on MLX
+            if weight is not None and weight.is_floating_point() and getattr(weight, "quant_state", None) is None:
                 weights[(layer, name)] = weight.detach().float().cpu().numpy()
     return base_record(str(getattr(model.base_model.config, "model_type", "")), model.num_layers, weights)
 

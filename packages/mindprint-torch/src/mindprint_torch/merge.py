@@ -23,7 +23,7 @@ from mindprint_interfaces.fileio import atomic_directory
 from mindprint_interfaces.protocols import PathLike
 from mindprint_kit.merge_check import check_written_tensors
 
-from .quantization import full_precision_copy, is_quantized
+from .quantization import dequantized_state, full_precision_copy, is_quantized
 
 
 class MergeSource(Protocol):
@@ -128,6 +128,9 @@ def expected_tensors(model: MergeSource) -> tuple[dict[str, Callable[[], Any]], 
             lora[prefix]["adapter"] = adapter
             continue
         base[key.removeprefix("base_model.model.").replace(".base_layer.", ".")] = value
+
+    if is_quantized(live):  # the merge starts from the dequantized base: so must the check
+        base = dequantized_state(live.get_base_model() if model.has_adapter() else live)
 
     def plain(value: torch.Tensor) -> Callable[[], Any]:
         return lambda: value.detach().to(device="cpu", dtype=torch.float32).numpy()
