@@ -19,7 +19,7 @@ from ..protocols import Tokenizer
 from .jsonl import _merge, read_jsonl
 from .records import PreferencePair
 from .tokenize import TokenizedData, completion_ids, render_prompt
-from .validate import _Issues, _messages, _numbered, _preference_record, _string, _topic
+from .validate import _Issues, _numbered, _preference_record, _string, _topic, has_fields, prompt_messages
 
 UNPAIR_CHUNK = 1000  # datasets.map's default batch size, which TRL's unpairing runs with
 
@@ -48,23 +48,10 @@ def _is_paired(record: Any) -> bool:
 
 
 def _unpaired_record(record: Any, line: int, issues: _Issues) -> UnpairedExample | None:
-    if not isinstance(record, Mapping):
-        issues.add(line, "", f"must be a JSON object, got {type(record).__name__}")
-        return None
-    missing = [k for k in ("prompt", "completion", "label") if k not in record]
-    if missing:
-        keys = ", ".join(sorted(map(str, record))) or "none"
-        for key in missing:
-            issues.add(line, key, f"missing (an unpaired record needs prompt, completion, label; keys found: {keys})")
+    if not has_fields(record, ("prompt", "completion", "label"), "an unpaired", line, issues):
         return None
     topic = _topic(record, line, issues)
-    raw_prompt = record["prompt"]
-    prompt: tuple[Message, ...] | None
-    if isinstance(raw_prompt, list):
-        prompt = _messages(raw_prompt, "prompt", line, issues, need_assistant=False)
-    else:
-        text = _string(record, "prompt", line, issues)
-        prompt = (Message(role="user", content=text),) if text is not None else None
+    prompt = prompt_messages(record, line, issues)
     completion = _string(record, "completion", line, issues)
     label = record["label"]
     if not isinstance(label, bool):

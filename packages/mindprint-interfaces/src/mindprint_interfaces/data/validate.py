@@ -149,24 +149,34 @@ def _completion(record: Mapping[str, Any], key: str, line: int, issues: _Issues)
     return messages[0]["content"]
 
 
-def _preference_record(record: Any, line: int, issues: _Issues) -> PreferencePair | None:
+def has_fields(record: Any, fields: tuple[str, ...], kind: str, line: int, issues: _Issues) -> bool:
+    """``record`` is a JSON object with every one of ``fields``; else each problem is reported (file:line:field)."""
     if not isinstance(record, Mapping):
         issues.add(line, "", f"must be a JSON object, got {type(record).__name__}")
-        return None
-    missing = [k for k in ("prompt", "chosen", "rejected") if k not in record]
+        return False
+    missing = [k for k in fields if k not in record]
     if missing:
         keys = ", ".join(sorted(map(str, record))) or "none"
         for key in missing:
-            issues.add(line, key, f"missing (a preference record needs prompt, chosen, rejected; keys found: {keys})")
+            issues.add(line, key, f"missing ({kind} record needs {', '.join(fields)}; keys found: {keys})")
+        return False
+    return True
+
+
+def prompt_messages(record: Mapping[str, Any], line: int, issues: _Issues) -> tuple[Message, ...] | None:
+    """The ``prompt`` field as messages: a list of messages as given, a string as one user turn."""
+    raw_prompt = record["prompt"]
+    if isinstance(raw_prompt, list):
+        return _messages(raw_prompt, "prompt", line, issues, need_assistant=False)
+    text = _string(record, "prompt", line, issues)
+    return (Message(role="user", content=text),) if text is not None else None
+
+
+def _preference_record(record: Any, line: int, issues: _Issues) -> PreferencePair | None:
+    if not has_fields(record, ("prompt", "chosen", "rejected"), "a preference", line, issues):
         return None
     topic = _topic(record, line, issues)
-    raw_prompt = record["prompt"]
-    prompt: tuple[Message, ...] | None
-    if isinstance(raw_prompt, list):
-        prompt = _messages(raw_prompt, "prompt", line, issues, need_assistant=False)
-    else:
-        text = _string(record, "prompt", line, issues)
-        prompt = (Message(role="user", content=text),) if text is not None else None
+    prompt = prompt_messages(record, line, issues)
     chosen = _completion(record, "chosen", line, issues)
     rejected = _completion(record, "rejected", line, issues)
     if prompt is None or chosen is None or rejected is None:
