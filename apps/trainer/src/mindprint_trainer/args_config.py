@@ -7,6 +7,8 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
+from mindprint_interfaces import GenerationConfig
+
 from .config import TrainerConfig, load_config
 
 
@@ -35,3 +37,13 @@ def config_from_args(args: argparse.Namespace, extra: Mapping[str, Any] | None =
     return load_config(getattr(args, "config", None), backend=getattr(args, "backend", None),
                        device=getattr(args, "device", None), dtype=getattr(args, "dtype", None),
                        sets=getattr(args, "set", None) or (), extra=merged)
+
+
+def generation_from_args(cfg: TrainerConfig, args: argparse.Namespace) -> GenerationConfig:
+    """The config's generation settings with ``--max-new-tokens`` / ``--temperature`` applied (generate, chat)."""
+    overrides: dict[str, Any] = {}
+    if getattr(args, "max_new_tokens", None) is not None:
+        overrides["max_new_tokens"] = args.max_new_tokens
+    if getattr(args, "temperature", None) is not None:
+        overrides["temperature"] = args.temperature
+    return cfg.generation_config(**overrides)

@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Any, TextIO
 
-from .args_config import config_from_args
+from .args_config import config_from_args, generation_from_args
 from .backend_setup import load_model, make_backend
 
 
@@ -60,12 +60,7 @@ def chat_loop(model: Any, generation: Any, stdin: TextIO, stdout: TextIO, *, sys
 
 def cmd_chat(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    overrides: dict[str, Any] = {}
-    if args.max_new_tokens is not None:
-        overrides["max_new_tokens"] = args.max_new_tokens
-    if args.temperature is not None:
-        overrides["temperature"] = args.temperature
-    generation = cfg.generation_config(**overrides)
+    generation = generation_from_args(cfg, args)
     backend = make_backend(cfg)
     model = load_model(backend, cfg)
     interactive = sys.stdin.isatty()

@@ -14,7 +14,7 @@ from rich.table import Table
 from mindprint_interfaces import BackendNotFoundError, ConfigError, DataValidationError, MindprintError
 from mindprint_interfaces.registry import BackendRegistry, canonical_name
 
-from .args_config import config_from_args
+from .args_config import config_from_args, generation_from_args
 from .backend_setup import load_model, make_backend
 from .chat_command import cmd_chat
 from .config import DataSection, TrainerConfig
@@ -168,12 +168,7 @@ def cmd_kto(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    overrides: dict[str, Any] = {}
-    if args.max_new_tokens is not None:
-        overrides["max_new_tokens"] = args.max_new_tokens
-    if args.temperature is not None:
-        overrides["temperature"] = args.temperature
-    gen = cfg.generation_config(**overrides)
+    gen = generation_from_args(cfg, args)
     backend = make_backend(cfg)
     model = load_model(backend, cfg)
     text = " ".join(args.prompt)
