@@ -12,7 +12,7 @@ import pytest
 
 from mindprint_interfaces import ConfigError, DataValidationError
 from mindprint_interfaces.data import as_sft_examples, tokenize_sft
-from mindprint_mlx import schedule
+from mindprint_kit import schedule
 from mindprint_mlx.lora import lora_modules
 
 pytestmark = pytest.mark.mlx

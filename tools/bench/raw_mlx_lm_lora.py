@@ -78,7 +78,7 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any])
 
     def mindprint_order() -> Iterator[Any]:
         """mlx-lm-lora's own batching and padding, but the pairs in mindprint-mlx's step order."""
-        from mindprint_mlx.schedule import plan_steps
+        from mindprint_kit.schedule import plan_steps
 
         for planned in plan_steps(len(pairs), spec.batch_size, 1, spec.total_steps, spec.seed):
             for indices in planned.micro_batches:

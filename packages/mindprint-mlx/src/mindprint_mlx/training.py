@@ -33,10 +33,11 @@ from mindprint_interfaces import ConfigError, TrainingError
 from mindprint_interfaces.adapter_format import LoraKey
 from mindprint_interfaces.configs import TrainConfigBase
 from mindprint_interfaces.protocols import TrainerCallback
+from mindprint_kit import schedule
 from mindprint_kit.data import Prepared
 from mindprint_kit.trainer import KitTrainer, RunProgress
 
-from . import distributed, lean_forward, schedule
+from . import distributed, lean_forward
 from .adapters import save_adapter
 from .checkpointing import checkpointed_layers
 from .model import MLXModel
