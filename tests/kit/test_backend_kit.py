@@ -122,3 +122,27 @@ def test_bfloat16_adapter_files_read_as_their_exact_fp32_values(tmp_path: Path) 
     _, weights = read_adapter(tmp_path / "ref")
     got_a, got_b = weights[(0, "self_attn.q_proj")]
     assert np.array_equal(got_a, a.float().numpy()) and np.array_equal(got_b, b.float().numpy())
+
+
+def test_warmup_beyond_the_run_is_refused_by_name() -> None:
+    from mindprint_kit import schedule
+
+    schedule.check_warmup(8, 2, 1, 1.0, 0, 4)  # 4 steps, 4 warm-up steps: allowed
+    with pytest.raises(ConfigError, match=r"warmup_steps=5 is more than the run's 4 optimizer steps") as info:
+        schedule.check_warmup(8, 2, 1, 1.0, 0, 5)
+    assert info.value.key == "warmup_steps"
+    with pytest.raises(ConfigError, match="1000000000000"):
+        schedule.check_warmup(8, 2, 1, 3.0, 20, 10**12)
+
+
+@pytest.mark.torch
+@pytest.mark.mlx
+def test_both_backends_refuse_a_warmup_longer_than_the_run_before_training(tiny_model_dir: Path,
+                                                                            tmp_path: Path) -> None:
+    for backend in _backends():
+        model = backend.load_model(tiny_model_dir)
+        trainer = backend.create_sft_trainer(model, {"output_dir": str(tmp_path / backend.name), "max_steps": 2,
+                                                     "warmup_steps": 10**12})
+        with pytest.raises(ConfigError, match="warmup_steps=1000000000000 is more than the run's 2 optimizer steps"):
+            trainer.train(SFT)
+        assert not (tmp_path / backend.name / "adapter").exists()  # refused before any work

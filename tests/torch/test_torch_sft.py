@@ -62,7 +62,7 @@ def _batch(model: PyTorchModel, records: list[dict[str, Any]]) -> tuple[list[lis
 
 def test_trl_gets_our_labels_and_forced_settings(backend: TorchBackend, tiny: PyTorchModel,
                                                  sft_records: list[dict[str, Any]], tmp_path: Path) -> None:
-    trainer = backend.create_sft_trainer(tiny, _cfg(tmp_path, max_steps=1, warmup_steps=3, lr_scheduler="cosine",
+    trainer = backend.create_sft_trainer(tiny, _cfg(tmp_path, max_steps=1, warmup_steps=1, lr_scheduler="cosine",
                                                     weight_decay=0.01, max_grad_norm=0.5, adam_beta2=0.99,
                                                     gradient_accumulation_steps=2))
     assert trainer.train(sft_records).success
@@ -74,7 +74,7 @@ def test_trl_gets_our_labels_and_forced_settings(backend: TorchBackend, tiny: Py
     args = trl.args
     assert (args.bf16, args.fp16, args.gradient_checkpointing) == (False, False, False)
     assert args.save_strategy == "no" and args.report_to in ([], "none", ["none"]) and args.disable_tqdm
-    assert (args.warmup_steps, args.lr_scheduler_type.value, args.weight_decay, args.max_grad_norm) == (3, "cosine", 0.01, 0.5)
+    assert (args.warmup_steps, args.lr_scheduler_type.value, args.weight_decay, args.max_grad_norm) == (1, "cosine", 0.01, 0.5)
     assert (args.adam_beta2, args.gradient_accumulation_steps, args.seed) == (0.99, 2, 0)
 
 

@@ -112,6 +112,15 @@ def test_train_with_malformed_curriculum_fails_before_training(tmp_path: Path) -
     assert "sft_data.jsonl:2" in one_error_line(res.stderr)
 
 
+def test_train_refused_by_its_config_leaves_no_run_directory(tmp_path: Path) -> None:
+    (tmp_path / "sft_data.jsonl").write_text(GOOD)
+    res = run_mindprint("train", "--backend", "pytorch", "--data-dir", str(tmp_path), "-o", str(tmp_path / "runs"),
+                        "--set", "data.markers_file=missing.json")
+    assert res.returncode == 2
+    assert "data.markers_file" in one_error_line(res.stderr)
+    assert list((tmp_path / "runs").iterdir()) == []  # refused before any work: no empty run directory
+
+
 def test_no_backend_chosen(tmp_path: Path) -> None:
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("backend:\n  type: null\n")

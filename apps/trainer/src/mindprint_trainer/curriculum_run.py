@@ -18,7 +18,7 @@ from typing import Any, Literal
 from rich.console import Console
 from rich.table import Table
 
-from mindprint_interfaces import Backend, ConfigError
+from mindprint_interfaces import Backend, ConfigError, DataValidationError
 from mindprint_interfaces.data import (
     as_preference_pairs,
     as_sft_examples,
@@ -267,6 +267,10 @@ def run_train(args: argparse.Namespace) -> int:
         outcome = run_curriculum(cfg, run, resume=bool(args.resume), console=console)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except (ConfigError, DataValidationError):
+        if not args.resume:
+            run.discard_if_unused()  # refused before any work: no empty run directory is left behind
+        raise
     Console().print(topics_table(outcome.rows))
     res = outcome.result
     console.print(f"{len(res.passed_topics)}/{res.total_topics} topics passed; summary: {run.path / 'summary.md'}")

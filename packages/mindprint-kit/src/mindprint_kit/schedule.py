@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mindprint_interfaces import ConfigError
+
 
 def steps_per_epoch(num_examples: int, batch_size: int, accumulation: int) -> int:
     return max(1, math.ceil(num_examples / (batch_size * accumulation)))
@@ -29,6 +31,18 @@ def total_steps(num_examples: int, batch_size: int, accumulation: int, num_epoch
 
 def warmup_steps(total: int, warmup_steps: int, warmup_ratio: float) -> int:
     return warmup_steps if warmup_steps > 0 else math.ceil(total * warmup_ratio)
+
+
+def check_warmup(num_examples: int, batch_size: int, accumulation: int, num_epochs: float, max_steps: int,
+                 warmup: int) -> None:
+    """Refuse ``warmup_steps`` beyond the run's optimizer steps: the learning rate would never reach its peak, the
+    run would train (next to) nothing and still report success. Counted for one process (the most steps a run of
+    these examples can have), so a data-parallel run is never refused wrongly."""
+    total = total_steps(num_examples, batch_size, accumulation, num_epochs, max_steps)
+    if warmup > total:
+        raise ConfigError(f"warmup_steps={warmup} is more than the run's {total} optimizer steps: the learning rate "
+                          "would never reach learning_rate (lower warmup_steps, or use warmup_ratio)",
+                          key="warmup_steps")
 
 
 def lr_factor(kind: str, step: int, total: int, warmup: int) -> float:

@@ -39,6 +39,7 @@ from mindprint_interfaces.callback_dispatch import (
 from mindprint_interfaces.configs import TrainConfigBase
 from mindprint_interfaces.protocols import PathLike, TrainerCallback
 
+from . import schedule
 from .data import Prepared
 
 C = TypeVar("C", bound=TrainConfigBase)
@@ -165,6 +166,9 @@ class KitTrainer(Generic[C, M]):
     # -- the template ----------------------------------------------------------------------------------------------
     def _run(self, data: Sequence[Mapping[str, Any]], target: Path, *, source: str) -> TrainingResult:
         prepared = self._prepare(data, source)  # invalid data/config raises here, before any work
+        cfg = self.config
+        schedule.check_warmup(len(prepared.examples), cfg.per_device_batch_size, cfg.gradient_accumulation_steps,
+                              cfg.num_epochs, cfg.max_steps, cfg.warmup_steps)
         self._ensure_adapter()
         # The weights of a save are only "good" once a later step computed a finite loss with them (or the run
         # ended normally): a save right after an exploding step (finite but huge weights) is still pending then.
