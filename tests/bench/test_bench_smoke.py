@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tools.bench.cli import main
-from tools.bench.jobs import JOBS
+from tools.bench.jobs import JOBS, missing_requirement
 
 NUMBERS = ("sec_per_step", "tokens_per_s", "tokens_per_step", "one_off_s", "amortised_sec_per_step", "peak_rss_mb",
            "train_peak_rss_mb")
@@ -32,6 +32,7 @@ def test_bench_smoke(tiny_model_dir: Path, tmp_path: Path) -> None:
         row = results["jobs"][job.name]
         if "skipped" in row:  # library / backend not installed here: the row says why
             assert row["skipped"]
+            assert missing_requirement(job), (job.name, row["skipped"])  # never skipped when it can run
             continue
         ran.append(job.name)
         assert row["ok"], (job.name, row.get("error"), row.get("traceback") or row.get("log_tail"))

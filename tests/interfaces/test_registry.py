@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -158,3 +159,32 @@ def test_spec_of_unregistered_name_keeps_the_message() -> None:
 
 
 LAZY_SPEC = BackendSpec(name="lazyspec", factory=_FakeBackend)  # type: ignore[arg-type]
+
+
+def test_entry_points_load_once_for_every_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads asking at once all see every installed backend (no half-filled table while another thread loads)."""
+    import threading
+    import time
+    from importlib import metadata
+
+    from mindprint_interfaces import registry
+
+    real = metadata.entry_points
+
+    def slow_entry_points(**kwargs: Any) -> Any:
+        found = real(**kwargs)
+        time.sleep(0.05)  # widen the window a racing reader would fall into
+        return found
+
+    expected = sorted({registry.canonical_name(ep.name) for ep in real(group=registry.ENTRY_POINT_GROUP)})
+    assert expected, "no backend entry point installed"
+    monkeypatch.setattr(registry.metadata, "entry_points", slow_entry_points)
+    monkeypatch.setattr(BackendRegistry, "_factories", {})
+    monkeypatch.setattr(BackendRegistry, "_entry_points_loaded", False)
+    seen: list[list[str]] = []
+    threads = [threading.Thread(target=lambda: seen.append(BackendRegistry.available())) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == [expected] * 4

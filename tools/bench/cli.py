@@ -103,7 +103,7 @@ def _selected(args: argparse.Namespace) -> list[JobDef]:
             continue
         if any(s in job.name for s in args.skip):
             continue
-        if (args.smoke or args.no_refblas) and job.full_only:
+        if (args.smoke or args.no_refblas) and job.full_only and job.name not in args.job:
             continue
         jobs.append(job)
     return jobs

@@ -50,6 +50,12 @@ JOBS: tuple[JobDef, ...] = (
     JobDef("mlx-dpo-mlx_lm_lora-sameorder", "mlx", "dpo", "peer", "mlx_lm_lora_openblas_sameorder",
            "mlx-lm-lora DPO, pairs in mindprint's order (same-maths check)", ("mlx_lm_lora",),
            options={"blas": "openblas", "order": "mindprint"}),
+    *(JobDef(f"{b}-sft-mindprint-{tag}", b, "sft", "mindprint", "mindprint", f"mindprint ({b}), {label}",
+             ("mindprint_torch",) if b == "torch" else ("mindprint_mlx", "mlx_lm"), options=options, full_only=True)
+      for b in ("torch", "mlx") for tag, label, options in (
+          ("bf16", "bf16 base", {"dtype": "bfloat16"}),
+          ("q4", "4-bit base (QLoRA)", {"quantization": {"bits": 4}}),
+          ("gc", "gradient checkpointing", {"gradient_checkpointing": True}))),
     JobDef("mlx-dpo-mlx_lm_lora-refblas", "mlx", "dpo", "peer", "mlx_lm_lora",
            "mlx-lm-lora DPO (as installed: reference BLAS)", ("mlx_lm_lora",), full_only=True),
 )
@@ -87,8 +93,15 @@ MEMORY_CHECKS: tuple[tuple[str, str, str, float], ...] = (
 )
 
 
+# Memory/precision variants of the fp32 SFT job (mindprint only: the question is what each setting costs and saves).
+VARIANTS: tuple[tuple[str, str], ...] = tuple(
+    (f"{b}-sft-mindprint", f"{b}-sft-mindprint-{tag}") for b in ("torch", "mlx") for tag in ("bf16", "q4", "gc"))
+
+
 def missing_requirement(job: JobDef) -> str | None:
     """Why a job cannot run here (a module not installed / a backend not registered), or None."""
+    if "quantization" in job.options and job.backend == "torch" and importlib.util.find_spec("bitsandbytes") is None:
+        return "bitsandbytes is not installed (the mindprint-torch[quantization] extra)"
     for module in job.requires:
         if importlib.util.find_spec(module) is None:
             hint = " (uv run --group bench ...)" if module == "mlx_lm_lora" else ""

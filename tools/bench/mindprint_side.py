@@ -69,7 +69,8 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any])
 
         versions["mindprint_mlx"] = mindprint_mlx.__version__
     result["library"] = versions
-    backend = create_backend(backend_name, device="cpu", dtype="float32", seed=spec.seed)
+    dtype = spec.options.get("dtype", "float32")
+    backend = create_backend(backend_name, device="cpu", dtype=dtype, seed=spec.seed)
     if spec.backend == "mlx":
         try:
             from mindprint_mlx.blas import loaded_library
@@ -78,7 +79,9 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any])
         except ImportError:
             pass
     t = time.perf_counter()
-    model = backend.load_model(spec.model_dir)
+    quantization = spec.options.get("quantization")
+    model = backend.load_model(spec.model_dir, quantization=quantization) if quantization else \
+        backend.load_model(spec.model_dir)
     result["load_s"] = time.perf_counter() - t
     eval_sft = prep.sft[: spec.eval_n]
     eval_pairs = prep.pairs[: spec.eval_n]
@@ -94,6 +97,7 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any])
         "seed": spec.seed, "lora_r": spec.lora_r, "lora_alpha": spec.lora_alpha, "lora_dropout": 0.0,
         "target_modules": TARGET_MODULES, "output_dir": tempfile.mkdtemp(prefix="bench-mp-", dir=spec.work_dir),
         "logging_steps": 1, "save_steps": 0, "weight_decay": 0.0, "max_grad_norm": spec.max_grad_norm,
+        "gradient_checkpointing": bool(spec.options.get("gradient_checkpointing", False)),
     }
     hook = _StepHook(clock)
     reset_peak_rss()

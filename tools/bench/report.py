@@ -6,7 +6,7 @@ import math
 import statistics
 from typing import Any
 
-from .jobs import COMPARISONS, JOBS, MEMORY_CHECKS, Comparison
+from .jobs import COMPARISONS, JOBS, MEMORY_CHECKS, VARIANTS, Comparison
 from .measure import timed_steps
 
 
@@ -117,6 +117,36 @@ def _load(values: Any) -> str:
     return _f(values[0], 1) if isinstance(values, list) and values else "—"
 
 
+def _variant_lines(jobs: dict[str, dict[str, Any]]) -> list[str]:
+    """What each memory/precision setting costs and saves against the fp32 SFT job (same data, same steps)."""
+    lines = [
+        "",
+        "## Precision and memory settings (SFT, mindprint)",
+        "",
+        ("Each row: the fp32 SFT job's configuration with one setting changed; separate runs (not interleaved), so "
+         "the s/step ratios carry the machine's drift between runs. Training peak RSS as in the memory table."),
+        "",
+        ("| job | setting | s/step median: setting / fp32 | time ratio | training peak RSS MB: setting / fp32 | "
+         "memory ratio | fixed-set loss after N: setting / fp32 |"),
+        "|---|---|---|---|---|---|---|",
+    ]
+    for base_name, name in VARIANTS:
+        j, base = jobs.get(name), jobs.get(base_name)
+        label = j.get("label", name) if j else name
+        if not (j and base and j.get("ok") and base.get("ok")):
+            why = "; ".join(f"{n}: {(x or {}).get('error') or (x or {}).get('skipped') or 'not run yet'}"
+                            for n, x in ((name, j), (base_name, base)) if not (x and x.get("ok")))
+            lines.append(f"| {name} | {label} | — | not measured | — | — | {why} |")
+            continue
+        lines.append(
+            f"| {name} | {label} | {_pair(j['sec_per_step_median'], base['sec_per_step_median'])} | "
+            f"{_f(_div(j['sec_per_step_median'], base['sec_per_step_median']), 2)}x | "
+            f"{_pair(j.get('train_peak_rss_mb'), base.get('train_peak_rss_mb'), 0)} | "
+            f"{_f(_div(j.get('train_peak_rss_mb'), base.get('train_peak_rss_mb')), 2)}x | "
+            f"{_pair(j.get('eval_after', {}).get('loss'), base.get('eval_after', {}).get('loss'), 4)} |")
+    return lines
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     jobs: dict[str, dict[str, Any]] = results["jobs"]
@@ -197,6 +227,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {m['backend']} | {_f(m['dpo_train_peak_rss_mb'], 0)} | {_f(m['sft_train_peak_rss_mb'], 0)} | "
                      f"**{_f(m['ratio'], 2)}x**{mark} | <= {m['target']}x | "
                      f"{_pair(m['dpo_peak_rss_mb'], m['sft_peak_rss_mb'], 0)} |")
+    lines += _variant_lines(jobs)
     lines += [
         "",
         "## Every job",

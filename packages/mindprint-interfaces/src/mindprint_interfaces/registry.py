@@ -10,6 +10,7 @@ becomes a spec without those capabilities. Nothing is imported until a backend i
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -22,6 +23,7 @@ from .protocols import Backend
 from .validation import suggest
 
 ENTRY_POINT_GROUP = "mindprint.backends"
+_ENTRY_POINTS_LOCK = threading.Lock()
 ENV_VAR = "MINDPRINT_BACKEND"
 
 __all__ = ["ALIASES", "ENTRY_POINT_GROUP", "ENV_VAR", "KNOWN_BACKENDS", "BackendFactory", "BackendRegistry",
@@ -73,11 +75,16 @@ class BackendRegistry:
 
     @classmethod
     def _load_entry_points(cls) -> None:
+        # Under a lock, the flag set only once every entry point is in: a second thread asking meanwhile waits
+        # instead of seeing a half-filled table (the benchmark checks jobs from two threads at once).
         if cls._entry_points_loaded:
             return
-        cls._entry_points_loaded = True
-        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-            cls._factories.setdefault(canonical_name(ep.name), ep.value)
+        with _ENTRY_POINTS_LOCK:
+            if cls._entry_points_loaded:
+                return
+            for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+                cls._factories.setdefault(canonical_name(ep.name), ep.value)
+            cls._entry_points_loaded = True
 
     @classmethod
     def available(cls) -> list[str]:
