@@ -13,6 +13,7 @@ from gguf import GGUFReader
 from mindprint_kit import gguf_export
 from mindprint_kit.gguf_export import GGUFExportError, export_gguf
 
+from ..random_adapter import write_random_adapter
 from ..trainer.helpers import run_mindprint
 
 
@@ -102,21 +103,8 @@ def test_cli_export_with_ollama_modelfile(tiny_model_dir: Path, tmp_path: Path) 
 @pytest.fixture(scope="module")
 def random_adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Non-zero A and B on q/k/v/o: merging it moves the log-probs, so a lost merge shows."""
-    import numpy as np
-
-    from mindprint_interfaces import AdapterConfig
-    from mindprint_kit.adapter_files import write_adapter
-
-    cfg = json.loads((tiny_model_dir / "config.json").read_text())
-    hidden, heads, kv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    dim = hidden // heads
-    outs = {"self_attn.q_proj": heads * dim, "self_attn.k_proj": kv * dim, "self_attn.v_proj": kv * dim,
-            "self_attn.o_proj": hidden}
-    rng = np.random.default_rng(5)
-    weights = {(layer, module): (rng.uniform(-0.3, 0.3, (4, hidden)).astype(np.float32),
-                                 rng.normal(0.0, 0.2, (out, 4)).astype(np.float32))
-               for layer in range(cfg["num_hidden_layers"]) for module, out in outs.items()}
-    return write_adapter(tmp_path_factory.mktemp("adapter") / "random", AdapterConfig(r=4, alpha=8), weights)
+    return write_random_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter") / "random", seed=5, a_bound=0.3,
+                                b_std=0.2)
 
 
 @pytest.mark.parametrize("backend_name", ["pytorch", "mlx"])

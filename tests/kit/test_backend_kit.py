@@ -13,6 +13,7 @@ import pytest
 from mindprint_interfaces import AdapterConfig, ConfigError, create_backend
 from mindprint_interfaces.data import Message, render_prompt
 from mindprint_kit.adapter_files import read_adapter, read_tensors, write_adapter
+from tests.random_adapter import write_random_adapter
 
 SFT = [{"instruction": "What is two plus two?", "output": "Four, my friend."},
        {"instruction": "Name a colour.", "output": "Blue, like the sea."}]
@@ -40,16 +41,8 @@ def plain_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="module")
 def random_adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Non-zero A and B on q/k/v/o, so every LoRA gradient is non-zero."""
-    cfg = json.loads((tiny_model_dir / "config.json").read_text())
-    hidden, heads, kv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    dim = hidden // heads
-    outs = {"self_attn.q_proj": heads * dim, "self_attn.k_proj": kv * dim, "self_attn.v_proj": kv * dim,
-            "self_attn.o_proj": hidden}
-    rng = np.random.default_rng(3)
-    weights = {(layer, module): (rng.uniform(-0.1, 0.1, (4, hidden)).astype(np.float32),
-                                 rng.normal(0.0, 0.05, (out, 4)).astype(np.float32))
-               for layer in range(cfg["num_hidden_layers"]) for module, out in outs.items()}
-    return write_adapter(tmp_path_factory.mktemp("adapter") / "random", AdapterConfig(r=4, alpha=8), weights)
+    return write_random_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter") / "random", seed=3, a_bound=0.1,
+                                b_std=0.05)
 
 
 @pytest.mark.torch
