@@ -160,3 +160,43 @@ def test_hub_layout_config_gives_the_same_logits(tmp_path: Path, family: str) ->
     assert "rope_parameters" not in json.loads((path / "config.json").read_text())
     assert np.abs(torch_logprobs(path) - expected).max() < 1e-5
     assert np.abs(mlx_logprobs(load_mlx(path)) - expected).max() < 1e-4
+
+
+def test_the_window_mask_checks_the_attention_call_layout() -> None:
+    """The window is applied by wrapping attention's __call__(x, mask, cache): every mlx-lm family we mask passes
+    the layout check, and an attention called otherwise is refused by name instead of running without its window."""
+    import importlib
+
+    import mlx.nn as nn
+    import pytest
+
+    from mindprint_interfaces import ConfigError
+    from mindprint_interfaces.architectures import FAMILIES
+    from mindprint_mlx._compat.mlx_lm import attention_call_problem
+    from mindprint_mlx.loading import apply_windows
+
+    masked = [f.model_type for f in FAMILIES.values() if f.mlx_window == "mask"]
+    assert masked
+    for model_type in masked:
+        from mlx_lm.utils import MODEL_REMAPPING
+
+        module = importlib.import_module(f"mlx_lm.models.{MODEL_REMAPPING.get(model_type, model_type)}")
+        assert attention_call_problem(module.Attention) is None, model_type
+
+    class OtherOrder(nn.Module):
+        def __call__(self, x: Any, cache: Any = None, mask: Any = None) -> Any:
+            return x
+
+    class Layer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.self_attn = OtherOrder()
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = [Layer(), Layer()]
+
+    with pytest.raises(ConfigError, match=r"sliding_window=4 on layer 1: .*takes \(x, cache, mask\)") as info:
+        apply_windows(Model(), (4, [1]))
+    assert info.value.key == "sliding_window"

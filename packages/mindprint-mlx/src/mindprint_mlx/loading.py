@@ -189,6 +189,10 @@ def apply_windows(model: nn.Module, plan: tuple[int, list[int]] | None) -> None:
     window, layers = plan
     for i in layers:
         attention = model.layers[i].self_attn
+        problem = mlx_lm_compat.attention_call_problem(type(attention))
+        if problem is not None:
+            raise ConfigError(f"sliding_window={window} on layer {i}: {problem} with this mlx-lm; the MLX backend "
+                              "would attend beyond the window transformers applies", key="sliding_window")
         attention.__class__ = _windowed(type(attention))
         attention.mindprint_window = window
 

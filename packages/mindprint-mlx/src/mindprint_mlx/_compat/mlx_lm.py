@@ -12,6 +12,12 @@ Private names, and why they are used:
   own ``apply_chat_template`` adds thinking arguments). Without it the wrapper itself is used; it
   forwards attribute access to the tokenizer it holds (:func:`hf_tokenizer`).
 
+Not private, but a call layout the sliding-window mask depends on: ``loading.apply_windows`` gives a sliding
+layer's attention a subclass whose ``__call__(x, mask, cache)`` narrows the mask to the window (mlx-lm drops the
+window for these families) and reads ``cache.offset``. :func:`attention_call_problem` checks that layout on the
+attention class before the swap; a model whose attention is called otherwise is refused (key ``sliding_window``),
+never trained without its window.
+
 Not private, but a layout the lean forward and its prefix cache depend on (``module.model`` with
 ``layers``, ``lm_head`` or tied ``embed_tokens.as_linear``, ``mlx_lm.models.cache.KVCache``): that is
 checked numerically per model by ``lean_forward.supports_lean_forward``, not here.
@@ -69,6 +75,23 @@ def model_args_class(config: dict[str, Any]) -> Any:
         return get_classes(config=config)[1]
     _declined[MODEL_LOOKUP] = _get_classes_problem() or f"mlx_lm.utils.{GET_CLASSES} is not callable"
     return _public_model_args_class(config)
+
+
+ATTENTION_CALL = ("x", "mask", "cache")
+
+
+def attention_call_problem(cls: type) -> str | None:
+    """Why the window mask cannot wrap ``cls.__call__`` (it must take ``(x, mask, cache)`` in that order), or None."""
+    import inspect
+
+    try:
+        names = tuple(inspect.signature(cls.__call__).parameters)[1:]
+    except (TypeError, ValueError):
+        return f"{cls.__module__}.{cls.__qualname__}.__call__ has no signature to check"
+    if names[:len(ATTENTION_CALL)] != ATTENTION_CALL:
+        return (f"{cls.__module__}.{cls.__qualname__}.__call__ takes ({', '.join(names)}), not "
+                f"({', '.join(ATTENTION_CALL)}): the sliding-window mask cannot be applied")
+    return None
 
 
 def hf_tokenizer(wrapper: Any) -> Any:
