@@ -23,7 +23,14 @@ from mindprint_interfaces import (
     Model,
     create_backend,
 )
-from mindprint_interfaces.architectures import FAMILIES, LEAN_FORWARD, PRESETS, family
+from mindprint_interfaces.architectures import (
+    COMPACT_HEAD,
+    FAMILIES,
+    LEAN_FORWARD,
+    PRESETS,
+    SHARED_PROMPT,
+    family,
+)
 from mindprint_interfaces.errors import MindprintError
 
 pytestmark = [pytest.mark.torch, pytest.mark.mlx]
@@ -121,6 +128,9 @@ def test_step0_sft_loss_equal_and_dpo_ln2(backends: tuple[Backend, Backend], fam
         dpo = backend.create_trainer("dpo", backend.load_model(family_dir), cfg)
         dpo_loss, _ = dpo.batch_gradients(PREFS)
         assert dpo_loss == pytest.approx(math.log(2), abs=1e-5), backend.name
+        if backend.name == "pytorch":  # the torch probes ran inside TRL's trainers: they agree with the table
+            assert sft.trl_trainer.compact_head == (COMPACT_HEAD in fam.fast_paths)  # type: ignore[attr-defined]
+            assert dpo.trl_trainer.shared_prompts == (SHARED_PROMPT in fam.fast_paths)  # type: ignore[attr-defined]
         losses.append((sft_loss, sorted({k.split(".lora_")[0].rsplit(".", 1)[-1] for k in grads})))
     (t_loss, t_modules), (m_loss, m_modules) = losses
     assert t_loss == pytest.approx(m_loss, abs=TOL)

@@ -7,8 +7,8 @@ Per family (keyed by the ``model_type`` of the model's ``config.json``):
 * the config fields that change the maths, and how each backend honours them (torch: transformers
   computes them; MLX: what mindprint-mlx maps, applies or refuses — see ``mindprint_mlx.loading``);
 * which fast paths apply. Both backends decide per model by a numerical probe at run time; ``fast_paths``
-  records the MLX lean forward's answer, which the family matrix (``tests/families``) checks. The torch
-  compact head / shared DPO prompt probes run inside TRL's trainer and are not recorded per family yet.
+  records the probes' answers on each family — the MLX lean forward, the torch compact head and shared DPO
+  prompt — and the family matrix (``tests/families``) checks the record against the probes.
 
 Adding a family = one :class:`Family` entry here + one tiny-model builder in ``tools/tiny_model.py``
 (``FAMILY_BUILDS``); the parametrized tests in ``tests/families`` pick it up.
@@ -52,8 +52,8 @@ class Family:
     fields: tuple[MathsField, ...] = ()
     # The feature the tiny model exercises (a test builds it off and checks the log-probs move).
     feature: str = ""
-    # Fast paths the probe accepts on this family (MLX lean forward; checked by tests/families).
-    fast_paths: frozenset[str] = frozenset({LEAN_FORWARD})
+    # Fast paths the probes accept on this family (checked by tests/families).
+    fast_paths: frozenset[str] = frozenset({LEAN_FORWARD, COMPACT_HEAD, SHARED_PROMPT})
     attention_block: str = "self_attn"
     mlp_block: str = "mlp"
     fused: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # fused name -> what it stands for
@@ -84,6 +84,9 @@ class Family:
         raise KeyError(name)
 
 
+_TORCH_FAST = frozenset({COMPACT_HEAD, SHARED_PROMPT})  # MLX's lean-forward probe declines these families
+_ALL_FAST = frozenset({LEAN_FORWARD, *_TORCH_FAST})
+
 _QKVO = ("q_proj", "k_proj", "v_proj", "o_proj")
 _GATED_MLP = ("gate_proj", "up_proj", "down_proj")
 
@@ -113,7 +116,7 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            (*_BASE, _HEAD_DIM, _WINDOW,
             MathsField("layer_types", "mistral: every layer slides when sliding_window is set",
                        "every layer gets the windowed mask")),
-           feature="sliding_window", fast_paths=frozenset({LEAN_FORWARD}), mlx_window="mask"),
+           feature="sliding_window", fast_paths=_ALL_FAST, mlx_window="mask"),
     Family("qwen2", "Qwen2 / Qwen2.5", _QKVO, _GATED_MLP,
            (*_BASE, MathsField("use_sliding_window", "Qwen2: the window is used only when true (Qwen2.5 ships "
                                                      "false with sliding_window 131072)",
@@ -129,7 +132,7 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
             MathsField("final_logit_softcapping", "tanh soft-cap on the logits", "passed through"),
             MathsField("query_pre_attn_scalar", "attention scale 1/sqrt(scalar)", "passed through"),
             MathsField("hidden_activation", "gelu_pytorch_tanh", "mlx-lm's gemma2 uses the same GELU (tanh)")),
-           feature="final_logit_softcapping", fast_paths=frozenset(), mlx_window="mask", mlx_fixed=_GEMMA_FIXED),
+           feature="final_logit_softcapping", fast_paths=_TORCH_FAST, mlx_window="mask", mlx_fixed=_GEMMA_FIXED),
     Family("gemma3_text", "Gemma 3 (text)", _QKVO, _GATED_MLP,
            (*_BASE, _HEAD_DIM, _WINDOW, _LAYER_TYPES,
             MathsField("rope_parameters.sliding_attention", "local rope base on sliding layers",
@@ -137,7 +140,7 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
             MathsField("rope_parameters.full_attention", "global rope base (and scaling) on full layers",
                        "mapped to rope_theta / rope_scaling"),
             MathsField("query_pre_attn_scalar", "attention scale 1/sqrt(scalar)", "passed through")),
-           feature="sliding_window + layer_types", fast_paths=frozenset({LEAN_FORWARD}), mlx_window="native",
+           feature="sliding_window + layer_types", fast_paths=_ALL_FAST, mlx_window="native",
            mlx_fixed=_GEMMA_FIXED),
     Family("phi3", "Phi-3", ("qkv_proj", "o_proj"), ("gate_up_proj", "down_proj"),
            (*_BASE, _ROPE_SCALING,
@@ -151,7 +154,7 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            (*_BASE, *(MathsField(n, "scales the " + what, "passed through") for n, what in (
                ("embedding_multiplier", "embeddings"), ("residual_multiplier", "residual branches"),
                ("attention_multiplier", "attention scores"), ("logits_scaling", "logits (divides)")))),
-           feature="multipliers", fast_paths=frozenset()),
+           feature="multipliers", fast_paths=_TORCH_FAST),
 )}
 
 # Every target name any family uses -> its module path (all families agree on the path of a shared name).

@@ -148,6 +148,7 @@ class PyTorchTrainerBase(KitTrainer[C, PyTorchModel]):
                 hf_trainer = self._build(self._dataset(prepared), bridge)
             hf_trainer.remove_callback(PrinterCallback)
             hf_trainer.add_callback(_Capture())
+            self.trl_trainer = hf_trainer
             hf_trainer.train()
         finally:
             self.config = original
