@@ -128,3 +128,26 @@ def test_the_seed_changes_the_order_of_every_epoch() -> None:
     assert orders[42] != orders[7]
     assert all(sorted(o) == list(range(6)) for o in orders[42] + orders[7])
     assert epoch_order(6, 42, 0, shuffle=False) == list(range(6))
+
+
+def test_data_parallel_ranks_share_out_the_same_global_batches() -> None:
+    """2 ranks: accelerate shards torch's sampler by micro-batch (rank r takes every r-th), MLX shards each planned
+    global micro-batch ``items[rank::world]``: per optimizer step, the same examples in total."""
+    from accelerate.data_loader import BatchSamplerShard
+    from torch.utils.data import BatchSampler
+
+    from mindprint_mlx.distributed import shard
+    from mindprint_torch.sampler import PlanSampler
+
+    n, batch, world, seed = 8, 2, 2, 5
+    for epoch in range(2):
+        torch_ranks = []
+        for rank in range(world):
+            sampler = PlanSampler(n, seed)
+            sampler.set_epoch(epoch)
+            torch_ranks.append(list(BatchSamplerShard(BatchSampler(sampler, batch, drop_last=False), world, rank)))
+        order = epoch_order(n, seed, epoch)
+        mlx_steps = [order[i:i + batch * world] for i in range(0, n, batch * world)]
+        torch_steps = [sorted(torch_ranks[0][k] + torch_ranks[1][k]) for k in range(len(torch_ranks[0]))]
+        assert torch_steps == [sorted(s) for s in mlx_steps]
+        assert [sorted(x for r in range(world) for x in shard(s, r, world)) for s in mlx_steps] == torch_steps
