@@ -14,6 +14,7 @@ import pytest
 from mindprint_interfaces import MindprintError
 from mindprint_torch import PyTorchModel, TorchBackend, compact_head, shared_prefix
 from mindprint_torch import _compat as torch_compat
+from mindprint_torch._compat import transformers as transformers_compat
 from mindprint_torch._compat import trl as trl_compat
 from mindprint_torch.callbacks import FiniteLossMixin
 from mindprint_torch.dpo import _DPOTrainer
@@ -102,7 +103,8 @@ def test_the_pin_is_the_tested_range() -> None:
 def test_every_reach_in_is_on() -> None:
     paths = torch_compat.fast_paths()
     assert {p.name for p in paths} == {trl_compat.COMPACT_HEAD, trl_compat.DPO_DATASET, trl_compat.DPO_PRECOMPUTE,
-                                       trl_compat.ORPO_TRAINER, trl_compat.CPO_TRAINER, trl_compat.KTO_DATASET}
+                                       trl_compat.ORPO_TRAINER, trl_compat.CPO_TRAINER, trl_compat.KTO_DATASET,
+                                       transformers_compat.TRAIN_SAMPLER}
     assert all(p.available for p in paths), [p.describe() for p in paths if not p.available]
     assert any("trl 1.16" in line for line in torch_compat.compat_report())
 

@@ -8,8 +8,13 @@ The loss check is the same for every side: before and after training, on the fir
   sequence log-probs (the reference every side uses here: the initial policy = the base, since
   LoRA starts as the identity), plus the pairwise reward accuracy.
 
-Training losses differ step by step between sides because each library orders its batches its
-own way; these fixed-set losses are comparable.
+Every side starts from the same initial adapter: mindprint's backends draw it with
+:mod:`mindprint_kit.lora_init` (PEFT's initialisation in numpy, from the spec's seed), and the raw peers
+overwrite their library's own draw with the same weights in their set-up, before the timed steps
+(``raw_trl.kit_initial_adapter``, ``raw_mlx_lm.set_initial_weights``; not timed, not part of what a user of the
+raw library would write). Training losses still differ step by step between sides because each raw library
+orders its batches its own way (mlx-lm-lora's ``order: mindprint`` variant excepted); these fixed-set losses
+are comparable.
 """
 
 from __future__ import annotations

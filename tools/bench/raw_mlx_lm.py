@@ -44,6 +44,25 @@ def model_config(model_dir: str) -> dict[str, Any]:
     return {}
 
 
+def set_initial_weights(model: Any, seed: int) -> None:
+    """Overwrite mlx-lm's own lora_a draw with the kit's (mindprint_kit.lora_init: PEFT's rule in numpy, keyed by the
+    PEFT name), so this peer starts from mindprint's initial adapter. Only mlx-lm and the kit are imported here
+    (not mindprint_mlx, whose import would change this peer's BLAS)."""
+    import mlx.core as mx
+    from mlx_lm.tuner.lora import LoRALinear
+
+    from mindprint_kit.lora_init import initial_lora_weights
+
+    modules = {(i, name): m for i, block in enumerate(model.layers) for name, m in block.named_modules()
+               if isinstance(m, LoRALinear)}
+    shapes = {site: (int(m.lora_a.shape[1]), int(m.lora_a.shape[0]), int(m.lora_b.shape[1]))
+              for site, m in modules.items()}
+    for site, (a, b) in initial_lora_weights(shapes, seed).items():
+        modules[site].lora_a = mx.array(a).T
+        modules[site].lora_b = mx.array(b).T
+    mx.eval(model.parameters())
+
+
 def adamw(spec: JobSpec) -> Any:
     import mlx.optimizers as optim
 
@@ -72,6 +91,7 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any])
     clock.setup()
     model.freeze()
     linear_to_lora_layers(model, len(model.layers), lora_config(spec))
+    set_initial_weights(model, spec.seed)  # the kit's initial adapter, as mindprint starts from (set-up, untimed)
     dataset = [(list(e.input_ids), next(i for i, t in enumerate(e.labels) if t != IGNORE_INDEX)) for e in prep.sft]
 
     def counting_batches(*args: Any, **kwargs: Any) -> Iterator[Any]:

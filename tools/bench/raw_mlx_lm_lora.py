@@ -22,7 +22,7 @@ from typing import Any
 
 from .common import JobSpec, Prepared, dpo_eval, mlx_pair_logps, ref_summary
 from .measure import StepClock, reset_peak_rss, rss_mb
-from .raw_mlx_lm import adamw, lora_config, model_config
+from .raw_mlx_lm import adamw, lora_config, model_config, set_initial_weights
 
 
 class _Pairs:
@@ -72,6 +72,7 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any])
     ref_model.freeze()
     model.freeze()
     linear_to_lora_layers(model, len(model.layers), lora_config(spec))
+    set_initial_weights(model, spec.seed)  # the kit's initial adapter, as mindprint starts from (set-up, untimed)
     original_batches: Any = dpo_trainer.iterate_dpo_batches
     same_order = spec.options.get("order") == "mindprint"
     pairs = _Pairs(prep)

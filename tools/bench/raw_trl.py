@@ -4,7 +4,8 @@ SFT: ``SFTTrainer`` on the pre-tokenized ``input_ids``/``labels`` dataset produc
 data layer (the exact tokens mindprint trains on). DPO: ``DPOTrainer`` on the prompt/chosen/
 rejected *text* in conversational form (TRL always re-tokenizes; its real per-step token counts
 are recorded from its collator). LoRA through ``peft_config``, so the reference is the adapter-
-disabled policy (the base) unless ``precompute_ref_log_probs=True``.
+disabled policy (the base) unless ``precompute_ref_log_probs=True``. The adapter starts from the kit's initial
+weights (:func:`kit_initial_adapter`, in the set-up, before the timed steps), as mindprint's does.
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, hf_tokenizer: Any, resu
         trainer = DPOTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(rows),
                                  processing_class=hf_tokenizer, peft_config=lora, callbacks=[_timing_callback(clock)])
     trainer.data_collator = _counting_collator(trainer.data_collator, clock)
+    kit_initial_adapter(trainer.model, spec.seed)  # set-up, before the timed steps
     clock.train_start()
     trainer.train()
     clock.done()
@@ -125,6 +127,29 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, hf_tokenizer: Any, resu
     else:
         result["eval_before"] = ref_summary(ref)
         result["eval_after"] = dpo_eval(torch_pair_logps(policy, eval_pairs), ref, spec.beta)
+
+
+def kit_initial_adapter(peft_model: Any, seed: int) -> None:
+    """Overwrite PEFT's own (torch RNG) lora_A with the kit's draw of the same rule (mindprint_kit.lora_init), so
+    this peer starts from mindprint's initial adapter and the fixed-set losses compare like for like. Public PEFT
+    API only: the adapter's state dict keys name the sites, its shapes give r/in/out."""
+    import torch
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    from mindprint_interfaces.adapter_format import LoraKey, parse_peft_key
+    from mindprint_kit.lora_init import initial_lora_weights
+
+    state = get_peft_model_state_dict(peft_model)
+    halves: dict[tuple[int, str], dict[str, Any]] = {}
+    for name, value in state.items():
+        key = parse_peft_key(name)
+        halves.setdefault((key.layer, key.module), {})[key.matrix] = value.shape
+    shapes = {site: (int(h["A"][0]), int(h["A"][1]), int(h["B"][0])) for site, h in halves.items()}
+    tensors = {}
+    for (layer, module), (a, b) in initial_lora_weights(shapes, seed).items():
+        tensors[LoraKey(layer, module, "A").peft()] = torch.from_numpy(a)
+        tensors[LoraKey(layer, module, "B").peft()] = torch.from_numpy(b)
+    set_peft_model_state_dict(peft_model, tensors)
 
 
 def _reset_and_rss() -> float | None:

@@ -208,7 +208,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         ("Fixed-set loss: SFT = token-mean completion cross-entropy, DPO = mean sigmoid DPO loss against the base "
         f"model, both on the first {meta['eval_n']} records of the fixed sets, computed the same way on both sides "
-        "after the run (training losses differ step by step because each library orders batches its own way)."),
+        "after the run; every side starts from the same initial adapter (the kit's draw of PEFT's initialisation for "
+        "the run's seed, set before the timed steps), and training losses still differ step by step because each "
+        "raw library orders batches its own way)."),
         "",
         "## DPO peak memory vs SFT with the same number of sequences per step",
         "",

@@ -11,6 +11,8 @@ from mindprint_interfaces import GenerationConfig
 
 from .config import TrainerConfig, load_config
 
+SEEDED_SECTIONS = ("sft", "dpo", "orpo", "cpo", "kto")
+
 
 def _extra(args: argparse.Namespace) -> dict[str, Any]:
     extra: dict[str, Any] = {}
@@ -27,6 +29,9 @@ def _extra(args: argparse.Namespace) -> dict[str, Any]:
         extra["output_dir"] = args.output_dir
     if getattr(args, "data_dir", None):
         extra["data"] = {"dir": args.data_dir}
+    if getattr(args, "seed", None) is not None:  # --seed: one seed for the backend and every training section
+        extra["backend"] = {"seed": args.seed}
+        extra.update({section: {"seed": args.seed} for section in SEEDED_SECTIONS})
     if getattr(args, "report_to", None):  # --report-to tensorboard,mlflow (repeatable; "none" = off)
         extra["report_to"] = [n for item in args.report_to for n in item.split(",") if n.strip()]
     return extra

@@ -83,6 +83,12 @@ def _nproc(p: argparse.ArgumentParser) -> None:
                         "(torchrun for pytorch, mlx.launch --backend ring for mlx)")
 
 
+def _seed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, metavar="N",
+                   help="seed of the initial adapter, the data order and dropout, the same on every backend "
+                        "(sets backend.seed and the training sections' seed)")
+
+
 def _report_to(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report-to", action="append", metavar="NAMES",
                    help="experiment trackers: tensorboard, mlflow, wandb (comma-separated or repeated; none = off; "
@@ -105,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     _output(p)
     _report_to(p)
     _nproc(p)
+    _seed(p)
     p.add_argument("--data-dir", metavar="DIR", help="directory with sft_data.jsonl / preference_data.jsonl")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
 
@@ -113,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     _output(p)
     _report_to(p)
     _nproc(p)
+    _seed(p)
     p.add_argument("-d", "--data", metavar="JSONL", help="SFT records (default: data.dir/data.sft_file)")
 
     p = sub.add_parser("dpo", help="preference optimisation on one JSONL file")
@@ -120,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     _output(p)
     _report_to(p)
     _nproc(p)
+    _seed(p)
     p.add_argument("-d", "--data", metavar="JSONL", help="preference pairs (default: data.dir/data.preference_file)")
 
     for name, what, data in (("orpo", "ORPO (odds-ratio preference optimisation, no reference, no SFT needed)",
@@ -131,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         _common(p)
         _output(p)
         _nproc(p)
+        _seed(p)
         p.add_argument("-d", "--data", metavar="JSONL", help=f"{data} (default: data.dir/data.preference_file)")
 
     p = sub.add_parser("generate", help="generate an answer")

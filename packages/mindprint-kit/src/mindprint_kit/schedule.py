@@ -61,6 +61,14 @@ def lr_factor(kind: str, step: int, total: int, warmup: int) -> float:
     raise ValueError(f"unknown lr_scheduler {kind!r}")
 
 
+def epoch_order(num_examples: int, seed: int, epoch: int, shuffle: bool = True) -> list[int]:
+    """The example order of epoch ``epoch`` (0-based): ``default_rng(seed + epoch)``'s permutation, or in order.
+    Every backend walks its epochs in this order (torch through :mod:`mindprint_torch.sampler`)."""
+    if not shuffle:
+        return list(range(num_examples))
+    return [int(i) for i in np.random.default_rng(seed + epoch).permutation(num_examples)]
+
+
 @dataclass(frozen=True)
 class PlannedStep:
     index: int  # 0-based optimizer step
@@ -75,8 +83,7 @@ def plan_steps(num_examples: int, batch_size: int, accumulation: int, total: int
     step = 0
     epoch = 0
     while step < total:
-        order = (np.random.default_rng(seed + epoch).permutation(num_examples).tolist() if shuffle
-                 else list(range(num_examples)))
+        order = epoch_order(num_examples, seed, epoch, shuffle)
         micro = [tuple(order[i:i + batch_size]) for i in range(0, num_examples, batch_size)]
         for start in range(0, len(micro), accumulation):
             if step >= total:

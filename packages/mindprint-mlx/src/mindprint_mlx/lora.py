@@ -2,7 +2,9 @@
 
 mlx-lm's ``LoRALinear`` computes ``y + scale * (x @ lora_a) @ lora_b`` with ``lora_a`` (in, r) and
 ``lora_b`` (r, out): PEFT's ``A`` (r, in) is ``lora_a.T`` and ``B`` (out, r) is ``lora_b.T``.
-Its ``lora_a`` init, uniform(+-1/sqrt(in)), is PEFT's kaiming_uniform(a=sqrt(5)); ``lora_b`` is zero.
+mlx-lm's own ``lora_a`` draw is replaced by the kit's (:mod:`mindprint_kit.lora_init`): PEFT's
+kaiming_uniform(a=sqrt(5)), i.e. uniform(+-1/sqrt(in)), from a numpy generator seeded by the config seed and
+the PEFT parameter name, so both backends start from the same adapter; ``lora_b`` is zero.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from mlx_lm.tuner.utils import linear_to_lora_layers
 
 from mindprint_interfaces import AdapterConfig, AdapterFormatError
 from mindprint_interfaces.architectures import MODULE_PATHS, module_path, resolve_targets
+from mindprint_kit.lora_init import initial_lora_weights
 
 # The linears LoRA can sit on: full precision, or an mlx-lm quantized base (QLoRA; LoRALinear handles both).
 LINEAR_TYPES = (nn.Linear, nn.QuantizedLinear)
@@ -70,7 +73,7 @@ def apply_lora(model: nn.Module, config: AdapterConfig, seed: int) -> AdapterCon
     num_layers = len(model.layers)
     layers = resolve_layers(config, num_layers)
     keys = target_paths(model, config, layers[0])
-    mx.random.seed(seed)
+    mx.random.seed(seed)  # MLX's dropout RNG (the matrices themselves are the kit's draw)
     if layers == list(range(num_layers - len(layers), num_layers)):
         # Contiguous tail (incl. all layers): mlx-lm's own converter.
         linear_to_lora_layers(model, len(layers),
@@ -83,8 +86,16 @@ def apply_lora(model: nn.Module, config: AdapterConfig, seed: int) -> AdapterCon
                        for k in keys]
             block.update_modules(tree_unflatten(updates))
     set_trainable_lora(model)
-    mx.eval(model.parameters())
+    set_initial_weights(model, seed)
     return config.replace(target_modules=tuple(sorted(k.rsplit(".", 1)[-1] for k in keys)))
+
+
+def set_initial_weights(model: nn.Module, seed: int) -> None:
+    """The kit's backend-neutral initial adapter for ``seed`` (:mod:`mindprint_kit.lora_init`: PEFT's rule drawn in
+    numpy), so torch starts from the same matrices. Shapes come from the live layers (quantized bases too)."""
+    shapes = {site: (int(m.lora_a.shape[1]), int(m.lora_a.shape[0]), int(m.lora_b.shape[1]))
+              for site, m in lora_modules(model).items()}
+    set_lora_weights(model, initial_lora_weights(shapes, seed))
 
 
 def set_trainable_lora(model: nn.Module) -> None:

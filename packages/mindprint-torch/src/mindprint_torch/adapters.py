@@ -31,9 +31,10 @@ from mindprint_kit.adapter_files import (
     read_adapter,
     write_adapter,
 )
+from mindprint_kit.lora_init import initial_lora_weights
 
 __all__ = ["ADAPTER_NAME", "add_adapter", "convert_adapter", "current_config", "live_weights", "load_adapter",
-           "lora_config", "save_adapter"]
+           "lora_config", "save_adapter", "set_initial_weights"]
 
 ADAPTER_NAME = "default"
 
@@ -74,9 +75,10 @@ def _alpha(value: float) -> Any:
 def add_adapter(model: PeftHost, config: AdapterConfig, *, seed: int | None = None) -> None:
     """Wrap the model with a fresh LoRA adapter (B = 0, so outputs are unchanged until trained).
 
-    With ``seed``, lora_A is drawn from a generator seeded with it (the process-wide RNG is
-    left as it was), so the same config gives the same starting adapter whatever ran before —
-    a resumed pipeline then reproduces an uninterrupted one.
+    With ``seed``, lora_A is PEFT's initialisation drawn by the kit's backend-neutral generator
+    (:mod:`mindprint_kit.lora_init`; the process-wide RNG is left as it was): the same config and seed
+    give the same starting adapter on every backend and whatever ran before — a resumed pipeline then
+    reproduces an uninterrupted one. Without ``seed``, PEFT draws from torch's global RNG.
     """
     import torch
     from peft import get_peft_model
@@ -88,9 +90,31 @@ def add_adapter(model: PeftHost, config: AdapterConfig, *, seed: int | None = No
     if seed is None:
         model.hf_model = get_peft_model(model.hf_model, lora_config(config), adapter_name=ADAPTER_NAME)
         return
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # PEFT's own draw (overwritten below) leaves the global RNG alone
         model.hf_model = get_peft_model(model.hf_model, lora_config(config), adapter_name=ADAPTER_NAME)
+    set_initial_weights(model, seed)
+
+
+def set_initial_weights(model: PeftHost, seed: int) -> None:
+    """Overwrite the live adapter with the kit's backend-neutral initial weights for ``seed``
+    (:mod:`mindprint_kit.lora_init`: PEFT's rule, drawn in numpy, so MLX starts from the same adapter)."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    state = get_peft_model_state_dict(model.hf_model, adapter_name=ADAPTER_NAME)
+    halves: dict[tuple[int, str], dict[str, tuple[int, ...]]] = {}
+    for name, value in state.items():
+        key = parse_peft_key(name)
+        halves.setdefault((key.layer, key.module), {})[key.matrix] = tuple(value.shape)
+    shapes = {site: (pair["A"][0], pair["A"][1], pair["B"][0]) for site, pair in halves.items()}
+    dtype = model.torch_dtype
+    tensors = {}
+    for (layer, module), (a, b) in initial_lora_weights(shapes, seed).items():
+        tensors[LoraKey(layer, module, "A").peft()] = torch.from_numpy(a).to(dtype)
+        tensors[LoraKey(layer, module, "B").peft()] = torch.from_numpy(b).to(dtype)
+    result = set_peft_model_state_dict(model.hf_model, tensors, adapter_name=ADAPTER_NAME)
+    unexpected = list(getattr(result, "unexpected_keys", []) or [])
+    if unexpected:
+        raise AdapterFormatError(f"initial LoRA weights not used by the model: {', '.join(unexpected[:5])}")
 
 
 def resolve_adapter_targets(model: PeftHost, config: AdapterConfig) -> AdapterConfig:

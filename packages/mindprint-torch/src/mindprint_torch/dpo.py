@@ -35,12 +35,13 @@ from ._compat import trl as trl_compat
 from .callbacks import FiniteLossMixin, ProgressBridge
 from .compact_head import CompactHeadMixin
 from .model import PyTorchModel, ensure_torch_model
+from .sampler import PlannedOrder
 from .training import PyTorchTrainerBase, common_args
 
 REF_ADAPTER = "ref"
 
 
-class _DPOTrainer(FiniteLossMixin, CompactHeadMixin, trl_compat.DPOTrainerHooks, DPOTrainer):
+class _DPOTrainer(FiniteLossMixin, CompactHeadMixin, trl_compat.DPOTrainerHooks, PlannedOrder, DPOTrainer):
     """DPOTrainer on pre-tokenized data; optionally drops TRL's frozen adapter copy (reference = base)."""
 
     samples_per_row = 2

@@ -30,6 +30,7 @@ from .callbacks import FiniteLossMixin, ProgressBridge
 from .compact_head import CompactHeadMixin
 from .dpo import _drop_ref_adapter
 from .model import PyTorchModel
+from .sampler import PlannedOrder
 from .training import PyTorchTrainerBase, common_args
 
 
@@ -42,7 +43,7 @@ def kl_completions(completions: Sequence[Sequence[int]], block: int) -> list[lis
     return out
 
 
-class _KTOTrainer(FiniteLossMixin, CompactHeadMixin, trl_compat.KTOTrainerHooks, KTOTrainer):
+class _KTOTrainer(FiniteLossMixin, CompactHeadMixin, trl_compat.KTOTrainerHooks, PlannedOrder, KTOTrainer):
     _mindprint_reference = "initial_policy"
 
     def __init__(self, *args: Any, mindprint_reference: str = "initial_policy", **kwargs: Any) -> None:

@@ -28,6 +28,7 @@ from mindprint_kit.data import Prepared, prepare_preferences
 from ._compat import trl as trl_compat
 from .callbacks import FiniteLossMixin, ProgressBridge
 from .model import PyTorchModel
+from .sampler import PlannedOrder
 from .training import PyTorchTrainerBase, common_args
 
 C = TypeVar("C", bound=TrainConfigBase)
@@ -66,7 +67,7 @@ def trainer_class(method: str) -> Any:
     """Our subclass of TRL's experimental ORPO/CPO trainer (built on first use: importing TRL's is a reach-in)."""
     base, _ = trl_compat.experimental_trainer(method)
 
-    class _RefFreeTrainer(FiniteLossMixin, trl_compat.RowTokenizerHooks, base):  # type: ignore[misc, valid-type]
+    class _RefFreeTrainer(FiniteLossMixin, trl_compat.RowTokenizerHooks, PlannedOrder, base):  # type: ignore[misc, valid-type]
         rows_key = "chosen_input_ids"
 
         def pretokenized_row(self, feature: Any) -> dict[str, Any]:

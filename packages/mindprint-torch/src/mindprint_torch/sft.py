@@ -22,10 +22,11 @@ from mindprint_kit.data import Prepared, prepare_sft
 from .callbacks import FiniteLossMixin, ProgressBridge
 from .compact_head import CompactHeadMixin
 from .model import PyTorchModel
+from .sampler import PlannedOrder
 from .training import PyTorchTrainerBase, common_args
 
 
-class _SFTTrainer(FiniteLossMixin, CompactHeadMixin, SFTTrainer):
+class _SFTTrainer(FiniteLossMixin, CompactHeadMixin, PlannedOrder, SFTTrainer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.use_compact_heads()  # LM head on loss positions only (TRL does that on CUDA/XPU only)

@@ -1,21 +1,21 @@
 """The third-party internals mindprint-torch relies on, one module per library.
 
-Only TRL's are used (:mod:`.trl`); transformers, PEFT and accelerate are reached through public names
-only. Nothing outside this package may touch a library's private name: a test walks the sources.
+TRL's (:mod:`.trl`) and one of transformers' (:mod:`.transformers`: the training sampler hook); PEFT and
+accelerate are reached through public names only. Nothing outside this package may touch a library's private name: a test walks the sources.
 """
 
 from __future__ import annotations
 
 from mindprint_interfaces.compat import FastPath, Tested
 
-from . import trl
+from . import transformers, trl
 
-TESTED: tuple[Tested, ...] = (trl.TESTED,)
+TESTED: tuple[Tested, ...] = (trl.TESTED, transformers.TESTED)
 
 
 def fast_paths() -> list[FastPath]:
     """Every reach-in of this backend: on, or off and why."""
-    return trl.fast_paths()
+    return trl.fast_paths() + transformers.fast_paths()
 
 
 def version_problems() -> list[str]:
