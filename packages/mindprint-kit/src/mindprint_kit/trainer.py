@@ -37,6 +37,7 @@ from mindprint_interfaces.callback_dispatch import (
     original_callback_errors,
 )
 from mindprint_interfaces.configs import TrainConfigBase
+from mindprint_interfaces.phases import phase
 from mindprint_interfaces.protocols import PathLike, TrainerCallback
 
 from .data import Prepared
@@ -90,7 +91,8 @@ class KitTrainer(Generic[C, M]):
     def save_adapter(self, path: PathLike) -> Path:
         """Save the adapter (PEFT layout). Under a data-parallel launcher call it on every process."""
         target = Path(path)
-        self._write_adapter(target)
+        with phase("save adapter", detail=str(target)):
+            self._write_adapter(target)
         self._notify_save(target)
         return target
 
@@ -164,7 +166,8 @@ class KitTrainer(Generic[C, M]):
 
     # -- the template ----------------------------------------------------------------------------------------------
     def _run(self, data: Sequence[Mapping[str, Any]], target: Path, *, source: str) -> TrainingResult:
-        prepared = self._prepare(data, source)  # invalid data/config raises here, before any work
+        with phase("tokenise", detail=f"{len(data)} records"):
+            prepared = self._prepare(data, source)  # invalid data/config raises here, before any work
         self._ensure_adapter()
         # The weights of a save are only "good" once a later step computed a finite loss with them (or the run
         # ended normally): a save right after an exploding step (finite but huge weights) is still pending then.
@@ -225,7 +228,8 @@ class KitTrainer(Generic[C, M]):
             return failed(exc)
         self._cleanup()
         self._set_eval()
-        self._write_adapter(target)
+        with phase("save adapter", detail=str(target)):
+            self._write_adapter(target)
         with original_callback_errors():
             self._notify_save(target)
         return self._finish(True, progress, prepared, start, str(target), None)
