@@ -220,6 +220,9 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
         if note is not None:
             final_facts[f"{stage} truncation"] = note
             console.print(f"[yellow]warning[/]: {note}")
+    from .plots import pipeline_scores, write_curriculum_plot
+
+    write_curriculum_plot(pipeline_scores(result.topics), run.path, before="after SFT", after="final")
     finish_run(run, title, topics=rows, facts=final_facts)
     return CurriculumOutcome(result, rows, backend, model_path)
 

@@ -27,6 +27,7 @@ from .backend_setup import make_backend
 from .bundled_model import ensure_smollm2
 from .config import TrainerConfig, load_config
 from .curriculum_run import run_curriculum, topics_table
+from .plots import TopicScores, write_curriculum_plot
 from .run_output import err_console
 from .rundir import RunDirectory, new_run_dir
 
@@ -86,6 +87,22 @@ def answer_all(model: Model, questions: list[dict[str, Any]], gen: GenerationCon
     return answers
 
 
+def quiz_scores(questions: list[dict[str, Any]], before: list[str], after: list[str]) -> list[TopicScores]:
+    """Per topic, the mean accuracy (ROUGE-L) and voice of the base model's and the trained model's quiz answers,
+    scored as the pipeline's evaluator scores them."""
+    from mindprint_pipeline.evaluation import VoiceMarkers, rouge_l_f1
+
+    markers = VoiceMarkers.load(demo_data_dir() / "voice_markers.json")
+    sums: dict[str, list[float]] = {}
+    for q, b, a in zip(questions, before, after):
+        row = sums.setdefault(str(q["topic"]), [0.0, 0.0, 0.0, 0.0, 0.0])
+        reference = str(q["answer"])
+        for i, value in enumerate((rouge_l_f1(b, reference), markers.score(b), rouge_l_f1(a, reference),
+                                   markers.score(a), 1.0)):
+            row[i] += value
+    return [TopicScores(topic, s[0] / s[4], s[1] / s[4], s[2] / s[4], s[3] / s[4]) for topic, s in sums.items()]
+
+
 def run_demo(args: argparse.Namespace) -> int:
     started = time.time()
     out = Console()
@@ -102,7 +119,8 @@ def run_demo(args: argparse.Namespace) -> int:
               f"{backend.device_manager.dtype}); run directory {run.path}")
 
     quiz_path = demo_data_dir() / "quiz.jsonl"
-    questions = [{"question": ex.messages[-2]["content"], "topic": ex.topic_id} for ex in load_sft_jsonl(quiz_path)]
+    questions = [{"question": ex.messages[-2]["content"], "answer": ex.messages[-1]["content"], "topic": ex.topic_id}
+                 for ex in load_sft_jsonl(quiz_path)]
     gen = cfg.generation_config()
     with phase("answers before training", detail=f"{len(questions)} questions"):
         with phase("load model", detail=str(model_dir)):
@@ -134,6 +152,8 @@ def run_demo(args: argparse.Namespace) -> int:
         table.add_row(topic, q["question"], b, f"[green]{a}[/]")
         rows.append({"topic": q["topic"], "question": q["question"], "before": b, "after": a})
     write_jsonl(run.path / "before_after.jsonl", rows)
+    write_curriculum_plot(quiz_scores(questions, before, after), run.path, before="base model",
+                          after="after training")
     out.print(table)
     out.print(topics_table(outcome.rows, title="curriculum"))
     total = time.time() - started

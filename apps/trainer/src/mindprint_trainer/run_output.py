@@ -12,7 +12,7 @@ from mindprint_interfaces.phases import phase
 
 from .config import TrainerConfig
 from .reporting import NoteConsole
-from .rundir import CONFIG, RunDirectory, TopicRow, new_run_dir
+from .rundir import CONFIG, CURRICULUM_PNG, RunDirectory, TopicRow, new_run_dir
 from .trackers import RunTrackers
 
 console = Console()
@@ -46,6 +46,7 @@ def finish_run(run: RunDirectory, title: str, *, topics: Sequence[TopicRow] = ()
     as failed when ``success`` is False (default: failed when the title says "(failed)" or "(interrupted)")."""
     with phase("write plots and summary", detail=str(run.path)):
         plots = run.write_plots()
+        plots += [p for p in (run.path / CURRICULUM_PNG,) if p.is_file()]  # written by train / demo
         summary = run.write_summary(title=title, topics=topics, facts=facts, extra=extra)
     if run.trackers is not None:
         if success is None:
