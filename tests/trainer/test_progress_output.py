@@ -184,12 +184,28 @@ def test_train_json_format_and_quiet(tmp_path: Path, tiny_model_dir: Path) -> No
     assert {r["stage"] for r in steps} == {"sft", "dpo"} and all("loss" in r["metrics"] for r in steps)
     assert "topics passed" in res.stdout
 
-    res = run_mindprint(*args, "--quiet", "-o", str(tmp_path / "quiet"))
+
+@pytest.mark.torch
+def test_quiet_shows_only_the_final_summary_and_errors(tmp_path: Path, tiny_model_dir: Path) -> None:
+    data = write_curriculum(tmp_path)
+    res = run_mindprint("sft", "--backend", "pytorch", "--model", str(tiny_model_dir), "--data",
+                        str(data / "sft_data.jsonl"), "--set", "sft.max_steps=2", "--quiet", "-o", str(tmp_path / "q"))
     assert res.returncode == 0, res.stderr
     assert res.stderr == ""
-    assert "topics passed" in res.stdout  # the final summary stays
+    assert "SFT done: final loss" in res.stdout  # the final summary stays
+    assert (next((tmp_path / "q").iterdir()) / "summary.md").is_file()
 
-    res = run_mindprint("sft", "--backend", "pytorch", "--model", str(tmp_path / "nowhere"), "--quiet",
-                        "--log-format", "json", "--data", str(data / "sft_data.jsonl"))
+
+
+def test_errors_under_quiet_and_json(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "q"}\n{"output": "a"}\n')  # refused before any backend is imported
+    res = run_mindprint("sft", "--backend", "pytorch", "--data", str(bad), "--quiet", "-o", str(tmp_path / "q"))
     assert res.returncode == 2
-    assert res.stderr.startswith("error: ")  # --quiet: errors stay, as plain lines
+    assert res.stderr.startswith("error: 2 invalid records in ")  # --quiet keeps errors
+    res = run_mindprint("sft", "--backend", "pytorch", "--data", str(bad), "--log-format", "json",
+                        "-o", str(tmp_path / "j"))
+    assert res.returncode == 2
+    rows = [json.loads(line) for line in res.stderr.splitlines()]
+    assert [r["event"] for r in rows] == ["error", "error", "error"]
+    assert rows[0]["message"].startswith("2 invalid records in ") and "bad.jsonl:1" in rows[1]["message"]

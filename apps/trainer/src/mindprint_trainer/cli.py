@@ -320,6 +320,13 @@ def _error_line(message: str) -> None:
 def _print_error(exc: MindprintError) -> None:
     if isinstance(exc, DataValidationError) and len(exc.issues) > 1:
         lines = [issue.format(exc.source) for issue in exc.issues]
+        from . import reporting
+
+        if isinstance(reporting.current(), reporting.JsonReporter):
+            _error_line(f"{len(lines)} invalid records in {exc.source}")
+            for line in lines[:20]:
+                _error_line(line)
+            return
         sys.stderr.write(f"error: {len(lines)} invalid records in {exc.source}:\n")
         for line in lines[:20]:
             sys.stderr.write(f"  {line}\n")
