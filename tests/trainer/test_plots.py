@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from mindprint_trainer.plots import (
     BOUNDARY_GID,
+    RETRY_GID,
     TopicScores,
     curriculum_figure,
     loss_figure,
@@ -79,6 +80,18 @@ def test_loss_plot_labels_and_boundaries_per_stage() -> None:
         assert boundaries(ax) == [per_topic + 0.5, 2 * per_topic + 0.5]
         assert labels(ax) == ["alpha", "beta", "gamma"]
         assert legend_outside(fig, ax)
+
+
+def test_a_retried_topic_is_not_joined_across_attempts() -> None:
+    rows = [{"stage": "sft", "topic": t, "step": s, "loss": 1.0 / s}
+            for t, s in (("u/c/a", 1), ("u/c/a", 2), ("u/c/a", 1), ("u/c/a", 2), ("u/c/b", 1))]
+    fig = loss_figure(rows)
+    assert fig is not None
+    (ax,) = fig.axes
+    assert boundaries(ax) == [4.5] and labels(ax) == ["a", "b"]
+    assert [line.get_xdata()[0] for line in ax.get_lines() if line.get_gid() == RETRY_GID] == [2.5]
+    curves = [list(line.get_xdata()) for line in ax.get_lines() if line.get_gid() is None]
+    assert curves == [[1, 2], [3, 4], [5]]
 
 
 def test_single_stage_run_has_no_boundaries() -> None:

@@ -209,3 +209,29 @@ def test_errors_under_quiet_and_json(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in res.stderr.splitlines()]
     assert [r["event"] for r in rows] == ["error", "error", "error"]
     assert rows[0]["message"].startswith("2 invalid records in ") and "bad.jsonl:1" in rows[1]["message"]
+
+
+def test_rich_reporter_shows_phases_while_they_run_and_notes_the_long_ones() -> None:
+    from rich.console import Console
+
+    from mindprint_trainer.reporting import RichReporter
+
+    clock = FakeClock()
+    out = io.StringIO()
+    rep = RichReporter(Console(file=out, force_terminal=True, width=120), clock=clock)
+    with phases.listening(rep):
+        with phases.phase("load model", detail="tiny"):
+            assert [t.description for t in rep.progress.tasks] == ["load model tiny"] and rep.live
+        with phases.phase("evaluate", detail="u1/c/a"), phases.phase("answer questions", total=3) as p:
+            p.advance()
+            assert [(t.description, t.completed, t.total) for t in rep.progress.tasks] == [
+                ("evaluate u1/c/a", 0, None), ("evaluate u1/c/a > answer questions", 1, 3)]
+            clock.now += 5.0
+    assert rep.progress.tasks == [] and not rep.live  # phases leave no bar behind; the display stopped
+    text = out.getvalue()
+    assert "evaluate u1/c/a > answer questions: done in 5.0 s" in plain_text_of(text)
+    assert "load model tiny: done" not in plain_text_of(text)  # short phases leave no note
+
+
+def plain_text_of(ansi: str) -> str:
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", ansi)

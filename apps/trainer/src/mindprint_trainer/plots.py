@@ -23,11 +23,13 @@ from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 LOSS_PNG = "loss.png"
 REWARDS_PNG = "rewards.png"
 CURRICULUM_PNG = "curriculum.png"
 BOUNDARY_GID = "topic-boundary"
+RETRY_GID = "retry-boundary"
 REWARD_KEYS = ("rewards/margins", "rewards/chosen", "rewards/rejected")
 ACCURACY_KEY = "rewards/accuracies"
 DPI = 100
@@ -40,6 +42,7 @@ class Segment:
     topic: str
     start: int
     rows: list[tuple[int, Mapping[str, Any]]]
+    retry: bool = False  # the same topic again (its step counter restarted): another attempt
 
     def points(self, key: str) -> tuple[list[int], list[float]]:
         xs, ys = [], []
@@ -59,8 +62,11 @@ def segments(rows: Sequence[Mapping[str, Any]], stage: str) -> list[Segment]:
             continue
         x += 1
         topic = str(row.get("topic") or "")
-        if not out or out[-1].topic != topic:
-            out.append(Segment(topic, x, []))
+        step = row.get("step")
+        last = out[-1].rows[-1][1].get("step") if out else None
+        restarted = isinstance(step, int) and isinstance(last, int) and step <= last
+        if not out or out[-1].topic != topic or restarted:
+            out.append(Segment(topic, x, [], retry=bool(out) and out[-1].topic == topic))
         out[-1].rows.append((x, row))
     return out
 
@@ -70,14 +76,18 @@ def _short(topic: str) -> str:
 
 
 def mark_topics(ax: Axes, segs: Sequence[Segment], *, labels: bool = True) -> None:
-    """A dotted vertical line at every topic start after the first; the topic's name above each segment."""
+    """A dotted vertical line at every topic start after the first, a faint dashed one where a topic is retried;
+    the topic's name above each topic's first segment."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if not any(s.topic for s in segs):
         return
     for seg in segs[1:]:
-        line = ax.axvline(seg.start - 0.5, color="0.45", linestyle=":", linewidth=1)
-        line.set_gid(BOUNDARY_GID)
+        if seg.retry:
+            ax.axvline(seg.start - 0.5, color="0.75", linestyle="--", linewidth=0.8).set_gid(RETRY_GID)
+        else:
+            ax.axvline(seg.start - 0.5, color="0.45", linestyle=":", linewidth=1).set_gid(BOUNDARY_GID)
     if labels:
-        for seg in segs:
+        for seg in (s for s in segs if not s.retry):
             ax.text(seg.start - 0.5, 1.01, _short(seg.topic), transform=ax.get_xaxis_transform(), fontsize=7,
                     ha="left", va="bottom", color="0.3", clip_on=False)
 

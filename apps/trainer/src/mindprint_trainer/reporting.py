@@ -29,9 +29,10 @@ from rich.console import Console
 from rich.errors import MarkupError
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
@@ -310,6 +311,15 @@ class JsonReporter(PlainReporter):
         self.emit("heartbeat", activity=label, seconds=round(seconds, 3), done=done, total=total)
 
 
+class CountColumn(ProgressColumn):
+    """``3/10`` when the task counts, nothing for a phase that cannot (rich's own column shows ``0/?``)."""
+
+    def render(self, task: Task) -> Text:
+        if task.total is None:
+            return Text("")
+        return Text(f"{int(task.completed)}/{int(task.total)}", style="progress.download")
+
+
 class RichReporter(Reporter):
     """Progress bars and spinners on a terminal; finished training bars stay, phases leave a one-line note
     when they took longer than :data:`NOTE_AFTER` seconds."""
@@ -324,7 +334,7 @@ class RichReporter(Reporter):
             SpinnerColumn(),
             TextColumn("[bold]{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            CountColumn(),
             TextColumn("{task.fields[loss]}"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
