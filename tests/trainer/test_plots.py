@@ -120,3 +120,18 @@ def test_curriculum_picture_before_vs_after_in_summary(tmp_path: Path) -> None:
     summary = run.write_summary(title="mindprint demo").read_text()
     assert "![curriculum.png](curriculum.png)" in summary
     assert (run.path / "curriculum.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_scores_the_quiz_answers_per_topic_as_the_evaluator_does() -> None:
+    from mindprint_trainer.demo import quiz_scores
+
+    questions = [{"topic": "u/c/a", "question": "q1", "answer": "The sun is a star."},
+                 {"topic": "u/c/a", "question": "q2", "answer": "Water boils."},
+                 {"topic": "u/c/b", "question": "q3", "answer": "Plants make sugar."}]
+    before = ["The sun is a star.", "No idea.", "Rocks."]
+    after = ["Great question, friend! The sun is a star. Keep exploring!", "Water boils.", "Plants make sugar."]
+    a, b = quiz_scores(questions, before, after)
+    assert (a.topic, b.topic) == ("u/c/a", "u/c/b")
+    assert a.before_accuracy == 0.5 and a.after_accuracy > 0.5 and b.before_accuracy == 0.0
+    assert b.after_accuracy == 1.0
+    assert a.before_voice == 0.0 and a.after_voice > 0.0  # the bundled markers find the tutor's voice

@@ -33,7 +33,8 @@ class FakeClock:
 def _reporter(cls: type[PlainReporter], clock: FakeClock) -> tuple[PlainReporter, io.StringIO]:
     stream = io.StringIO()
     fixed = datetime(2026, 12, 2, 0, 15, 3, tzinfo=timezone.utc)
-    return cls(stream, now=lambda: fixed, clock=clock, heartbeat=30.0), stream
+    extra = {"min_seconds": 0.0} if cls is PlainReporter else {}
+    return cls(stream, now=lambda: fixed, clock=clock, heartbeat=30.0, **extra), stream
 
 
 # -- the reporter on its own ------------------------------------------------------------------------------------
@@ -89,6 +90,28 @@ def test_heartbeat_during_a_long_training_step_and_nested_phases() -> None:
     assert bodies[6:] == ["merge unit u1 > load model base: done in 31 s", "merge unit u1: done in 31 s"]
 
 
+def test_plain_writes_a_phase_only_once_it_runs_for_two_seconds() -> None:
+    clock = FakeClock()
+    stream = io.StringIO()
+    rep = PlainReporter(stream, clock=clock, min_seconds=2.0)
+    with phases.listening(rep):
+        with phases.phase("load model", detail="quick"):
+            clock.now += 1.0
+        assert stream.getvalue() == ""  # a quick phase leaves no line
+        with phases.phase("merge", detail="u1"):
+            clock.now += 1.0
+            rep.tick()
+            assert stream.getvalue() == ""
+            clock.now += 1.5
+            rep.tick()  # 2.5 s: now it is written
+        with phases.phase("evaluate"), phases.phase("answer questions", total=2) as p:
+            p.advance()  # a count is always shown, with the phases it sits in
+    bodies = [line[20:] for line in stream.getvalue().splitlines()]
+    assert bodies == ["merge u1 ...", "merge u1: done in 2.5 s", "evaluate ...", "evaluate > answer questions (2) ...",
+                      "evaluate > answer questions: 1/2", "evaluate > answer questions: done in 0.0 s",
+                      "evaluate: done in 0.0 s"]  # once shown, a phase's end is shown too
+
+
 def test_json_reporter_writes_one_object_per_line() -> None:
     clock = FakeClock()
     rep, stream = _reporter(JsonReporter, clock)
@@ -135,7 +158,8 @@ def test_quiet_reporter_writes_nothing_and_auto_picks_plain_off_a_terminal() -> 
 def test_sft_piped_shows_phases_and_timestamped_steps_in_order(tmp_path: Path, tiny_model_dir: Path) -> None:
     data = write_curriculum(tmp_path)
     res = run_mindprint("sft", "--backend", "pytorch", "--model", str(tiny_model_dir), "--data",
-                        str(data / "sft_data.jsonl"), "--set", "sft.max_steps=3", "-o", str(tmp_path / "runs"))
+                        str(data / "sft_data.jsonl"), "--set", "sft.max_steps=3", "-o", str(tmp_path / "runs"),
+                        env={"MINDPRINT_PHASE_LINES_AFTER": "0"})  # every phase, however short, for the order
     assert res.returncode == 0, res.stderr
     lines = res.stderr.splitlines()
     assert all(re.match(STAMP, line) for line in lines), lines

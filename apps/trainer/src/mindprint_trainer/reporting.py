@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import threading
 import time
@@ -46,9 +47,19 @@ from mindprint_interfaces.phases import Phase
 Format = Literal["auto", "rich", "plain", "json"]
 FORMATS: tuple[str, ...] = ("auto", "rich", "plain", "json")
 HEARTBEAT_SECONDS = 30.0
+PHASE_LINES_AFTER = 2.0  # plain: a phase is written once it ran this long (MINDPRINT_PHASE_LINES_AFTER)
 SHOWN_METRICS = ("loss", "lr", "grad_norm", "rewards/margins", "rewards/accuracies")
 
 TaskKey = tuple[str, str | None]
+
+
+def phase_lines_after() -> float:
+    """``MINDPRINT_PHASE_LINES_AFTER`` (seconds; 0 = a line for every phase), else :data:`PHASE_LINES_AFTER`."""
+    raw = os.environ.get("MINDPRINT_PHASE_LINES_AFTER", "")
+    try:
+        return max(0.0, float(raw)) if raw else PHASE_LINES_AFTER
+    except ValueError:
+        return PHASE_LINES_AFTER
 
 
 def plain_text(markup: str) -> str:
@@ -213,15 +224,34 @@ class Reporter:
 
 
 class PlainReporter(Reporter):
-    """Timestamped lines, for log files."""
+    """Timestamped lines, for log files. A phase gets its lines once it has run for ``min_seconds`` (or counts
+    something): a quick phase, or a command refused at once, leaves no noise."""
 
     format = "plain"
 
     def __init__(self, stream: IO[str] | None = None, *, now: Callable[[], datetime] | None = None,
-                 **kwargs: Any) -> None:
+                 min_seconds: float | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.stream = stream
         self.now = now or (lambda: datetime.now().astimezone())
+        self.min_seconds = phase_lines_after() if min_seconds is None else min_seconds
+        self.shown: set[int] = set()  # id() of the phases whose start line was written
+
+    def _show_starts(self) -> None:
+        """The start lines of the phases in flight not shown yet, outermost first."""
+        for depth, phase in enumerate(self.stack):
+            if id(phase) not in self.shown:
+                self.shown.add(id(phase))
+                total = f" ({phase.total})" if phase.total is not None else ""
+                self.write(" > ".join(p.label for p in self.stack[:depth + 1]) + f"{total} ...")
+
+    def tick(self) -> None:
+        with self.lock:
+            now = self.clock()
+            if any(id(p) not in self.shown and now - self.starts.get(id(p), now) >= self.min_seconds
+                   for p in self.stack):
+                self._show_starts()
+        super().tick()
 
     def write(self, message: str) -> None:
         stream = self.stream or sys.stderr
@@ -230,14 +260,19 @@ class PlainReporter(Reporter):
         self.last_output = self.clock()
 
     def _phase_start(self, phase: Phase) -> None:
-        total = f" ({phase.total})" if phase.total is not None else ""
-        self.write(f"{self._label()}{total} ...")
+        if self.min_seconds <= 0:
+            self._show_starts()
 
     def _phase_advance(self, phase: Phase) -> None:
+        self._show_starts()
         of = f"/{phase.total}" if phase.total is not None else ""
         self.write(f"{self._label()}: {phase.done}{of}")
 
     def _phase_end(self, phase: Phase, failed: bool, seconds: float) -> None:
+        if id(phase) not in self.shown and seconds < self.min_seconds:
+            return
+        self._show_starts()
+        self.shown.discard(id(phase))
         self.write(f"{self._label()}: {'failed after' if failed else 'done in'} {_seconds(seconds)}")
 
     def _note(self, markup: str, level: str) -> None:
@@ -266,9 +301,16 @@ class PlainReporter(Reporter):
 
 
 class JsonReporter(PlainReporter):
-    """One JSON object per line: ``time`` (ISO 8601 with offset), ``event`` and the event's fields."""
+    """One JSON object per line: ``time`` (ISO 8601 with offset), ``event`` and the event's fields (every phase,
+    however short)."""
 
     format = "json"
+
+    def __init__(self, stream: IO[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(stream, **{**kwargs, "min_seconds": 0.0})
+
+    def tick(self) -> None:
+        Reporter.tick(self)
 
     def emit(self, event: str, **fields: Any) -> None:
         row = {"time": self.now().isoformat(timespec="milliseconds"), "event": event, **fields}
