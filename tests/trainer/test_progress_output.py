@@ -252,6 +252,12 @@ def test_rich_reporter_shows_phases_while_they_run_and_notes_the_long_ones() -> 
                 ("evaluate u1/c/a", 0, None), ("evaluate u1/c/a > answer questions", 1, 3)]
             clock.now += 5.0
     assert rep.progress.tasks == [] and not rep.live  # phases leave no bar behind; the display stopped
+    display = ProgressDisplay(None, reporter_=rep)
+    with display:
+        display.trainer_callback("sft", None, 2).on_step(1, {"loss": 1.0})
+        assert [t.description for t in rep.progress.tasks] == ["SFT"]
+    with phases.listening(rep), phases.phase("answers after training"):
+        assert [t.description for t in rep.progress.tasks] == ["answers after training"]  # no old bars redrawn
     text = out.getvalue()
     assert "evaluate u1/c/a > answer questions: done in 5.0 s" in plain_text_of(text)
     assert "load model tiny: done" not in plain_text_of(text)  # short phases leave no note

@@ -395,8 +395,11 @@ class RichReporter(Reporter):
 
     def _maybe_stop(self) -> None:
         if self.live and self.holds == 0 and not self.stack:
-            self.progress.stop()
+            self.progress.stop()  # the last render stays on screen; a later start must not draw these bars again
             self.live = False
+            for task in list(self.progress.task_ids):
+                self.progress.remove_task(task)
+            self.tasks.clear()
 
     def _start(self) -> None:
         self._ensure_live()
