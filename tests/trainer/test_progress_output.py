@@ -177,7 +177,7 @@ def test_sft_piped_shows_phases_and_timestamped_steps_in_order(tmp_path: Path, t
 
 
 @pytest.mark.torch
-def test_train_json_format_and_quiet(tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_train_json_lines_parse_and_keep_the_order(tmp_path: Path, tiny_model_dir: Path) -> None:
     data = write_curriculum(tmp_path)
     args = ["train", "--backend", "pytorch", "--model", str(tiny_model_dir), "--data-dir", str(data),
             "--set", "data.quiz_file=quiz.jsonl", "--set", "pipeline.sft_epochs_per_topic=1",
