@@ -8,6 +8,7 @@ import inspect
 from typing import Any
 
 from mindprint_interfaces import Backend, BackendNotFoundError, ConfigError, Model, create_backend
+from mindprint_interfaces.phases import phase
 from mindprint_interfaces.registry import ENV_VAR, KNOWN_BACKENDS, BackendRegistry, canonical_name
 
 from .bundled_model import resolve_model_path
@@ -26,8 +27,9 @@ def make_backend(cfg: TrainerConfig) -> Backend:
         raise ConfigError(f"no backend chosen: pass --backend pytorch|mlx, set {ENV_VAR}, or set backend.type in "
                           f"the config file (installed: {installed})", key="backend.type")
     try:
-        return create_backend(name, device=cfg.backend.device, dtype=cfg.backend.dtype, seed=cfg.backend.seed,
-                              **cfg.backend.options)
+        with phase("start backend", detail=f"{name} (importing its libraries)"):
+            return create_backend(name, device=cfg.backend.device, dtype=cfg.backend.dtype, seed=cfg.backend.seed,
+                                  **cfg.backend.options)
     except BackendNotFoundError as exc:
         message = str(exc)
         if "mindprint-trainer[" not in message:
@@ -40,6 +42,11 @@ def make_backend(cfg: TrainerConfig) -> Backend:
 
 def load_model(backend: Backend, cfg: TrainerConfig) -> Model:
     path = resolve_model_path(cfg.model.path)
+    with phase("load model", detail=str(path) + (f" + {cfg.model.adapter}" if cfg.model.adapter else "")):
+        return _load_model(backend, cfg, path)
+
+
+def _load_model(backend: Backend, cfg: TrainerConfig, path: Any) -> Model:
     if cfg.model.quantization is not None:
         return load_quantized(backend, path, cfg)
     if cfg.model.adapter:

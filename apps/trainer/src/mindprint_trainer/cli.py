@@ -57,7 +57,16 @@ def _backend_choices() -> str:
     return " | ".join(BackendRegistry.preference_order()) or "any registered backend"
 
 
+def _display(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("progress output (stderr; results stay on stdout)")
+    g.add_argument("--quiet", action="store_true", help="only errors and the final summary")
+    g.add_argument("--log-format", choices=("auto", "rich", "plain", "json"), default="auto",
+                   help="auto (rich on a terminal, else plain) | rich | plain (timestamped lines) | "
+                        "json (one object per line, see docs/progress.md)")
+
+
 def _common(p: argparse.ArgumentParser, *, config: bool = True, model: bool = True) -> None:
+    _display(p)
     g = p.add_argument_group("backend and config")
     if config:
         g.add_argument("-c", "--config", metavar="YAML", help="config file (default: the bundled defaults)")
@@ -219,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(args.debug or os.environ.get("MINDPRINT_DEBUG"))
     if not debug:
         _quiet_libraries()
+    _configure_reporting(args)
     try:
         if args.command == "plan":
             from . import plan as plan_command
@@ -247,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .failures import describe
 
         code, message = describe(exc)
-        sys.stderr.write(f"error: {message}\n")
+        _error_line(message)
         return code
 
 
@@ -294,13 +304,39 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
     for category in (FutureWarning, UserWarning, DeprecationWarning):
         warnings.filterwarnings("ignore", category=category)
-    for name in ("transformers", "trl", "peft", "datasets", "accelerate", "mlflow", "alembic"):
+    for name in ("transformers", "trl", "peft", "datasets", "accelerate", "mlflow", "alembic", "bitsandbytes"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _configure_reporting(args: argparse.Namespace) -> None:
+    """``--quiet`` / ``--log-format`` (secondary ranks of a data-parallel run report nothing)."""
+    from . import launch, reporting
+
+    quiet = bool(getattr(args, "quiet", False)) or (launch.in_launched_process() and launch.launched_rank() > 0)
+    reporting.configure(getattr(args, "log_format", "auto"), quiet=quiet)
+
+
+def _error_line(message: str) -> None:
+    """``error: ...`` on stderr, or a JSON ``error`` event under ``--log-format json``."""
+    from . import reporting
+
+    current = reporting.current()
+    if isinstance(current, reporting.JsonReporter):
+        current.emit("error", message=message)
+    else:
+        sys.stderr.write(f"error: {message}\n")
 
 
 def _print_error(exc: MindprintError) -> None:
     if isinstance(exc, DataValidationError) and len(exc.issues) > 1:
         lines = [issue.format(exc.source) for issue in exc.issues]
+        from . import reporting
+
+        if isinstance(reporting.current(), reporting.JsonReporter):
+            _error_line(f"{len(lines)} invalid records in {exc.source}")
+            for line in lines[:20]:
+                _error_line(line)
+            return
         sys.stderr.write(f"error: {len(lines)} invalid records in {exc.source}:\n")
         for line in lines[:20]:
             sys.stderr.write(f"  {line}\n")
@@ -308,7 +344,7 @@ def _print_error(exc: MindprintError) -> None:
             sys.stderr.write(f"  ... and {len(lines) - 20} more\n")
         return
     message = " ".join(str(exc).split("\n"))
-    sys.stderr.write(f"error: {message}\n")
+    _error_line(message)
 
 
 if __name__ == "__main__":

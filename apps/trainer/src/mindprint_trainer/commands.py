@@ -12,6 +12,7 @@ from typing import Any, Literal
 from rich.table import Table
 
 from mindprint_interfaces import BackendNotFoundError, ConfigError, DataValidationError, MindprintError
+from mindprint_interfaces.phases import phase
 from mindprint_interfaces.registry import BackendRegistry, canonical_name
 
 from .args_config import config_from_args, generation_from_args
@@ -115,7 +116,7 @@ def _train_single_run(args: argparse.Namespace, stage: str, opened: list[Any]) -
         try:
             result = trainer.train(records)
         except KeyboardInterrupt:
-            display.progress.stop()
+            display.stop()
             saved = trainer.save_adapter(run.adapters_dir / f"{stage}-interrupted")
             finish_run(run, f"mindprint {stage} (interrupted)", facts={"adapter": saved})
             err_console.print(f"interrupted: the adapter trained so far is in {saved}")
@@ -210,7 +211,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     answers: list[dict[str, Any]] = []
     for topic, recs in group_by_topic(records).items():
         started = time.time()
-        with console.status(f"evaluating {topic} ({len(recs)} questions)"):
+        with phase("evaluate", detail=f"{topic} ({len(recs)} questions)"):
             scores = evaluator.evaluate(model, recs)
         rows.append(TopicRow(topic, "evaluated", float(scores["accuracy"]), float(scores["voice"]), 1,
                              time.time() - started))
@@ -236,7 +237,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
         raise ConfigError("merge needs an adapter: pass --adapter DIR (or set model.adapter)", key="model.adapter")
     backend = make_backend(cfg)
     model = load_model(backend, cfg)
-    with console.status(f"merging {cfg.model.adapter} into {cfg.model.path} (verified)"):
+    with phase("merge", detail=f"{cfg.model.adapter} into {cfg.model.path} (verified)"):
         out = model.save_pretrained(args.output)
     console.print(f"merged model written to {out} (logits verified against the adapter model)")
     return 0

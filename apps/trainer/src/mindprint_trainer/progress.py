@@ -1,4 +1,5 @@
-"""Rich progress bars (loss + ETA) that also append every step to the run's ``metrics.jsonl``.
+"""Training progress (loss + ETA) through the command's reporter, and every step appended to the run's
+``metrics.jsonl``.
 
 :class:`ProgressDisplay` is used two ways:
 
@@ -6,6 +7,9 @@
   which the backends' trainers call as ``on_step(step, metrics)``;
 * as a pipeline callback (``on_topic_start`` / ``on_step(stage, topic_id, step, metrics)`` /
   ``on_topic_end`` / ``on_unit_end``) for ``mindprint train`` and ``mindprint demo``.
+
+How it looks (rich bars, timestamped lines, JSON lines or nothing) is the reporter's
+(:mod:`mindprint_trainer.reporting`).
 """
 
 from __future__ import annotations
@@ -17,17 +21,8 @@ from pathlib import Path
 from typing import Any, Self
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
+from .reporting import Reporter, RichReporter, reporter
 from .rundir import RunDirectory
 
 LOSS_KEYS = ("loss", "train_loss")
@@ -70,90 +65,76 @@ def steps_for(n_records: int, batch: int, accum: int, epochs: float, max_steps: 
 
 
 class ProgressDisplay:
-    """One rich ``Progress`` for the whole command; tasks are (stage, topic) pairs."""
+    """The training tasks of one command, as (stage, topic) pairs, shown by the command's reporter."""
 
-    def __init__(self, run: RunDirectory | None = None, *, console: Console | None = None) -> None:
+    def __init__(self, run: RunDirectory | None = None, *, console: Console | None = None,
+                 reporter_: Reporter | None = None) -> None:
         self.run = run
-        self.console = console or Console(stderr=True)
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=False,
-        )
-        self.tasks: dict[tuple[str, str | None], TaskID] = {}
+        self.console = console
+        # a console given (the 0.1 API): rich progress on it; else the command's reporter (--log-format, --quiet)
+        self.reporter = reporter_ or (RichReporter(console) if console is not None else reporter())
         self.topic_started: dict[str, float] = {}
         self.topic_results: dict[str, Any] = {}
         self.totals: dict[tuple[str, str | None], int] = {}
+        self.started: set[tuple[str, str | None]] = set()
         self.steps_logged = 0
+        self._held = False
 
     # -- lifecycle ----------------------------------------------------------------------------
     def __enter__(self) -> Self:
-        self.progress.start()
+        self.reporter.hold()
+        self._held = True
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop the live display (idempotent), e.g. before printing an interruption message."""
+        if self._held:
+            self._held = False
+            self.reporter.release()
 
     def note(self, message: str) -> None:
-        self.progress.console.print(message)
+        self.reporter.note(message)
 
     # -- tasks --------------------------------------------------------------------------------
-    def start_task(self, stage: str, topic: str | None, total: int | None) -> TaskID:
+    def start_task(self, stage: str, topic: str | None, total: int | None) -> None:
         key = (stage, topic)
-        if key in self.tasks:
-            task = self.tasks[key]
-            self.progress.reset(task, total=total)
-            return task
-        label = f"{stage.upper():4} {topic}" if topic else stage.upper()
-        task = self.progress.add_task(label, total=total, loss="  -   ")
-        self.tasks[key] = task
-        return task
+        self.started.add(key)
+        if total is not None:
+            self.totals.setdefault(key, total)
+        self.reporter.task_start(stage, topic, total)
 
     def record_step(self, stage: str, topic: str | None, step: int, metrics: Mapping[str, Any]) -> None:
         key = (stage, topic)
-        task = self.tasks.get(key)
-        if task is None:
-            task = self.start_task(stage, topic, None)
-        loss = _loss(metrics)
-        fields: dict[str, Any] = {}
-        if loss is not None:
-            fields["loss"] = f"{loss:6.3f}"
-        self.progress.update(task, completed=step, **fields)
+        if key not in self.started:
+            self.start_task(stage, topic, self.totals.get(key))
+        self.reporter.step(stage, topic, step, self.totals.get(key), metrics)
         if self.run is not None:
             self.run.log_step(stage, topic, step, metrics)
         self.steps_logged += 1
 
     def finish_task(self, stage: str, topic: str | None) -> None:
-        task = self.tasks.get((stage, topic))
-        if task is not None:
-            current = next((t for t in self.progress.tasks if t.id == task), None)
-            if current is not None and current.total is not None and current.completed > 0:
-                self.progress.update(task, completed=current.total)
-            self.progress.stop_task(task)
+        key = (stage, topic)
+        if key in self.started:
+            self.started.discard(key)
+            self.reporter.task_end(stage, topic)
 
     def trainer_callback(self, stage: str, topic: str | None = None, total: int | None = None) -> StepCallback:
+        if total is not None:
+            self.totals[(stage, topic)] = total
         return StepCallback(self, stage, topic, total)
 
     # -- pipeline callback protocol (mindprint_pipeline.PipelineCallback) ------------------------
     def on_topic_start(self, topic_id: str, attempt: int = 0) -> None:
         self.topic_started[topic_id] = time.time()
         retry = f" (retry {attempt})" if attempt else ""
-        self.note(f"[cyan]topic[/] {topic_id}{retry}")
+        self.reporter.event("topic_start", f"[cyan]topic[/] {topic_id}{retry}", topic=topic_id, attempt=attempt)
         for stage in ("sft", "dpo"):
-            if (stage, topic_id) in self.tasks:
-                self.progress.reset(self.tasks[(stage, topic_id)], total=self.totals.get((stage, topic_id)))
-        self.start_task("sft", topic_id, self.totals.get(("sft", topic_id)))
+            self.started.discard((stage, topic_id))
 
     def on_step(self, stage: str, topic_id: str, step: int, metrics: Mapping[str, Any]) -> None:
-        if (stage, topic_id) not in self.tasks:
-            self.start_task(stage, topic_id, self.totals.get((stage, topic_id)))
         self.record_step(stage, topic_id, step, metrics)
 
     def on_topic_end(self, progress: Any) -> None:
@@ -168,13 +149,19 @@ class ProgressDisplay:
             bits.append(f"accuracy {acc:.2f}")
         if isinstance(voice, (int, float)):
             bits.append(f"voice {voice:.2f}")
-        if getattr(progress, "dpo_applied", False):
+        dpo = bool(getattr(progress, "dpo_applied", False))
+        if dpo:
             bits.append("DPO applied")
         colour = "green" if status == "passed" else "yellow"
-        self.note(f"[{colour}]topic {topic_id}[/]: " + ", ".join(b for b in bits if b))
+        self.reporter.event("topic_end", f"[{colour}]topic {topic_id}[/]: " + ", ".join(b for b in bits if b),
+                            topic=topic_id, status=status,
+                            accuracy=float(acc) if isinstance(acc, (int, float)) else None,
+                            voice=float(voice) if isinstance(voice, (int, float)) else None, dpo_applied=dpo)
         self.topic_results[topic_id] = progress
 
     def on_unit_end(self, progress: Any) -> None:
         unit = getattr(progress, "unit", "?")
         merged = getattr(progress, "merged_model_path", None)
-        self.note(f"[cyan]unit[/] {unit} done" + (f"; merged (verified) into {merged}" if merged else ""))
+        self.reporter.event("unit_end", f"[cyan]unit[/] {unit} done" +
+                            (f"; merged (verified) into {merged}" if merged else ""),
+                            unit=str(unit), merged_model_path=merged)

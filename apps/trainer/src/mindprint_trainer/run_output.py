@@ -8,12 +8,15 @@ from typing import Any
 
 from rich.console import Console
 
+from mindprint_interfaces.phases import phase
+
 from .config import TrainerConfig
-from .rundir import CONFIG, RunDirectory, TopicRow, new_run_dir
+from .reporting import NoteConsole
+from .rundir import CONFIG, CURRICULUM_PNG, RunDirectory, TopicRow, new_run_dir
 from .trackers import RunTrackers
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = NoteConsole()  # notes go through the reporter (--quiet, --log-format)
 
 
 def open_run(cfg: TrainerConfig, command: str) -> RunDirectory:
@@ -41,8 +44,10 @@ def finish_run(run: RunDirectory, title: str, *, topics: Sequence[TopicRow] = ()
                extra: str = "", success: bool | None = None) -> None:
     """Plots and ``summary.md``; the trackers get them (with the config and metrics.jsonl) and are finished —
     as failed when ``success`` is False (default: failed when the title says "(failed)" or "(interrupted)")."""
-    plots = run.write_plots()
-    summary = run.write_summary(title=title, topics=topics, facts=facts, extra=extra)
+    with phase("write plots and summary", detail=str(run.path)):
+        plots = run.write_plots()
+        plots += [p for p in (run.path / CURRICULUM_PNG,) if p.is_file()]  # written by train / demo
+        summary = run.write_summary(title=title, topics=topics, facts=facts, extra=extra)
     if run.trackers is not None:
         if success is None:
             success = "(failed)" not in title and "(interrupted)" not in title

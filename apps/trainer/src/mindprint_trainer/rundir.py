@@ -7,7 +7,8 @@
       metrics.jsonl     one JSON line per training step: stage, topic, step, loss, lr, grad_norm,
                         rewards/* (DPO), timestamp
       loss.png          training loss per stage/topic (matplotlib, Agg)
-      rewards.png       DPO reward margins / accuracies (when DPO ran)
+      rewards.png       DPO reward margins / accuracies (when DPO ran), topic starts marked
+      curriculum.png    accuracy and voice per topic, before vs after (train, demo)
       adapters/         trained adapters (PEFT layout)
       checkpoints/      the pipeline's resumable progress
       summary.md        topics, status, scores, attempts, times
@@ -35,6 +36,7 @@ CONFIG = "config.yaml"
 SUMMARY = "summary.md"
 LOSS_PNG = "loss.png"
 REWARDS_PNG = "rewards.png"
+CURRICULUM_PNG = "curriculum.png"
 
 
 def new_run_dir(base: str | Path, command: str, *, now: datetime | None = None) -> Path:
@@ -181,6 +183,9 @@ class RunDirectory:
                 lines.append(f"| {row.topic} | {row.status} | {_fmt(row.accuracy)} | {_fmt(row.voice)} | "
                              f"{'yes' if row.dpo else 'no'} | {row.attempts} | {row.seconds:.1f} |")
             lines.append("")
+        if (self.path / CURRICULUM_PNG).is_file():
+            lines += ["## Curriculum: accuracy and voice per topic, before vs after", "",
+                      f"![{CURRICULUM_PNG}]({CURRICULUM_PNG})", ""]
         plots = [name for name in (LOSS_PNG, REWARDS_PNG) if (self.path / name).is_file()]
         if plots:
             lines += ["## Curves", ""] + [f"![{name}]({name})" for name in plots] + [""]
@@ -198,61 +203,8 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def _series(rows: Sequence[Mapping[str, Any]], stage: str, key: str) -> dict[str, list[tuple[int, float]]]:
-    """Per-topic series of ``key`` for ``stage``, on a run-global x axis (step index across the run)."""
-    out: dict[str, list[tuple[int, float]]] = {}
-    x = 0
-    for row in rows:
-        if row.get("stage") != stage:
-            continue
-        x += 1
-        value = row.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            out.setdefault(str(row.get("topic") or stage), []).append((x, float(value)))
-    return out
-
-
 def write_plots(rows: Sequence[Mapping[str, Any]], out_dir: Path) -> list[Path]:
-    """loss.png (always, when any step has a loss) and rewards.png (when DPO logged rewards)."""
-    import matplotlib
+    """loss.png (when any step has a loss) and rewards.png (when DPO logged rewards): see :mod:`.plots`."""
+    from .plots import write_plots as write
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written: list[Path] = []
-    stages = [s for s in ("sft", "dpo") if any(r.get("stage") == s for r in rows)]
-    if stages:
-        fig, axes = plt.subplots(1, len(stages), figsize=(6 * len(stages), 4), squeeze=False)
-        for ax, stage in zip(axes[0], stages):
-            for topic, points in _series(rows, stage, "loss").items():
-                ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=topic)
-            ax.set_title(f"{stage.upper()} loss")
-            ax.set_xlabel("step")
-            ax.set_ylabel("loss")
-            ax.grid(alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = out_dir / LOSS_PNG
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
-    reward_keys = [k for k in ("rewards/margins", "rewards/chosen", "rewards/rejected", "rewards/accuracies")
-                   if any(k in r for r in rows if r.get("stage") == "dpo")]
-    if reward_keys:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for key in reward_keys:
-            points = [p for series in _series(rows, "dpo", key).values() for p in series]
-            points.sort()
-            if points:
-                ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=key)
-        ax.set_title("DPO rewards")
-        ax.set_xlabel("DPO step")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = out_dir / REWARDS_PNG
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
-    return written
+    return write(rows, out_dir)

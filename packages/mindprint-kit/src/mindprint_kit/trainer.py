@@ -37,6 +37,7 @@ from mindprint_interfaces.callback_dispatch import (
     original_callback_errors,
 )
 from mindprint_interfaces.configs import TrainConfigBase
+from mindprint_interfaces.phases import phase
 from mindprint_interfaces.protocols import PathLike, TrainerCallback
 
 from . import schedule
@@ -91,7 +92,8 @@ class KitTrainer(Generic[C, M]):
     def save_adapter(self, path: PathLike) -> Path:
         """Save the adapter (PEFT layout). Under a data-parallel launcher call it on every process."""
         target = Path(path)
-        self._write_adapter(target)
+        with phase("save adapter", detail=str(target)):
+            self._write_adapter(target)
         self._notify_save(target)
         return target
 
@@ -165,7 +167,8 @@ class KitTrainer(Generic[C, M]):
 
     # -- the template ----------------------------------------------------------------------------------------------
     def _run(self, data: Sequence[Mapping[str, Any]], target: Path, *, source: str) -> TrainingResult:
-        prepared = self._prepare(data, source)  # invalid data/config raises here, before any work
+        with phase("tokenise", detail=f"{len(data)} records"):
+            prepared = self._prepare(data, source)  # invalid data/config raises here, before any work
         cfg = self.config
         schedule.check_warmup(len(prepared.examples), cfg.per_device_batch_size, cfg.gradient_accumulation_steps,
                               cfg.num_epochs, cfg.max_steps, cfg.warmup_steps)
@@ -229,7 +232,8 @@ class KitTrainer(Generic[C, M]):
             return failed(exc)
         self._cleanup()
         self._set_eval()
-        self._write_adapter(target)
+        with phase("save adapter", detail=str(target)):
+            self._write_adapter(target)
         with original_callback_errors():
             self._notify_save(target)
         return self._finish(True, progress, prepared, start, str(target), None)

@@ -25,6 +25,7 @@ import mlx.nn as nn
 
 from mindprint_interfaces import ConfigError, DPOConfig
 from mindprint_interfaces.data import IGNORE_INDEX, TokenizedPair
+from mindprint_interfaces.phases import phase
 from mindprint_interfaces.protocols import TrainerCallback
 from mindprint_kit.data import Prepared, prepare_preferences
 
@@ -95,7 +96,8 @@ class MLXDPOTrainer(MLXTrainerBase[DPOConfig]):
         was_training = self._model.module.training
         self._model.module.eval()
         try:
-            with lora.adapters_disabled(self._model.module) if self.reference == "base" else contextlib.nullcontext():
+            with (lora.adapters_disabled(self._model.module) if self.reference == "base" else contextlib.nullcontext(),
+                  phase("reference pass", detail=f"{len(pairs)} pairs", total=len(pairs)) as ref_pass):
                 for start in range(0, len(pairs), REF_CHUNK):
                     chunk = pairs[start:start + REF_CHUNK]
                     if lean:
@@ -108,6 +110,7 @@ class MLXDPOTrainer(MLXTrainerBase[DPOConfig]):
                     mx.eval(c, r)
                     chosen.append(c)
                     rejected.append(r)
+                    ref_pass.advance(len(chunk))
         finally:
             self._model.module.train(was_training)
         return mx.concatenate(chosen), mx.concatenate(rejected)

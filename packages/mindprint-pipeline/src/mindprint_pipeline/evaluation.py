@@ -25,6 +25,7 @@ from typing import Any
 
 from mindprint_interfaces import ConfigError, Evaluator, GenerationConfig, Model
 from mindprint_interfaces.data import SFTExample, as_sft_examples
+from mindprint_interfaces.phases import phase
 
 __all__ = ["DefaultEvaluator", "Evaluator", "VoiceMarkers", "lcs_length", "rouge_l_f1", "word_tokens"]
 
@@ -200,15 +201,17 @@ class DefaultEvaluator:
         accuracies: list[float] = []
         voices: list[float] = []
         self.last_outputs = []
-        for ex in examples:
-            generated = model.generate(ex.prompt_messages, self.generation).text.strip()
-            acc = rouge_l_f1(generated, ex.reference_answer)
-            voice = self.markers.score(generated) if self.markers.enabled else 1.0
-            accuracies.append(acc)
-            voices.append(voice)
-            self.last_outputs.append({"prompt": ex.prompt_messages[-1]["content"] if ex.prompt_messages else "",
-                                      "generated": generated, "reference": ex.reference_answer,
-                                      "accuracy": acc, "voice": voice})
+        with phase("answer questions", total=len(examples)) as answering:
+            for ex in examples:
+                generated = model.generate(ex.prompt_messages, self.generation).text.strip()
+                acc = rouge_l_f1(generated, ex.reference_answer)
+                voice = self.markers.score(generated) if self.markers.enabled else 1.0
+                accuracies.append(acc)
+                voices.append(voice)
+                self.last_outputs.append({"prompt": ex.prompt_messages[-1]["content"] if ex.prompt_messages else "",
+                                          "generated": generated, "reference": ex.reference_answer,
+                                          "accuracy": acc, "voice": voice})
+                answering.advance()
         n = len(examples)
         return {
             "accuracy": sum(accuracies) / n if n else 0.0,

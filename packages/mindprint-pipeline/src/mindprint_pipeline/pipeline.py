@@ -27,6 +27,7 @@ from typing import Any
 
 from mindprint_interfaces import Backend, BackendMismatchError, ConfigError, Evaluator, Model, create_backend
 from mindprint_interfaces.fileio import atomic_write_json, recover_tree
+from mindprint_interfaces.phases import phase
 from mindprint_interfaces.registry import BackendRegistry, canonical_name
 
 from .checkpoint import CheckpointError, PipelineState, check_compatible, load_state, save_state
@@ -289,7 +290,8 @@ class DPOPipeline:
             return state.base_model_path
         model = self._load(state.base_model_path, state.adapter_path)
         log.info("unit %s: merging %s into %s (verified by the backend)", unit, state.adapter_path, target)
-        return str(model.save_pretrained(target))
+        with phase("merge", detail=f"unit {unit} into {target} (verified)"):
+            return str(model.save_pretrained(target))
 
     def _run_topic(self, session: _Session, topic: Topic) -> TopicProgress:
         state = session.state
@@ -356,7 +358,8 @@ class DPOPipeline:
                     result.error = f"SFT failed: {sft_result.error_message or f'loss {sft_result.final_loss}'}"
                     return result
                 model = sft.get_model()
-            scores = self.evaluator.evaluate(model, eval_records)
+            with phase("evaluate", detail=f"{topic.id} after {'SFT' if cfg.sft_before_preference else 'loading'}"):
+                scores = self.evaluator.evaluate(model, eval_records)
             accuracy, voice = check_scores(scores, self.evaluator)
             result.accuracy_after_sft, result.voice_after_sft = accuracy, voice
             # Without SFT (reference-free ORPO/CPO) the preference stage is the topic's training: it always runs.
@@ -378,7 +381,8 @@ class DPOPipeline:
                                     f"{pref_result.error_message or f'loss {pref_result.final_loss}'}")
                     return result
                 model = pref.get_model()
-                scores = self.evaluator.evaluate(model, eval_records)
+                with phase("evaluate", detail=f"{topic.id} after {method.upper()}"):
+                    scores = self.evaluator.evaluate(model, eval_records)
                 accuracy, voice = check_scores(scores, self.evaluator)
             result.accuracy, result.voice = accuracy, voice
             result.metrics = {k: float(v) for k, v in scores.items()} | cut
@@ -387,15 +391,17 @@ class DPOPipeline:
                 result.error = f"non-finite evaluation score (accuracy {accuracy}, voice {voice})"
                 return result
             result.passed = result.score >= cfg.topic_pass_threshold
-            result.adapter_path = str(model.save_adapter(adapter_dir))
+            with phase("save adapter", detail=str(adapter_dir)):
+                result.adapter_path = str(model.save_adapter(adapter_dir))
             return result
         finally:
             result.time_seconds = time.monotonic() - started
 
     def _load(self, base: str, adapter: str | None) -> Model:
-        if adapter is None:
-            return self.backend.load_model(base)
-        return self.backend.load_model(base, adapter_path=adapter)
+        with phase("load model", detail=base if adapter is None else f"{base} + {adapter}"):
+            if adapter is None:
+                return self.backend.load_model(base)
+            return self.backend.load_model(base, adapter_path=adapter)
 
     # -- results -----------------------------------------------------------------------------------
     def _unit_progress(self, session: _Session, unit_name: str) -> UnitProgress:

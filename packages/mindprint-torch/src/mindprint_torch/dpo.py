@@ -28,6 +28,7 @@ from trl.trainer.dpo_trainer import DPOTrainer
 
 from mindprint_interfaces import ConfigError, DPOConfig
 from mindprint_interfaces.data import TokenizedPair
+from mindprint_interfaces.phases import phase
 from mindprint_interfaces.protocols import Model, TrainerCallback
 from mindprint_kit.data import Prepared, prepare_preferences
 
@@ -72,11 +73,13 @@ class _DPOTrainer(FiniteLossMixin, CompactHeadMixin, trl_compat.DPOTrainerHooks,
         model = self.ref_model or self.model
         chosen: list[Any] = []
         rejected: list[Any] = []
-        for batch in loader:
-            ref_chosen, ref_rejected = self.compute_ref_log_probs(model, batch)  # type: ignore[no-untyped-call]
-            ref_chosen, ref_rejected = self.accelerator.gather_for_metrics((ref_chosen, ref_rejected))
-            chosen.append(ref_chosen.float().cpu())
-            rejected.append(ref_rejected.float().cpu())
+        with phase("reference pass", detail=f"{len(dataset)} pairs", total=len(dataset)) as ref_pass:
+            for batch in loader:
+                ref_chosen, ref_rejected = self.compute_ref_log_probs(model, batch)  # type: ignore[no-untyped-call]
+                ref_chosen, ref_rejected = self.accelerator.gather_for_metrics((ref_chosen, ref_rejected))
+                chosen.append(ref_chosen.float().cpu())
+                rejected.append(ref_rejected.float().cpu())
+                ref_pass.advance(len(ref_chosen))
         dataset = dataset.add_column("ref_chosen_logps", torch.cat(chosen).tolist())
         return dataset.add_column("ref_rejected_logps", torch.cat(rejected).tolist())
 
