@@ -66,6 +66,8 @@ def _common(p: argparse.ArgumentParser, *, config: bool = True, model: bool = Tr
     g.add_argument("-b", "--backend", help=f"{_backend_choices()} (overrides MINDPRINT_BACKEND and the config file)")
     g.add_argument("--device", help="auto | cpu | cuda | mps | gpu")
     g.add_argument("--dtype", help="auto | float32 | float16 | bfloat16")
+    g.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads of torch and the BLAS/OpenMP pools (default: one per available physical core)")
     if model:
         g.add_argument("-m", "--model", metavar="PATH", help='model directory ("smollm2" = bundled SmolLM2-135M-Instruct)')
         g.add_argument("-a", "--adapter", metavar="DIR", help="adapter to load on top of the model (PEFT or mlx-lm)")
@@ -135,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="generate an answer")
     _common(p)
-    p.add_argument("prompt", nargs="+", help="the prompt (a user message; --raw for plain text)")
+    p.add_argument("prompt", nargs="+", help="the prompt (a user message; --raw for plain text; - reads stdin)")
     p.add_argument("--raw", action="store_true", help="do not apply the chat template")
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--temperature", type=float)
@@ -149,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("merge", help="merge an adapter into the model (verified) and save it")
     _common(p)
     p.add_argument("output", metavar="OUT_DIR", help="where the merged model is written")
+    p.add_argument("--force", action="store_true", help="replace OUT_DIR when it exists and is not empty")
 
     p = sub.add_parser("convert-adapter", help="convert an adapter between PEFT and mlx-lm layouts")
     p.add_argument("src", metavar="SRC_DIR")
@@ -210,6 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not debug:
         _quiet_libraries()
     try:
+        from .threads import apply_threads
+
+        apply_threads(getattr(args, "threads", None))  # before any backend library loads its thread pools
+        from .interrupt import terminate_as_interrupt
+
+        terminate_as_interrupt()  # SIGTERM = the first Ctrl-C: the run saves and exits 130
         if args.command == "plan":
             from . import plan as plan_command
 

@@ -1,0 +1,221 @@
+"""The CLI's rough edges of #21: stdin prompts, merge never overwrites silently, SIGTERM = Ctrl-C, --resume
+on a run of another kind, --threads."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from mindprint_interfaces import ConfigError
+from mindprint_trainer.cli_inputs import check_merge_target, check_resume_kind, prompt_text, run_kind
+from mindprint_trainer.threads import THREAD_VARIABLES, default_threads
+from tests.trainer.helpers import mindprint_exe, run_mindprint
+
+SFT = "".join(json.dumps({"instruction": f"Question {i}?", "output": f"Answer number {i}."}) + "\n" for i in range(8))
+
+
+def _one_error(stderr: str) -> str:
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+# -- generate - -------------------------------------------------------------------------------------------------
+
+def test_dash_reads_the_prompt_from_stdin() -> None:
+    assert prompt_text(["-"], io.StringIO("What is\nphotosynthesis?\n")) == "What is\nphotosynthesis?"
+    assert prompt_text(["a", "-", "b"], io.StringIO("unused")) == "a - b"  # only a lone '-' means stdin
+    with pytest.raises(ConfigError, match="stdin was empty"):
+        prompt_text(["-"], io.StringIO("  \n"))
+
+
+@pytest.mark.torch
+def test_generate_dash_answers_the_stdin_prompt(tiny_model_dir: Path) -> None:
+    common = ("generate", "--backend", "pytorch", "--model", str(tiny_model_dir), "--raw", "--max-new-tokens", "6",
+              "--set", "generation.temperature=0")
+    from_stdin = run_mindprint(*common, "-", input="Plants make sugar\n")
+    from_arg = run_mindprint(*common, "Plants", "make", "sugar")
+    literal_dash = run_mindprint(*common, "-", "-")
+    assert from_stdin.returncode == from_arg.returncode == literal_dash.returncode == 0, from_stdin.stderr
+    assert from_stdin.stdout == from_arg.stdout  # greedy: the same prompt gives the same answer
+    assert from_stdin.stdout != literal_dash.stdout
+
+
+# -- merge ------------------------------------------------------------------------------------------------------
+
+def test_merge_target_rules(tmp_path: Path) -> None:
+    check_merge_target(tmp_path / "new", force=False)
+    (tmp_path / "empty").mkdir()
+    check_merge_target(tmp_path / "empty", force=False)
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="exists and is not empty; pass --force"):
+        check_merge_target(full, force=False)
+    check_merge_target(full, force=True)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        check_merge_target(tmp_path / "file", force=True)
+
+
+def test_merge_refuses_a_non_empty_target_before_loading_anything(tmp_path: Path) -> None:
+    out = tmp_path / "merged"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    res = run_mindprint("merge", "--backend", "pytorch", "--model", str(tmp_path / "m"), "--adapter",
+                        str(tmp_path / "a"), str(out))
+    assert res.returncode == 2
+    assert f"merge: {out} exists and is not empty; pass --force" in _one_error(res.stderr)
+    assert (out / "keep.txt").read_text() == "precious"
+
+
+# -- --resume on a run of another kind ------------------------------------------------------------------------
+
+def test_run_kind_from_the_directory_name_or_the_summary(tmp_path: Path) -> None:
+    assert run_kind(tmp_path / "20261202-001500-sft") == "sft"
+    assert run_kind(tmp_path / "20261202-001500-train-3") == "train"
+    other = tmp_path / "renamed"
+    other.mkdir()
+    assert run_kind(other) is None
+    (other / "summary.md").write_text("# mindprint dpo (interrupted)\n")
+    assert run_kind(other) == "dpo"
+    check_resume_kind(tmp_path / "20261202-001500-train", "train")
+
+
+def test_train_resume_on_an_sft_run_says_so(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "20261202-001500-sft"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("backend:\n  type: pytorch\n")
+    res = run_mindprint("train", "--resume", str(run), cwd=tmp_path)
+    assert res.returncode == 2
+    line = _one_error(res.stderr)
+    assert f"--resume: {run} is a `mindprint sft` run, not a `mindprint train` run" in line
+    assert "sft_data.jsonl" not in line
+
+
+# -- SIGTERM ----------------------------------------------------------------------------------------------------
+
+_SIGTERM_SCRIPT = textwrap.dedent("""
+    import sys, time
+    from mindprint_trainer.interrupt import StopRequest, graceful_sigint, terminate_as_interrupt
+    terminate_as_interrupt()
+    if sys.argv[1] == "graceful":
+        stop = StopRequest()
+        with graceful_sigint(stop, announce=lambda m: print("announce:", m, flush=True)):
+            print("ready", flush=True)
+            while not stop.requested:
+                time.sleep(0.01)
+        print("stop requested, saving", flush=True)
+        sys.exit(0)
+    try:
+        print("ready", flush=True)
+        time.sleep(60)
+    except KeyboardInterrupt:
+        print("interrupted, saving", flush=True)
+        sys.exit(130)
+""")
+
+
+@pytest.mark.parametrize("mode", ["graceful", "plain"])
+def test_sigterm_acts_as_the_first_ctrl_c(mode: str) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", _SIGTERM_SCRIPT, mode], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    if mode == "graceful":  # a stop is requested at the next step, as for the first Ctrl-C
+        assert proc.returncode == 0 and "announce: stopping after the current step" in out, out
+        assert "stop requested, saving" in out
+    else:  # outside the curriculum: KeyboardInterrupt, which the commands turn into save + exit 130
+        assert proc.returncode == 130 and "interrupted, saving" in out, out
+
+
+@pytest.mark.torch
+def test_sigterm_during_sft_saves_the_adapter_and_exits_130(tmp_path: Path, tiny_model_dir: Path) -> None:
+    (tmp_path / "sft.jsonl").write_text(SFT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    env.pop("MINDPRINT_BACKEND", None)
+    proc = subprocess.Popen([*mindprint_exe(), "sft", "--backend", "pytorch", "--model", str(tiny_model_dir),
+                             "--data", str(tmp_path / "sft.jsonl"), "--set", "sft.max_steps=100000",
+                             "-o", str(tmp_path / "runs")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    deadline = time.monotonic() + 300
+    metrics: list[Path] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        runs = tmp_path / "runs"
+        metrics = [m for m in runs.glob("*/metrics.jsonl") if m.stat().st_size > 0] if runs.is_dir() else []
+        if metrics:
+            break
+        time.sleep(0.1)
+    assert metrics and proc.poll() is None, "no training step was logged"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    saved = metrics[0].parent / "adapters" / "sft-interrupted"
+    assert (saved / "adapter_model.safetensors").is_file(), stderr
+    assert f"interrupted: the adapter trained so far is in {saved}" in " ".join(stderr.split())
+    assert "Traceback" not in stderr
+
+
+# -- --threads --------------------------------------------------------------------------------------------------
+
+def _threads_in_child(env_extra: dict[str, str], threads: str) -> dict[str, object]:
+    code = textwrap.dedent(f"""
+        import json, os
+        from mindprint_trainer.threads import THREAD_VARIABLES, apply_threads
+        n = apply_threads({threads})
+        import torch
+        print(json.dumps({{"n": n, "torch": torch.get_num_threads(),
+                           "env": {{k: os.environ.get(k) for k in THREAD_VARIABLES}}}}))
+    """)
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**env, **env_extra}).stdout
+    result: dict[str, object] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.torch
+def test_threads_size_torch_and_every_blas_pool() -> None:
+    one = _threads_in_child({}, "1")
+    assert one["torch"] == 1 and set(dict(one["env"]).values()) == {"1"}  # type: ignore[call-overload]
+    default = _threads_in_child({}, "None")
+    assert default["n"] == default["torch"] == default_threads()
+    preset = _threads_in_child({"OMP_NUM_THREADS": "1"}, "None")  # the user's environment wins over the default
+    assert preset["n"] == preset["torch"] == 1
+    forced = _threads_in_child({"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}, "1")  # --threads wins
+    assert forced["torch"] == 1 and dict(forced["env"])["OPENBLAS_NUM_THREADS"] == "1"  # type: ignore[call-overload]
+
+
+def test_default_threads_rule(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from mindprint_trainer import threads
+
+    monkeypatch.setattr(threads, "_available_cpus", lambda: 8)
+    monkeypatch.setattr(threads, "_smt_active", lambda: False)
+    monkeypatch.setattr(threads, "_cgroup_quota", lambda: None)
+    assert threads.default_threads() == 8
+    monkeypatch.setattr(threads, "_smt_active", lambda: True)
+    assert threads.default_threads() == 4
+    monkeypatch.setattr(threads, "_cgroup_quota", lambda: 2)
+    assert threads.default_threads() == 1
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("150000 100000\n")
+    monkeypatch.undo()
+    assert threads._cgroup_quota(cpu_max) == 2
+    cpu_max.write_text("max 100000\n")
+    assert threads._cgroup_quota(cpu_max) is None
+
+
+def test_threads_must_be_positive(tmp_path: Path) -> None:
+    res = run_mindprint("generate", "--threads", "0", "--backend", "pytorch", "hi", cwd=tmp_path)
+    assert res.returncode == 2
+    assert "--threads: must be >= 1, got 0" in _one_error(res.stderr)
