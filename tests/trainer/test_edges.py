@@ -161,6 +161,7 @@ def test_sigterm_during_sft_saves_the_adapter_and_exits_130(tmp_path: Path, tiny
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     saved = metrics[0].parent / "adapters" / "sft-interrupted"
+    assert f"writing to {metrics[0].parent}" in " ".join(stderr.split())  # said before any work
     assert (saved / "adapter_model.safetensors").is_file(), stderr
     assert f"interrupted: the adapter trained so far is in {saved}" in " ".join(stderr.split())
     assert "Traceback" not in stderr
