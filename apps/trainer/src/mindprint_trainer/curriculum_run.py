@@ -266,7 +266,6 @@ def run_train(args: argparse.Namespace) -> int:
         run = RunDirectory(new_run_dir(cfg.output_dir, "train"), "train")
         run.write_config(cfg.to_yaml())
     console = Console(stderr=True)
-    console.print(f"{'resuming' if args.resume else 'writing to'} {run.path}")
     try:
         outcome = run_curriculum(cfg, run, resume=bool(args.resume), console=console)
     except KeyboardInterrupt:
