@@ -78,6 +78,27 @@ def test_merge_refuses_a_non_empty_target_before_loading_anything(tmp_path: Path
     assert (out / "keep.txt").read_text() == "precious"
 
 
+@pytest.mark.torch
+def test_merge_force_replaces_the_target(tmp_path: Path, tiny_model_dir: Path) -> None:
+    import numpy as np
+
+    from mindprint_interfaces import AdapterConfig
+    from mindprint_kit.adapter_files import write_adapter
+
+    cfg = json.loads((tiny_model_dir / "config.json").read_text())
+    rng = np.random.default_rng(0)
+    weights = {(layer, "self_attn.q_proj"): (rng.normal(size=(4, cfg["hidden_size"])).astype(np.float32) * 0.1,
+                                             rng.normal(size=(cfg["hidden_size"], 4)).astype(np.float32) * 0.1)
+               for layer in range(cfg["num_hidden_layers"])}
+    adapter = write_adapter(tmp_path / "adapter", AdapterConfig(r=4, alpha=8, target_modules=("q_proj",)), weights)
+    out = tmp_path / "merged"
+    out.mkdir()
+    (out / "keep.txt").write_text("old")
+    res = run_mindprint("merge", "-b", "pytorch", "-m", str(tiny_model_dir), "-a", str(adapter), str(out), "--force")
+    assert res.returncode == 0, res.stderr
+    assert (out / "config.json").is_file() and not (out / "keep.txt").exists()
+
+
 # -- --resume on a run of another kind ------------------------------------------------------------------------
 
 def test_run_kind_from_the_directory_name_or_the_summary(tmp_path: Path) -> None:
