@@ -241,3 +241,24 @@ def test_threads_must_be_positive(tmp_path: Path) -> None:
     res = run_mindprint("generate", "--threads", "0", "--backend", "pytorch", "hi", cwd=tmp_path)
     assert res.returncode == 2
     assert "--threads: must be >= 1, got 0" in _one_error(res.stderr)
+
+
+@pytest.mark.mlx
+def test_threads_size_the_blas_mlx_loads() -> None:
+    pytest.importorskip("mlx_lm")
+    code = textwrap.dedent("""
+        import ctypes
+        from mindprint_trainer.threads import apply_threads
+        apply_threads(1)
+        from mindprint_interfaces import create_backend
+        create_backend("mlx", device="cpu")
+        from mindprint_mlx import blas
+        lib = blas.loaded_library()
+        print(ctypes.CDLL(lib).openblas_get_num_threads() if lib and "openblas" in lib else "no openblas")
+    """)
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    last = out.stdout.strip().splitlines()[-1]
+    if last == "no openblas":
+        pytest.skip("MLX runs on its bundled reference BLAS here (single-threaded)")
+    assert last == "1", out.stdout + out.stderr

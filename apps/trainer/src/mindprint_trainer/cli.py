@@ -1,7 +1,7 @@
 """The ``mindprint`` command line.
 
 Exit codes: 0 ok, 1 runtime failure (training failed, merge not verified ...), 2 usage / config /
-data / missing package, 130 interrupted (Ctrl-C; a resumable checkpoint is left in place).
+data / missing package, 130 interrupted (Ctrl-C or SIGTERM; a resumable checkpoint is left in place).
 Every :class:`~mindprint_interfaces.MindprintError` is printed as ``error: ...`` without a
 traceback (``--debug`` shows it).
 """
