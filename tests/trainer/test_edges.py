@@ -262,3 +262,17 @@ def test_threads_size_the_blas_mlx_loads() -> None:
     if last == "no openblas":
         pytest.skip("MLX runs on its bundled reference BLAS here (single-threaded)")
     assert last == "1", out.stdout + out.stderr
+
+
+def test_the_default_is_shared_by_nproc_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mindprint_trainer import threads
+
+    for name in THREAD_VARIABLES:
+        monkeypatch.setenv(name, "x")  # recorded, so the values apply_threads sets are undone after the test
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(threads, "default_threads", lambda: 8)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)  # this process's torch pool is not touched here
+    assert threads.apply_threads(None, processes=2) == 4
+    assert os.environ["OMP_NUM_THREADS"] == os.environ["OPENBLAS_NUM_THREADS"] == "4"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's environment still wins
+    assert threads.apply_threads(None, processes=2) == 3

@@ -215,7 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from .threads import apply_threads
 
-        apply_threads(getattr(args, "threads", None))  # before any backend library loads its thread pools
+        apply_threads(getattr(args, "threads", None), processes=max(1, getattr(args, "nproc", 1)))  # before any
+        # backend library loads its thread pools; --nproc's processes inherit the variables
         from .interrupt import terminate_as_interrupt
 
         terminate_as_interrupt()  # SIGTERM = the first Ctrl-C: the run saves and exits 130

@@ -8,7 +8,7 @@ imported, and also resizes torch's pool when torch is already loaded (in-process
 The default, chosen for the host (:func:`default_threads`): the CPUs this process may run on (its affinity
 mask, i.e. what ``taskset`` / ``docker --cpuset-cpus`` allow), capped by a cgroup v2 CPU quota
 (``docker --cpus``), halved when simultaneous multithreading is active (one thread per physical core: a
-second thread on a core's sibling slows dense matmuls down). A variable already set in the environment
+second thread on a core's sibling slows dense matmuls down), divided among the ``--nproc`` processes. A variable already set in the environment
 (``OMP_NUM_THREADS=4 mindprint ...``) wins over the default; ``--threads`` wins over both.
 """
 
@@ -60,14 +60,15 @@ def default_threads() -> int:
     return max(1, n)
 
 
-def apply_threads(threads: int | None) -> int:
-    """Size the thread pools: ``threads`` when given (``--threads``), else the environment's or the host default.
-    Returns the number torch/BLAS will use."""
+def apply_threads(threads: int | None, *, processes: int = 1) -> int:
+    """Size the thread pools: ``threads`` when given (``--threads``), else the environment's or the host default
+    shared by ``processes`` local processes (``--nproc``; they inherit the variables). Returns the number
+    torch/BLAS will use."""
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads: must be >= 1, got {threads}", key="threads")
     if threads is None:
         preset = os.environ.get("OMP_NUM_THREADS", "").strip()
-        n = int(preset) if preset.isdigit() and int(preset) > 0 else default_threads()
+        n = int(preset) if preset.isdigit() and int(preset) > 0 else max(1, default_threads() // max(1, processes))
         for name in THREAD_VARIABLES:
             os.environ.setdefault(name, str(n))
     else:
