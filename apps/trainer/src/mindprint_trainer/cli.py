@@ -212,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(args.debug or os.environ.get("MINDPRINT_DEBUG"))
     if not debug:
         _quiet_libraries()
+    previous_sigterm = None
     try:
         from .threads import apply_threads
 
@@ -219,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # backend library loads its thread pools; --nproc's processes inherit the variables
         from .interrupt import terminate_as_interrupt
 
-        terminate_as_interrupt()  # SIGTERM = the first Ctrl-C: the run saves and exits 130
+        previous_sigterm = terminate_as_interrupt()  # SIGTERM = the first Ctrl-C: the run saves and exits 130
         if args.command == "plan":
             from . import plan as plan_command
 
@@ -249,6 +250,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, message = describe(exc)
         sys.stderr.write(f"error: {message}\n")
         return code
+    finally:
+        if previous_sigterm is not None:  # main() called in-process (tests, embedding): the caller's handler back
+            import signal
+
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 def _bench(argv: Sequence[str]) -> int:

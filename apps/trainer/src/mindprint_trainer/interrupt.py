@@ -62,11 +62,12 @@ def graceful_sigint(stop: StopRequest, announce: Any = None) -> Iterator[StopReq
         signal.signal(signal.SIGINT, previous)
 
 
-def terminate_as_interrupt() -> None:
+def terminate_as_interrupt() -> Any:
     """SIGTERM (``kill``, ``docker stop``) does what Ctrl-C does at that moment: inside :func:`graceful_sigint`
-    the first one requests a stop, elsewhere it raises KeyboardInterrupt (the commands save and exit 130)."""
+    the first one requests a stop, elsewhere it raises KeyboardInterrupt (the commands save and exit 130).
+    Returns the previous handler (None off the main thread), for ``signal.signal(SIGTERM, previous)``."""
     if threading.current_thread() is not threading.main_thread():
-        return
+        return None
 
     def handler(signum: int, frame: FrameType | None) -> None:
         current = signal.getsignal(signal.SIGINT)
@@ -75,4 +76,4 @@ def terminate_as_interrupt() -> None:
         else:
             raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, handler)
+    return signal.signal(signal.SIGTERM, handler)
