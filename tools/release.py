@@ -77,6 +77,29 @@ def check_dependencies(wheel: Path) -> list[str]:
     return problems
 
 
+# The extras a user installs outside the clone (README: "Installing outside the clone") and what each must pull.
+APP_EXTRAS: dict[str, set[str]] = {"torch": {"mindprint-torch"}, "mlx": {"mindprint-mlx"},
+                                   "all": {"mindprint-torch", "mindprint-mlx"}}
+
+
+def check_extras(wheel: Path) -> list[str]:
+    """The app wheel declares ``[torch]``, ``[mlx]`` and ``[all]``, each requiring its backend wheels."""
+    dist, requires = wheel_metadata(wheel)
+    if dist != "mindprint-trainer":
+        return []
+    pulled: dict[str, set[str]] = {}
+    for req in requires:
+        match = re.search(r"""extra\s*==\s*["']([^"']+)["']""", req)
+        if match:
+            pulled.setdefault(match.group(1), set()).add(_name(req))
+    problems = []
+    for extra, needed in APP_EXTRAS.items():
+        missing = needed - pulled.get(extra, set())
+        if missing:
+            problems.append(f"{dist}: extra [{extra}] does not require {sorted(missing)}")
+    return problems
+
+
 def smoke_install(wheel: Path) -> list[str]:
     dist, _ = wheel_metadata(wheel)
     module = GRAPH[dist][0]
@@ -137,6 +160,7 @@ def main() -> int:
     problems = [f"missing wheel for {d}" for d in sorted(set(GRAPH) - dists)]
     for wheel in wheels:
         problems += check_dependencies(wheel)
+        problems += check_extras(wheel)
     print(f"built {len(wheels)} wheels: {', '.join(w.name for w in wheels)}")
     if not args.skip_install and not problems:
         for wheel in wheels:

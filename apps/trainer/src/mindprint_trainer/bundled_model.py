@@ -124,6 +124,9 @@ def ensure_smollm2(out_dir: str | Path | None = None) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=out.parent))
     try:
+        from mindprint_interfaces.fileio import current_umask
+
+        os.chmod(tmp, 0o777 & ~current_umask())  # the cached model gets the user's umask, not mkdtemp's 0700
         tokenizer = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
         model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=torch.float32)
         setattr(model, "hf_quantizer", None)  # noqa: B010 - typed as a module attribute by transformers

@@ -1,7 +1,7 @@
 """The ``mindprint`` command line.
 
 Exit codes: 0 ok, 1 runtime failure (training failed, merge not verified ...), 2 usage / config /
-data / missing package, 130 interrupted (Ctrl-C; a resumable checkpoint is left in place).
+data / missing package, 130 interrupted (Ctrl-C or SIGTERM; a resumable checkpoint is left in place).
 Every :class:`~mindprint_interfaces.MindprintError` is printed as ``error: ...`` without a
 traceback (``--debug`` shows it).
 """
@@ -75,6 +75,8 @@ def _common(p: argparse.ArgumentParser, *, config: bool = True, model: bool = Tr
     g.add_argument("-b", "--backend", help=f"{_backend_choices()} (overrides MINDPRINT_BACKEND and the config file)")
     g.add_argument("--device", help="auto | cpu | cuda | mps | gpu")
     g.add_argument("--dtype", help="auto | float32 | float16 | bfloat16")
+    g.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads of torch and the BLAS/OpenMP pools (default: one per available physical core)")
     if model:
         g.add_argument("-m", "--model", metavar="PATH", help='model directory ("smollm2" = bundled SmolLM2-135M-Instruct)')
         g.add_argument("-a", "--adapter", metavar="DIR", help="adapter to load on top of the model (PEFT or mlx-lm)")
@@ -154,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="generate an answer")
     _common(p)
-    p.add_argument("prompt", nargs="+", help="the prompt (a user message; --raw for plain text)")
+    p.add_argument("prompt", nargs="+", help="the prompt (a user message; --raw for plain text; - reads stdin)")
     p.add_argument("--raw", action="store_true", help="do not apply the chat template")
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--temperature", type=float)
@@ -168,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("merge", help="merge an adapter into the model (verified) and save it")
     _common(p)
     p.add_argument("output", metavar="OUT_DIR", help="where the merged model is written")
+    p.add_argument("--force", action="store_true", help="replace OUT_DIR when it exists and is not empty")
 
     p = sub.add_parser("convert-adapter", help="convert an adapter between PEFT and mlx-lm layouts")
     p.add_argument("src", metavar="SRC_DIR")
@@ -229,7 +232,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not debug:
         _quiet_libraries()
     _configure_reporting(args)
+    previous_sigterm = None
     try:
+        from .threads import apply_threads
+
+        apply_threads(getattr(args, "threads", None), processes=max(1, getattr(args, "nproc", 1)))  # before any
+        # backend library loads its thread pools; --nproc's processes inherit the variables
+        from .interrupt import terminate_as_interrupt
+
+        previous_sigterm = terminate_as_interrupt()  # SIGTERM = the first Ctrl-C: the run saves and exits 130
         if args.command == "plan":
             from . import plan as plan_command
 
@@ -259,6 +270,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, message = describe(exc)
         _error_line(message)
         return code
+    finally:
+        if previous_sigterm is not None:  # main() called in-process (tests, embedding): the caller's handler back
+            import signal
+
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 def _bench(argv: Sequence[str]) -> int:

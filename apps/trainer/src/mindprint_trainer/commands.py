@@ -172,7 +172,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     gen = generation_from_args(cfg, args)
     backend = make_backend(cfg)
     model = load_model(backend, cfg)
-    text = " ".join(args.prompt)
+    from .cli_inputs import prompt_text
+
+    text = prompt_text(list(args.prompt))
     prompt: Any = text if args.raw else [{"role": "user", "content": text}]
     out = model.generate(prompt, gen)
     print(out.text.strip())
@@ -235,6 +237,9 @@ def cmd_merge(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if not cfg.model.adapter:
         raise ConfigError("merge needs an adapter: pass --adapter DIR (or set model.adapter)", key="model.adapter")
+    from .cli_inputs import check_merge_target
+
+    check_merge_target(args.output, force=bool(getattr(args, "force", False)))
     backend = make_backend(cfg)
     model = load_model(backend, cfg)
     with phase("merge", detail=f"{cfg.model.adapter} into {cfg.model.path} (verified)"):

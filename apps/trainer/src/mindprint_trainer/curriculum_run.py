@@ -252,6 +252,9 @@ def _curriculum_truncation(topics: Sequence[Any], stage: str, max_length: int, s
 def run_train(args: argparse.Namespace) -> int:
     if args.resume:
         run_path = Path(args.resume)
+        from .cli_inputs import check_resume_kind
+
+        check_resume_kind(run_path, "train")
         if not (run_path / CONFIG).is_file():
             raise ConfigError(f"--resume: {run_path} is not a mindprint run directory (no {CONFIG})", key="resume")
         extra: dict[str, Any] = {"output_dir": str(run_path.parent)}

@@ -60,3 +60,20 @@ def graceful_sigint(stop: StopRequest, announce: Any = None) -> Iterator[StopReq
         yield stop
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def terminate_as_interrupt() -> Any:
+    """SIGTERM (``kill``, ``docker stop``) does what Ctrl-C does at that moment: inside :func:`graceful_sigint`
+    the first one requests a stop, elsewhere it raises KeyboardInterrupt (the commands save and exit 130).
+    Returns the previous handler (None off the main thread), for ``signal.signal(SIGTERM, previous)``."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        current = signal.getsignal(signal.SIGINT)
+        if callable(current):
+            current(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)

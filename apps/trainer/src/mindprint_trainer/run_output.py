@@ -22,6 +22,7 @@ err_console = NoteConsole()  # notes go through the reporter (--quiet, --log-for
 def open_run(cfg: TrainerConfig, command: str) -> RunDirectory:
     run = RunDirectory(new_run_dir(cfg.output_dir, command), command)
     run.write_config(cfg.to_yaml())
+    err_console.print(f"writing to {run.path}")  # said first, so nothing is written anywhere silently
     attach_trackers(run, cfg)
     return run
 

@@ -195,8 +195,7 @@ class RunDirectory:
 
 
 def _readable(path: Path) -> Path:
-    path.chmod(0o644)  # atomic writes go through mkstemp (0600)
-    return path
+    return path  # atomic writes give files the mode the user's umask allows (mindprint_interfaces.fileio)
 
 
 def _fmt(value: float | None) -> str:

@@ -136,6 +136,13 @@ def recover_tree(root: str | Path) -> list[Path]:
     return removed
 
 
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it: there is no getter before Python 3.13's os)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_directory(target: str | Path) -> Iterator[Path]:
     """Yield a temp dir; on success it replaces ``target`` atomically, on error it is removed."""
@@ -146,6 +153,7 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-{pid}-", dir=dst.parent))
     new = dst.parent / f".{dst.name}.new-{pid}"
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700 is for the temporary, not for the result
         yield tmp
         fsync_tree(tmp)
         if new.exists():
@@ -179,6 +187,7 @@ def atomic_write_text(target: str | Path, text: str) -> Path:
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.tmp-{os.getpid()}-", dir=dst.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 is for the temporary, not for the result
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()

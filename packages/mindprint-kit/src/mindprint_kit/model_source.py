@@ -58,6 +58,10 @@ def resolve_source(source: str | os.PathLike[str], *, revision: str | None = Non
                    allow_download: bool | None = None) -> Path:
     """A local path as it is (when it exists), else the local snapshot of a Hub id (downloaded when allowed)."""
     path = Path(source).expanduser()
+    from .bundled import bundled_model_dir, is_bundled_name
+
+    if not path.exists() and revision is None and is_bundled_name(str(source)):
+        return bundled_model_dir(str(source), key=key)  # "smollm2", as the mindprint command accepts it
     if path.exists():
         if revision is not None:
             raise ConfigError(f"{key}: revision={revision!r} given for the local path {path}", key=key)

@@ -98,8 +98,11 @@ class KitTrainer(Generic[C, M]):
         return target
 
     def train(self, train_data: Sequence[Mapping[str, Any]], *, adapter_dir: PathLike | None = None) -> TrainingResult:
-        """Train on ``train_data``; the adapter goes to ``adapter_dir`` (default ``<output_dir>/adapter``)."""
-        target = Path(adapter_dir) if adapter_dir is not None else Path(self.config.output_dir) / DEFAULT_ADAPTER_DIR
+        """Train on ``train_data``; the adapter goes to ``adapter_dir`` (default ``<output_dir>/adapter``, or a new
+        run directory under the default ``output_dir``: :mod:`mindprint_kit.default_output`)."""
+        from .default_output import default_adapter_dir
+
+        target = Path(adapter_dir) if adapter_dir is not None else default_adapter_dir(self.config)
         return self._run(train_data, target, source="<train_data>")
 
     def train_on_topic(self, topic_data: Sequence[Mapping[str, Any]], topic_id: str) -> TrainingResult:

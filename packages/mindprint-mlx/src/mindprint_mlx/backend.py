@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from mindprint_interfaces import BackendConfig, DPOConfig, QuantizationConfig, SFTConfig
 from mindprint_interfaces.protocols import Model, PathLike, Trainer, TrainerCallback
 from mindprint_kit.methods import create_trainer
-from mindprint_kit.model_dir import check_model_dir
+from mindprint_kit.model_dir import check_model_dir, check_tokenizer_dir
 
 from ._imports import require_mlx
 
@@ -75,6 +75,7 @@ class MLXBackend:
         tpath = (resolve_source(tokenizer_path, key="tokenizer_path", allow_download=allow)
                  if tokenizer_path is not None else None)
         check_model_dir(mpath, known_model_type=_mlx_lm_knows, key="model")  # no pickle, no remote code
+        check_tokenizer_dir(tpath or mpath, key="tokenizer_path" if tpath is not None else "model")
         module, tokenizer, hf_config = load_hf_directory(mpath, tpath, self._device_manager.mx_dtype)
         resolved, quantize_now = quant.resolve(hf_config, request)
         if quantize_now and resolved is not None:

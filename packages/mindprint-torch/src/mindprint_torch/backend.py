@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -10,7 +11,7 @@ import torch
 from mindprint_interfaces import BackendConfig, ConfigError, DPOConfig, QuantizationConfig, SFTConfig
 from mindprint_interfaces.protocols import Model, PathLike, Trainer, TrainerCallback
 from mindprint_kit.methods import create_trainer
-from mindprint_kit.model_dir import check_model_dir
+from mindprint_kit.model_dir import check_model_dir, check_tokenizer_dir
 from mindprint_kit.model_source import resolve_source
 
 from . import quantization as quant
@@ -83,6 +84,8 @@ class PyTorchBackend:
             check_model_dir(path, known_model_type=lambda t: t in CONFIG_MAPPING)  # no pickle, no remote code
             kwargs["use_safetensors"] = True
             source = str(path)
+        check_tokenizer_dir(Path(tokenizer_path) if tokenizer_path is not None else path,
+                            key="tokenizer_path" if tokenizer_path is not None else "model_path")
         tok_source = str(tokenizer_path) if tokenizer_path is not None else source
         tok_kwargs = {"gguf_file": kwargs["gguf_file"]} if "gguf_file" in kwargs and tokenizer_path is None else {}
         tokenizer = AutoTokenizer.from_pretrained(tok_source, **tok_kwargs)

@@ -1,0 +1,48 @@
+"""Where ``trainer.train(data)`` writes when it is given no ``adapter_dir``.
+
+With ``output_dir`` set by the user: ``<output_dir>/adapter``, as before. With ``output_dir`` left at its
+default, never a fixed ``./outputs/adapter`` that the next run silently replaces: a fresh run directory
+``outputs/<YYYYmmdd-HHMMSS>-<method>/adapter`` (named as the ``mindprint`` command names its runs), claimed by
+``mkdir`` so two runs never share it, and announced on the ``mindprint`` logger (a warning: visible on stderr
+without any logging set-up). ``TrainingResult.adapter_path`` holds the path either way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+DEFAULT_ADAPTER_DIR = "adapter"
+logger = logging.getLogger("mindprint")
+
+
+def _default_output_dir(config: Any) -> Any:
+    for f in dataclasses.fields(config) if dataclasses.is_dataclass(config) else ():
+        if f.name == "output_dir":
+            return f.default
+    return None
+
+
+def default_adapter_dir(config: Any, *, now: datetime | None = None) -> Path:
+    """The adapter directory of a ``train()`` call without ``adapter_dir`` (see the module docstring)."""
+    output_dir = Path(config.output_dir)
+    if str(config.output_dir) != str(_default_output_dir(config)):
+        return output_dir / DEFAULT_ADAPTER_DIR
+    method = type(config).__name__.removesuffix("Config").lower() or "train"
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    run, n = output_dir / f"{stamp}-{method}", 1
+    while True:
+        try:
+            run.mkdir()
+            break
+        except FileExistsError:
+            n += 1
+            run = output_dir / f"{stamp}-{method}-{n}"
+    target = run.resolve() / DEFAULT_ADAPTER_DIR
+    logger.warning("mindprint: train() got no adapter_dir and output_dir is the default %r: the adapter goes to "
+                   "%s (pass adapter_dir= or set output_dir to choose)", str(config.output_dir), target)
+    return target
