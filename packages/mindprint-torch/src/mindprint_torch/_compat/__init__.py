@@ -1,16 +1,16 @@
 """The third-party internals mindprint-torch relies on, one module per library.
 
-Only TRL's are used (:mod:`.trl`); transformers, PEFT and accelerate are reached through public names
-only. Nothing outside this package may touch a library's private name: a test walks the sources.
+TRL's (:mod:`.trl`) and the HF Trainer's resume methods (:mod:`.transformers`); PEFT and accelerate are
+reached through public names only. Nothing outside this package may touch a library's private name: a test walks the sources.
 """
 
 from __future__ import annotations
 
 from mindprint_interfaces.compat import FastPath, Tested
 
-from . import trl
+from . import transformers, trl
 
-TESTED: tuple[Tested, ...] = (trl.TESTED,)
+TESTED: tuple[Tested, ...] = (trl.TESTED, transformers.TESTED)
 
 
 def fast_paths() -> list[FastPath]:
