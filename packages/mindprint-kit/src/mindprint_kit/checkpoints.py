@@ -69,9 +69,13 @@ def _jsonable(value: Any) -> Any:
 
 
 def training_keys(config: TrainConfigBase) -> dict[str, Any]:
-    """The config fields that change what is trained (everything but :data:`FREE_KEYS` and the LoRA fields)."""
+    """The config fields that change what is trained (everything but :data:`FREE_KEYS` and the LoRA fields).
+
+    With LoRA dropout on, activation checkpointing counts too: recomputing a layer draws its dropout mask again
+    (measured on MLX: the losses after the first recomputed step differ by ~2e-3 relative)."""
+    free = FREE_KEYS - {"gradient_checkpointing"} if config.lora_dropout > 0 else FREE_KEYS
     return {f.name: _jsonable(getattr(config, f.name)) for f in dataclasses.fields(config)
-            if f.name not in FREE_KEYS and f.name not in LORA_KEYS}
+            if f.name not in free and f.name not in LORA_KEYS}
 
 
 def lora_shape(config: AdapterConfig) -> dict[str, Any]:

@@ -114,6 +114,7 @@ class PyTorchTrainerBase(KitTrainer[C, PyTorchModel]):
     def __init__(self, model: PyTorchModel, config: C, callbacks: Sequence[MindprintCallback] = ()) -> None:
         super().__init__(model, config, callbacks)
         self.trl_trainer: Any = None  # the last TRL trainer (for inspection)
+        self.resume_hooks: Any = None  # the last resume's _compat.transformers.ResumeHooks (which were taken)
 
     def batch_gradients(self, train_data: Sequence[Mapping[str, Any]]) -> tuple[float, dict[str, Any]]:
         """Loss and gradients of ONE optimizer step whose global batch is all of ``train_data``.
@@ -265,9 +266,9 @@ class PyTorchTrainerBase(KitTrainer[C, PyTorchModel]):
             if self._resume is None:
                 output = trainer.train()
             else:
-                hooks = self._install_resume(trainer)
+                self.resume_hooks = self._install_resume(trainer)
                 output = trainer.train(resume_from_checkpoint=str(self._resume.path))
-                hooks.require_taken()
+                self.resume_hooks.require_taken()
             progress.fallback_loss = float(output.training_loss)
         finally:
             progress.summary.update(bridge.summary)
