@@ -57,6 +57,12 @@ def _backend_choices() -> str:
     return " | ".join(BackendRegistry.preference_order()) or "any registered backend"
 
 
+def _resume(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", metavar="PATH",
+                   help="continue from a checkpoint-<step>/ (or the newest in a run directory), written by save_steps "
+                        "on any backend")
+
+
 def _common(p: argparse.ArgumentParser, *, config: bool = True, model: bool = True) -> None:
     g = p.add_argument_group("backend and config")
     if config:
@@ -114,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     _report_to(p)
     _nproc(p)
     p.add_argument("-d", "--data", metavar="JSONL", help="SFT records (default: data.dir/data.sft_file)")
+    _resume(p)
 
     p = sub.add_parser("dpo", help="preference optimisation on one JSONL file")
     _common(p)
@@ -121,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     _report_to(p)
     _nproc(p)
     p.add_argument("-d", "--data", metavar="JSONL", help="preference pairs (default: data.dir/data.preference_file)")
+    _resume(p)
 
     for name, what, data in (("orpo", "ORPO (odds-ratio preference optimisation, no reference, no SFT needed)",
                               "preference pairs"),
@@ -132,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         _output(p)
         _nproc(p)
         p.add_argument("-d", "--data", metavar="JSONL", help=f"{data} (default: data.dir/data.preference_file)")
+        _resume(p)
 
     p = sub.add_parser("generate", help="generate an answer")
     _common(p)
