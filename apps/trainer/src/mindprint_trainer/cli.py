@@ -65,6 +65,12 @@ def _display(p: argparse.ArgumentParser) -> None:
                         "json (one object per line, see docs/progress.md)")
 
 
+def _resume(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", metavar="PATH",
+                   help="continue from a checkpoint-<step>/ (or the newest in a run directory), written by save_steps "
+                        "on any backend")
+
+
 def _common(p: argparse.ArgumentParser, *, config: bool = True, model: bool = True) -> None:
     _display(p)
     g = p.add_argument_group("backend and config")
@@ -133,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     _nproc(p)
     _seed(p)
     p.add_argument("-d", "--data", metavar="JSONL", help="SFT records (default: data.dir/data.sft_file)")
+    _resume(p)
 
     p = sub.add_parser("dpo", help="preference optimisation on one JSONL file")
     _common(p)
@@ -141,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     _nproc(p)
     _seed(p)
     p.add_argument("-d", "--data", metavar="JSONL", help="preference pairs (default: data.dir/data.preference_file)")
+    _resume(p)
 
     for name, what, data in (("orpo", "ORPO (odds-ratio preference optimisation, no reference, no SFT needed)",
                               "preference pairs"),
@@ -153,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         _nproc(p)
         _seed(p)
         p.add_argument("-d", "--data", metavar="JSONL", help=f"{data} (default: data.dir/data.preference_file)")
+        _resume(p)
 
     p = sub.add_parser("generate", help="generate an answer")
     _common(p)

@@ -87,6 +87,11 @@ def _train_single(args: argparse.Namespace, stage: str) -> int:
 
 def _train_single_run(args: argparse.Namespace, stage: str, opened: list[Any]) -> int:
     cfg = config_from_args(args)
+    resume_from = None
+    if getattr(args, "resume", None):
+        from .resume_arg import resolve_resume
+
+        resume_from = resolve_resume(args.resume)
     if stage == "sft":
         path = data_file(cfg, args.data, cfg.data.sft_file, "sft")
         records = sft_records(path, cfg.data)
@@ -102,6 +107,8 @@ def _train_single_run(args: argparse.Namespace, stage: str, opened: list[Any]) -
                       train_cfg.num_epochs, train_cfg.max_steps)
     err_console.print(f"{stage.upper()} on {backend.name} ({backend.device_manager.device}, "
                       f"{backend.device_manager.dtype}): {len(records)} records from {path}, ~{total} steps")
+    if resume_from is not None:
+        err_console.print(f"resuming from {resume_from}")
     model = load_model(backend, cfg)
     started = time.time()
     adapter_dir = run.adapters_dir / stage
@@ -114,7 +121,7 @@ def _train_single_run(args: argparse.Namespace, stage: str, opened: list[Any]) -
         else:
             trainer = backend.create_trainer(stage, model, train_cfg, callbacks=[callback])
         try:
-            result = trainer.train(records)
+            result = trainer.train(records, resume_from_checkpoint=resume_from)
         except KeyboardInterrupt:
             display.stop()
             saved = trainer.save_adapter(run.adapters_dir / f"{stage}-interrupted")

@@ -109,7 +109,9 @@ class TrainConfigBase(ConfigBase):
                                                   hf="layers_to_transform")
     output_dir: str = setting("outputs", "where the trainer writes its files", hf="output_dir")
     logging_steps: int = setting(1, "report metrics every this many steps", hf="logging_steps")
-    save_steps: int = setting(0, "save the adapter every this many steps; 0 = only at the end", hf="save_steps")
+    save_steps: int = setting(0, "every this many steps: save the adapter and a full-state checkpoint-<step>/ under "
+                                 "output_dir (resumable on either backend); 0 = only the adapter, at the end",
+                              hf="save_steps")
     weight_decay: float = setting(0.0, "AdamW weight decay", hf="weight_decay")
     max_grad_norm: float = setting(1.0, "gradient clipping norm; 0 disables clipping", hf="max_grad_norm")
     adam_beta1: float = setting(0.9, "AdamW beta1", hf="adam_beta1")
@@ -118,6 +120,9 @@ class TrainConfigBase(ConfigBase):
     gradient_checkpointing: bool = setting(
         False, "recompute each decoder layer's activations in the backward pass (less memory, same numbers, slower)",
         hf="gradient_checkpointing")
+    save_total_limit: int | None = setting(
+        None, "checkpoints kept: the newest this many checkpoint-<step>/ directories; null = all",
+        hf="save_total_limit")
 
     _aliases: ClassVar[Mapping[str, str]] = {
         "lr": "learning_rate",
@@ -143,6 +148,8 @@ class TrainConfigBase(ConfigBase):
         check(len(self.target_modules) > 0, "target_modules", "must name at least one module")
         check(self.logging_steps > 0, "logging_steps", f"must be > 0, got {self.logging_steps}")
         check(self.save_steps >= 0, "save_steps", f"must be >= 0, got {self.save_steps}")
+        check(self.save_total_limit is None or self.save_total_limit > 0, "save_total_limit",
+              f"must be > 0 or null, got {self.save_total_limit}")
         check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         check(self.max_grad_norm >= 0, "max_grad_norm", f"must be >= 0 (0 disables clipping), got {self.max_grad_norm}")
         check(0 <= self.adam_beta1 < 1, "adam_beta1", f"must be in [0, 1), got {self.adam_beta1}")

@@ -103,8 +103,13 @@ class Trainer(Protocol):
     """Trains a model's LoRA adapter on records; ``mindprint_kit.trainer.KitTrainer`` implements it once."""
 
     def train(self, train_data: Sequence[Mapping[str, Any]], *,
-              adapter_dir: PathLike | None = None) -> TrainingResult:
-        """Train; the adapter is saved to ``adapter_dir`` (default ``<config.output_dir>/adapter``)."""
+              adapter_dir: PathLike | None = None,
+              resume_from_checkpoint: PathLike | bool | None = None) -> TrainingResult:
+        """Train; the adapter is saved to ``adapter_dir`` (default ``<config.output_dir>/adapter``).
+
+        ``resume_from_checkpoint``: a ``checkpoint-<step>`` directory written every ``save_steps`` (by any
+        backend), or True for the newest under ``output_dir``: continue that run at its step (optimizer state,
+        schedule position, data order, RNG); a checkpoint of another run raises ConfigError naming what differs."""
         ...
     def batch_gradients(self, train_data: Sequence[Mapping[str, Any]]) -> tuple[float, dict[str, Any]]:
         """Loss and gradients of ONE optimizer step over all of ``train_data`` (no update): numpy arrays keyed

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Generic, TypeVar
 
+import numpy as np
+
 from mindprint_interfaces import ConfigError, MindprintError, TrainingError, TrainingResult
 from mindprint_interfaces.callback_dispatch import (
     CallbackRaised,
@@ -40,7 +42,7 @@ from mindprint_interfaces.configs import TrainConfigBase
 from mindprint_interfaces.phases import phase
 from mindprint_interfaces.protocols import PathLike, TrainerCallback
 
-from . import schedule
+from . import checkpoints, schedule
 from .data import Prepared
 
 C = TypeVar("C", bound=TrainConfigBase)
@@ -79,11 +81,15 @@ class KitTrainer(Generic[C, M]):
     failure_types: ClassVar[tuple[type[BaseException], ...]] = (
         MindprintError, MemoryError, RuntimeError, ValueError, ArithmeticError)
 
+    backend_name: ClassVar[str] = ""  # written into checkpoints (whose RNG keys are this backend's)
+
     def __init__(self, model: M, config: C, callbacks: Sequence[TrainerCallback] = ()) -> None:
         self._model = model
         self.config = config
         self.callbacks = list(callbacks)
         self.last_result: TrainingResult | None = None
+        self._resume: checkpoints.Checkpoint | None = None  # the checkpoint this run continues (set by _run)
+        self._fingerprint: dict[str, Any] = {}
 
     # -- Trainer protocol ------------------------------------------------------------------------------------------
     def get_model(self) -> M:
@@ -97,13 +103,23 @@ class KitTrainer(Generic[C, M]):
         self._notify_save(target)
         return target
 
-    def train(self, train_data: Sequence[Mapping[str, Any]], *, adapter_dir: PathLike | None = None) -> TrainingResult:
+    def train(self, train_data: Sequence[Mapping[str, Any]], *, adapter_dir: PathLike | None = None,
+              resume_from_checkpoint: PathLike | bool | None = None) -> TrainingResult:
         """Train on ``train_data``; the adapter goes to ``adapter_dir`` (default ``<output_dir>/adapter``, or a new
-        run directory under the default ``output_dir``: :mod:`mindprint_kit.default_output`)."""
-        from .default_output import default_adapter_dir
+        run directory under the default ``output_dir``: :mod:`mindprint_kit.default_output`).
 
-        target = Path(adapter_dir) if adapter_dir is not None else default_adapter_dir(self.config)
-        return self._run(train_data, target, source="<train_data>")
+        ``resume_from_checkpoint``: a ``checkpoint-<step>`` directory (written by either backend) or True (the
+        newest complete one under ``output_dir``): continue that run at its step, with its optimizer state,
+        schedule position, data order and RNG (see :mod:`mindprint_kit.checkpoints`)."""
+        from .default_output import default_adapter_dir, resumed_adapter_dir
+
+        if adapter_dir is not None:
+            target = Path(adapter_dir)
+        elif resume_from_checkpoint is not None and resume_from_checkpoint is not False:
+            target = resumed_adapter_dir(self.config, resume_from_checkpoint)  # the run being continued
+        else:
+            target = default_adapter_dir(self.config)
+        return self._run(train_data, target, source="<train_data>", resume=resume_from_checkpoint)
 
     def train_on_topic(self, topic_data: Sequence[Mapping[str, Any]], topic_id: str) -> TrainingResult:
         """Deprecated: ``train(data, adapter_dir=<output_dir>/<topic_id>)`` (topic naming is the pipeline's)."""
@@ -159,6 +175,81 @@ class KitTrainer(Generic[C, M]):
     def _out_of_memory(self, exc: BaseException) -> bool:
         return isinstance(exc, MemoryError)
 
+    # -- hooks for full-state checkpoints (mindprint_kit.checkpoints) ----------------------------------------------
+    def _optimizer_state(self) -> tuple[int, checkpoints.Moments]:
+        """(AdamW step count, {PEFT parameter name: {"exp_avg", "exp_avg_sq"}} in PEFT orientation, fp32 numpy)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot write full-state checkpoints")
+
+    def _rng_state(self) -> dict[str, np.ndarray]:
+        """The random generators the rest of the run draws from, keyed by this backend's names."""
+        return {}
+
+    def _save_adapter_files(self, target: Path) -> None:
+        """Write the adapter (PEFT layout) on this process, without waiting for others."""
+        raise NotImplementedError
+
+    def _load_checkpoint_adapter(self, path: Path) -> None:
+        """Replace the model's adapter with the one in ``path`` (a checkpoint directory)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot resume from a checkpoint")
+
+    def _base_record(self) -> dict[str, Any]:
+        """The base record (:func:`mindprint_kit.adapter_files.base_record`) of the model at the adapter's sites."""
+        raise NotImplementedError
+
+    def _live_adapter_config(self) -> Any:
+        """The AdapterConfig of the live adapter (presets resolved)."""
+        return self.config.adapter_config()
+
+    def _loop_counters(self) -> dict[str, Any]:
+        """Run counters a resume continues from (samples_seen, samples_trained, num_tokens)."""
+        return {}
+
+    def _data_order(self, num_examples: int, global_step: int) -> dict[str, Any]:
+        """The data-order position after ``global_step`` steps."""
+        return checkpoints.data_order(self.config, num_examples, self.config.per_device_batch_size, global_step)
+
+    def _checkpoint_root(self, target: Path) -> Path:
+        """Where ``checkpoint-<step>/`` go: ``output_dir`` for the default adapter directory (HF's layout), else
+        ``<adapter_dir>-checkpoints`` beside it (so stages and topics sharing an output_dir never collide)."""
+        default = Path(self.config.output_dir) / DEFAULT_ADAPTER_DIR
+        return Path(self.config.output_dir) if target == default else target.parent / f"{target.name}-checkpoints"
+
+    def _write_checkpoint(self, progress: RunProgress, num_examples: int, target: Path) -> None:
+        if not self._is_main():
+            return
+        step, moments = self._optimizer_state()
+        last = progress.history[-1] if progress.history else {}
+        data = checkpoints.CheckpointData(
+            global_step=progress.global_step, total_steps=progress.total_steps, epoch=float(last.get("epoch", 0.0)),
+            history=[dict(h) for h in progress.history], moments=moments, optimizer_step=step,
+            rng=self._rng_state(), backend=self.backend_name, fingerprint=self._fingerprint,
+            base=self._base_record(), learning_rate=float(last.get("learning_rate", 0.0)),
+            counters=self._loop_counters(), order=self._data_order(num_examples, progress.global_step),
+            train_batch_size=self.config.per_device_batch_size, logging_steps=self.config.logging_steps,
+            save_steps=self.config.save_steps, num_train_epochs=float(self.config.num_epochs))
+        checkpoints.write_checkpoint(self._checkpoint_root(target), data, self._save_adapter_files,
+                                     limit=getattr(self.config, "save_total_limit", None))
+
+    def _begin_resume(self, resume: PathLike | bool | None, target: Path, progress: RunProgress) -> None:
+        """Check the checkpoint against this run, load its adapter and history; the step loop reads the rest."""
+        self._resume = None
+        if resume is None or resume is False:
+            return
+        reference = getattr(self.config, "reference", None)
+        if reference in ("initial_policy", "model"):
+            raise ConfigError(f"resume_from_checkpoint: reference={reference!r} cannot resume yet: the reference "
+                              "model is not part of a checkpoint; use reference: base", key="reference")
+        found = checkpoints.resolve(resume if resume is True else Path(resume), self._checkpoint_root(target))
+        checkpoints.check_resumable(found, self._fingerprint, self._base_record())
+        if found.data.global_step >= found.data.total_steps:
+            raise ConfigError(f"resume_from_checkpoint: {found.path}: the run had already finished "
+                              f"(step {found.data.global_step} of {found.data.total_steps})",
+                              key="resume_from_checkpoint")
+        self._load_checkpoint_adapter(found.path)
+        progress.history[:] = [dict(h) for h in found.data.history]
+        progress.global_step = found.data.global_step
+        self._resume = found
+
     # -- notifications (main process only) -------------------------------------------------------------------------
     def _notify_step(self, step: int, metrics: Mapping[str, float]) -> None:
         if self._is_main():
@@ -169,20 +260,25 @@ class KitTrainer(Generic[C, M]):
             notify_save(self.callbacks, path)
 
     # -- the template ----------------------------------------------------------------------------------------------
-    def _run(self, data: Sequence[Mapping[str, Any]], target: Path, *, source: str) -> TrainingResult:
+    def _run(self, data: Sequence[Mapping[str, Any]], target: Path, *, source: str,
+             resume: PathLike | bool | None = None) -> TrainingResult:
         with phase("tokenise", detail=f"{len(data)} records"):
             prepared = self._prepare(data, source)  # invalid data/config raises here, before any work
         cfg = self.config
         schedule.check_warmup(len(prepared.examples), cfg.per_device_batch_size, cfg.gradient_accumulation_steps,
                               cfg.num_epochs, cfg.max_steps, cfg.warmup_steps)
         self._ensure_adapter()
+        progress = RunProgress()
+        if self.config.save_steps or (resume is not None and resume is not False):
+            self._fingerprint = checkpoints.fingerprint(type(self.config).__name__, self.config,
+                                                        self._live_adapter_config(), prepared.examples)
+        self._begin_resume(resume, target, progress)  # a checkpoint of another run raises here
         # The weights of a save are only "good" once a later step computed a finite loss with them (or the run
         # ended normally): a save right after an exploding step (finite but huge weights) is still pending then.
         good = self._snapshot()
         confirmed = False  # does ``target`` hold a confirmed save of this run?
         pending: Any = None  # the snapshot of the last save, while unconfirmed
         pending_step = 0
-        progress = RunProgress()
         start = time.perf_counter()
 
         def require_finite(when: str) -> None:
@@ -202,6 +298,7 @@ class KitTrainer(Generic[C, M]):
             require_finite(f"at the save after step {progress.global_step}")
             confirm()  # reaching another save means every loss since the last one was finite
             self._write_adapter(target)
+            self._write_checkpoint(progress, len(prepared.examples), target)
             pending, pending_step = self._snapshot(), progress.global_step
             self._notify_save(target)
 

@@ -37,8 +37,8 @@ from mindprint_kit import schedule
 from mindprint_kit.data import Prepared
 from mindprint_kit.trainer import KitTrainer, RunProgress
 
-from . import distributed, lean_forward
-from .adapters import save_adapter
+from . import distributed, lean_forward, resume
+from .adapters import base_info, live_weights, load_adapter, save_adapter
 from .checkpointing import checkpointed_layers
 from .model import MLXModel
 
@@ -79,6 +79,7 @@ class MLXTrainerBase(KitTrainer[C, MLXModel]):
     """The kit's trainer on MLX; subclasses implement ``_prepare``, ``_micro_step`` (and ``_start``)."""
 
     shuffle_data = True  # False: batches in data order (KTO's KL pairing needs it, as TRL's sequential sampling)
+    backend_name = "mlx"
 
     def __init__(self, model: MLXModel, config: C, callbacks: Sequence[TrainerCallback] = ()) -> None:
         super().__init__(model, config, callbacks)
@@ -155,6 +156,34 @@ class MLXTrainerBase(KitTrainer[C, MLXModel]):
     def _is_main(self) -> bool:
         return distributed.is_main_process()
 
+    # -- full-state checkpoints (mindprint_kit.checkpoints; the moments' layout is in .resume) ---------------------
+    def _optimizer_state(self) -> tuple[int, Any]:
+        return resume.export_moments(self._optimizer)
+
+    def _rng_state(self) -> dict[str, np.ndarray]:
+        return resume.rng_state()
+
+    def _save_adapter_files(self, target: Path) -> None:
+        save_adapter(self._model, target)
+
+    def _load_checkpoint_adapter(self, path: Path) -> None:
+        load_adapter(self._model, path)
+
+    def _base_record(self) -> dict[str, Any]:
+        return base_info(self._model, live_weights(self._model.module))
+
+    def _live_adapter_config(self) -> Any:
+        return self._model.adapter_config or self.config.adapter_config()
+
+    def _loop_counters(self) -> dict[str, Any]:
+        return dict(self._counters)
+
+    def _data_order(self, num_examples: int, global_step: int) -> dict[str, Any]:
+        from mindprint_kit.checkpoints import data_order
+
+        return data_order(self.config, num_examples, self.config.per_device_batch_size * distributed.world_size(),
+                          global_step, shuffle=self.shuffle_data)
+
     # -- the loop --------------------------------------------------------------------------------------------------
     def _sync_from_main(self) -> None:
         """Make every rank start from rank 0's trainable weights (they already agree when seeded alike)."""
@@ -209,6 +238,14 @@ class MLXTrainerBase(KitTrainer[C, MLXModel]):
         num_tokens = 0
         self._start(examples)
         optimizer = make_optimizer(cfg)
+        self._optimizer = optimizer
+        self._counters: dict[str, Any] = {}
+        if self._resume is not None:
+            saved = self._resume.data
+            resume.import_moments(optimizer, model.module.trainable_parameters(), saved.optimizer_step, saved.moments)
+            resume.restore_rng(saved.rng if saved.backend == self.backend_name else {}, cfg.seed, saved.global_step)
+            last = saved.history[-1] if saved.history else {}
+            num_tokens = int(saved.counters.get("num_tokens", last.get("num_tokens", 0)))
         model.module.train()
         with checkpointed_layers(model.module, cfg.gradient_checkpointing):
             self._step_loop(examples, progress, checkpoint, optimizer, total, warmup, distinct, num_tokens)
@@ -218,13 +255,16 @@ class MLXTrainerBase(KitTrainer[C, MLXModel]):
         model = self._model
         cfg = self.config
         global_batch = cfg.per_device_batch_size * distributed.world_size()
+        first = self._resume.data.global_step if self._resume is not None else 0  # steps a resumed run skips
         for planned in schedule.plan_steps(len(examples), global_batch, cfg.gradient_accumulation_steps, total,
                                            cfg.seed, shuffle=self.shuffle_data):
-            step = self._step_gradients(examples, planned.micro_batches)
             for indices in planned.micro_batches:
                 progress.samples_seen += len(indices)
                 distinct.update(indices)
             progress.samples_trained = len(distinct)
+            if planned.index < first:  # done before the checkpoint: the plan is replayed, not trained
+                continue
+            step = self._step_gradients(examples, planned.micro_batches)
             num_tokens += step.input_tokens
             loss, grads = step.loss, step.grads
             if cfg.max_grad_norm > 0:
@@ -245,6 +285,8 @@ class MLXTrainerBase(KitTrainer[C, MLXModel]):
                        **self._step_metrics(step.micro_stats, step.normaliser)}
             progress.history.append({"step": float(planned.index + 1), **metrics})
             progress.global_step = planned.index + 1
+            self._counters = {"samples_seen": progress.samples_seen, "samples_trained": progress.samples_trained,
+                              "num_tokens": num_tokens}
             if (planned.index + 1) % cfg.logging_steps == 0 or planned.index + 1 == total:
                 self._notify_step(planned.index + 1, metrics)
             if cfg.save_steps and (planned.index + 1) % cfg.save_steps == 0 and planned.index + 1 < total:

@@ -47,6 +47,7 @@ class ProgressBridge(TrainerCallback):
         self.summary: dict[str, float] = {}
         self.save_steps = save_steps
         self.on_checkpoint = on_checkpoint
+        self.save_due = -1  # the step whose save waits for its log (a checkpoint holds that step's metrics)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         if not logs:
@@ -62,13 +63,19 @@ class ProgressBridge(TrainerCallback):
                 raise TrainingError(f"non-finite {key} ({numbers[key]}) at step {state.global_step}")
         entry = {"step": float(state.global_step), **numbers}
         self.history.append(entry)  # every rank keeps the (global, already gathered) metrics
-        if not is_world_process_zero(state):
-            return  # under DDP only rank 0 talks to the user's callbacks
-        notify_step(self.callbacks, int(state.global_step), numbers)
+        if is_world_process_zero(state):  # under DDP only rank 0 talks to the user's callbacks
+            notify_step(self.callbacks, int(state.global_step), numbers)
+        self.save_if_due(state)
+
+    def save_if_due(self, state: Any) -> None:
+        if self.save_due == int(state.global_step) and self.on_checkpoint is not None:
+            self.save_due = -1
+            self.on_checkpoint(int(state.global_step))
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.save_steps > 0 and self.on_checkpoint is not None and state.global_step % self.save_steps == 0:
-            self.on_checkpoint(int(state.global_step))
+            self.save_due = int(state.global_step)
+            control.should_log = True  # the save happens in on_log, after this step's metrics are recorded
 
 
 class FiniteLossMixin:

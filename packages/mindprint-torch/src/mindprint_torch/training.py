@@ -26,8 +26,10 @@ from mindprint_interfaces.protocols import TrainerCallback as MindprintCallback
 from mindprint_kit.data import Prepared
 from mindprint_kit.trainer import KitTrainer, RunProgress
 
-from . import distributed
-from .adapters import add_adapter, save_adapter
+from . import distributed, resume
+from ._compat import transformers as transformers_compat
+from ._compat import trl as trl_compat
+from .adapters import add_adapter, base_info, current_config, live_weights, load_adapter, save_adapter
 from .callbacks import ProgressBridge
 from .model import PyTorchModel
 
@@ -107,9 +109,12 @@ def _checkpointing_on() -> dict[str, Any]:
 class PyTorchTrainerBase(KitTrainer[C, PyTorchModel]):
     """The kit's trainer with TRL as the step loop; subclasses provide ``_prepare``, ``_dataset`` and ``_build``."""
 
+    backend_name = "pytorch"
+
     def __init__(self, model: PyTorchModel, config: C, callbacks: Sequence[MindprintCallback] = ()) -> None:
         super().__init__(model, config, callbacks)
         self.trl_trainer: Any = None  # the last TRL trainer (for inspection)
+        self.resume_hooks: Any = None  # the last resume's _compat.transformers.ResumeHooks (which were taken)
 
     def batch_gradients(self, train_data: Sequence[Mapping[str, Any]]) -> tuple[float, dict[str, Any]]:
         """Loss and gradients of ONE optimizer step whose global batch is all of ``train_data``.
@@ -198,9 +203,57 @@ class PyTorchTrainerBase(KitTrainer[C, PyTorchModel]):
     def _out_of_memory(self, exc: BaseException) -> bool:
         return isinstance(exc, (MemoryError, torch.OutOfMemoryError))
 
+    # -- full-state checkpoints (mindprint_kit.checkpoints; the layout of torch's state is in .resume) -------------
+    def _optimizer_state(self) -> tuple[int, Any]:
+        return resume.export_moments(self.trl_trainer.optimizer, self._model.hf_model)
+
+    def _rng_state(self) -> dict[str, Any]:
+        return resume.rng_state()
+
+    def _save_adapter_files(self, target: Path) -> None:
+        save_adapter(self._model, target)
+
+    def _load_checkpoint_adapter(self, path: Path) -> None:
+        load_adapter(self._model, path)
+
+    def _base_record(self) -> dict[str, Any]:
+        return base_info(self._model, live_weights(self._model))
+
+    def _live_adapter_config(self) -> Any:
+        from mindprint_kit.adapter_files import adapter_config_for
+
+        return adapter_config_for(current_config(self._model), live_weights(self._model), self._model.num_layers)
+
+    def _loop_counters(self) -> dict[str, Any]:
+        trainer = self.trl_trainer
+        last = self._checkpoint_history[-1] if self._checkpoint_history else {}
+        return {"samples_seen": int(getattr(trainer, "samples_seen", 0) or 0),
+                "num_tokens": int(last.get("num_tokens", 0))}
+
+    def _install_resume(self, trainer: Any) -> Any:
+        """Let the HF Trainer resume from our checkpoint without its pickles (see ``_compat.transformers``)."""
+        assert self._resume is not None
+        saved = self._resume.data
+
+        def load_optimizer() -> None:
+            resume.import_moments(trainer.optimizer, self._model.hf_model, saved.optimizer_step, saved.moments)
+            resume.move_scheduler(trainer.lr_scheduler, saved.global_step)
+
+        def load_rng() -> None:
+            resume.restore_rng(saved.rng if saved.backend == self.backend_name else {}, self.config.seed,
+                               saved.global_step)
+
+        trainer.samples_seen = int(saved.counters.get("samples_seen", 0))
+        last = saved.history[-1] if saved.history else {}
+        trl_compat.set_token_count(trainer, int(saved.counters.get("num_tokens", last.get("num_tokens", 0))))
+        return transformers_compat.install_resume_hooks(trainer, load_optimizer=load_optimizer, load_rng=load_rng)
+
     def _train_steps(self, prepared: Prepared[Any], progress: RunProgress, checkpoint: Callable[[], None]) -> None:
+        self._checkpoint_history = progress.history
+
         def on_checkpoint(step: int) -> None:
             progress.global_step = step  # the kit needs the step of a save (the rest is filled in at the end)
+            progress.total_steps = int(self.trl_trainer.state.max_steps)
             checkpoint()
 
         bridge = ProgressBridge(self.callbacks, save_steps=self.config.save_steps,
@@ -211,7 +264,12 @@ class PyTorchTrainerBase(KitTrainer[C, PyTorchModel]):
                 trainer = self._build(self._dataset(prepared), bridge)
             trainer.remove_callback(PrinterCallback)  # progress goes through our callbacks, not stdout
             self.trl_trainer = trainer
-            output = trainer.train()
+            if self._resume is None:
+                output = trainer.train()
+            else:
+                self.resume_hooks = self._install_resume(trainer)
+                output = trainer.train(resume_from_checkpoint=str(self._resume.path))
+                self.resume_hooks.require_taken()
             progress.fallback_loss = float(output.training_loss)
         finally:
             progress.summary.update(bridge.summary)

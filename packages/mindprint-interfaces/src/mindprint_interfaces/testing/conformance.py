@@ -339,6 +339,30 @@ class BackendConformance:
         with pytest.raises(Stop, match="user asked to stop"):
             trainer.train(SFT_RECORDS)
 
+    supports_resume: bool = True
+    """``save_steps`` writes full-state ``checkpoint-<step>/`` directories and ``train(resume_from_checkpoint=...)``
+    continues them."""
+
+    def test_resume_continues_the_uninterrupted_run(self, backend: Backend, model_dir: Path, workdir: Path) -> None:
+        """Resuming at checkpoint-2 of a 5-step run gives that run's losses at steps 3..5 and its final adapter."""
+        self.require(self.supports_resume, "resume_from_checkpoint")
+        cfg = {"learning_rate": 5e-3, "max_steps": 5, "per_device_batch_size": 2, "save_steps": 2, "seed": 3,
+               "warmup_steps": 1, "output_dir": str(workdir / "run")}
+        first = StepRecorder()
+        trainer = backend.create_sft_trainer(backend.load_model(model_dir), cfg, callbacks=[first])
+        assert trainer.train(SFT_RECORDS).success
+        checkpoint = workdir / "run" / "checkpoint-2"
+        assert (checkpoint / "adapter_model.safetensors").is_file() and (checkpoint / "trainer_state.json").is_file()
+        second = StepRecorder()
+        resumed = backend.create_sft_trainer(backend.load_model(model_dir),
+                                             {**cfg, "output_dir": str(workdir / "resumed")}, callbacks=[second])
+        result = resumed.train(SFT_RECORDS, resume_from_checkpoint=checkpoint)
+        assert result.success, result.error_message
+        assert [s for s, _ in second.steps] == [3, 4, 5]
+        expected = [m["loss"] for s, m in first.steps if s > 2]
+        assert [m["loss"] for _, m in second.steps] == pytest.approx(expected, rel=1e-6)
+        assert result.metrics["global_step"] == 5
+
     # -- errors ---------------------------------------------------------------------------------------
     def test_mismatched_model_is_rejected(self, backend: Backend) -> None:
         foreign = type(self.other_model_class_name, (ForeignModel,), {})()

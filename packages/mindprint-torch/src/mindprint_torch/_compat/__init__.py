@@ -1,7 +1,7 @@
 """The third-party internals mindprint-torch relies on, one module per library.
 
-TRL's (:mod:`.trl`) and one of transformers' (:mod:`.transformers`: the training sampler hook); PEFT and
-accelerate are reached through public names only. Nothing outside this package may touch a library's private name: a test walks the sources.
+TRL's (:mod:`.trl`) and transformers' (:mod:`.transformers`: the training sampler hook and the HF Trainer's
+resume methods); PEFT and accelerate are reached through public names only. Nothing outside this package may touch a library's private name: a test walks the sources.
 """
 
 from __future__ import annotations

@@ -271,3 +271,15 @@ def fast_paths() -> list[FastPath]:
 def forget_declines() -> None:
     """Clear the run-time declines recorded so far (tests start from a clean record)."""
     _declined.clear()
+
+
+# -- resume (#18): TRL's running token count behind its ``num_tokens`` metric ------------------------------------
+TOKEN_COUNT = "_total_train_tokens"
+
+
+def set_token_count(trainer: Any, count: int) -> bool:
+    """Continue TRL's ``num_tokens`` metric from ``count`` (a resumed run); False when TRL has no such counter."""
+    if not isinstance(getattr(trainer, TOKEN_COUNT, None), (int, float)):
+        return False
+    setattr(trainer, TOKEN_COUNT, int(count))
+    return True
