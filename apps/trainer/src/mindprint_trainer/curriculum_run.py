@@ -179,6 +179,7 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
     no_pairs: list[dict[str, Any]] = []  # an empty list = "no DPO" (None would mean data_dir's file)
     prefs_in = read(files.preferences, "preference") if files.preferences is not None else no_pairs
     quiz_in = read(files.quiz, "sft") if files.quiz is not None else None
+    check_quiz(quiz_in)
     backend = backend or make_backend(cfg)
     model_path = resolve_model_path(cfg.model.path)
     pipeline_cfg = PipelineConfig.from_dict(pipeline_config_dict(cfg, run, model_path, files))
@@ -221,6 +222,16 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
             console.print(f"[yellow]warning[/]: {note}")
     finish_run(run, title, topics=rows, facts=final_facts)
     return CurriculumOutcome(result, rows, backend, model_path)
+
+
+def check_quiz(quiz_in: str | list[dict[str, Any]] | None) -> None:
+    """The quiz's key facts (``must_include`` / ``must_not_include``) are valid: file:line errors before model work."""
+    from mindprint_interfaces.data import as_quiz_examples, load_quiz_jsonl
+
+    if isinstance(quiz_in, str):
+        load_quiz_jsonl(quiz_in)
+    elif quiz_in:
+        as_quiz_examples(quiz_in, "quiz data")
 
 
 def _curriculum_truncation(topics: Sequence[Any], stage: str, max_length: int, source: str) -> str | None:
