@@ -105,14 +105,19 @@ def link_adapter(src: str | Path, dst: Path) -> Path:
     return dst
 
 
-def topic_rows(topics: Sequence[Any]) -> list[TopicRow]:
+def topic_rows(topics: Sequence[Any], thresholds: Any = None, pairs: Mapping[str, int] | None = None) -> list[TopicRow]:
+    """Summary rows; with the pipeline config (``thresholds``) a failed topic's row says why it failed."""
+    from .topic_notes import failure_note
+
     rows = []
     for t in topics:
         status = str(getattr(t, "status", "?"))
         done = status in ("passed", "failed")
         rows.append(TopicRow(topic=str(t.topic_id), status=status,
                              accuracy=float(t.accuracy) if done else None, voice=float(t.voice) if done else None,
-                             attempts=int(t.attempts), seconds=float(t.time_seconds), dpo=bool(t.dpo_applied)))
+                             attempts=int(t.attempts), seconds=float(t.time_seconds), dpo=bool(t.dpo_applied),
+                             note=failure_note(t, thresholds, has_pairs=bool((pairs or {}).get(str(t.topic_id), 1)))
+                             if thresholds is not None else ""))
     return rows
 
 
@@ -125,6 +130,10 @@ def topics_table(rows: Sequence[TopicRow], title: str = "curriculum") -> Table:
         table.add_row(r.topic, f"[{colour}]{r.status}[/]", "-" if r.accuracy is None else f"{r.accuracy:.2f}",
                       "-" if r.voice is None else f"{r.voice:.2f}", "yes" if r.dpo else "no", str(r.attempts),
                       f"{r.seconds:.0f} s")
+    notes = [f"{r.topic} failed: {r.note}" for r in rows if r.note]
+    if notes:
+        table.caption = "\n".join(notes)
+        table.caption_justify = "left"
     return table
 
 
@@ -191,7 +200,7 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
                                   "dtype": backend.device_manager.dtype, "model": cfg.model.path,
                                   "data": str(files.sft), **(facts or {})}
     def interrupted() -> KeyboardInterrupt:
-        rows = topic_rows(list(display.topic_results.values()))
+        rows = topic_rows(list(display.topic_results.values()), pipeline_cfg, _pairs(pipeline))
         finish_run(run, f"{title} (interrupted)", topics=rows, facts=base_facts)
         console.print(f"[yellow]interrupted[/]: the checkpoint after the last finished topic is in "
                       f"{run.checkpoint_dir}\nresume with: [bold]mindprint train --resume {run.path}[/]")
@@ -204,7 +213,7 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
         raise interrupted() from None
     if stop.requested and not result.completed:
         raise interrupted()
-    rows = topic_rows(result.topics)
+    rows = topic_rows(result.topics, pipeline_cfg, _pairs(pipeline))
     for t in result.topics:
         if t.adapter_path:
             link_adapter(t.adapter_path, run.adapters_dir / _slug(t.topic_id))
@@ -222,6 +231,12 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
             console.print(f"[yellow]warning[/]: {note}")
     finish_run(run, title, topics=rows, facts=final_facts)
     return CurriculumOutcome(result, rows, backend, model_path)
+
+
+def _pairs(pipeline: Any) -> dict[str, int]:
+    """Preference pairs per topic of the pipeline's curriculum (empty before the data is loaded)."""
+    curriculum = getattr(pipeline, "curriculum", None)
+    return {t.id: len(t.preferences) for t in curriculum.topics} if curriculum is not None else {}
 
 
 def check_quiz(quiz_in: str | list[dict[str, Any]] | None) -> None:

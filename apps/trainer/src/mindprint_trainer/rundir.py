@@ -76,6 +76,7 @@ class TopicRow:
     attempts: int = 0
     seconds: float = 0.0
     dpo: bool = False
+    note: str = ""  # why the topic failed (which threshold, which score); "" otherwise
 
 
 @dataclass
@@ -181,6 +182,10 @@ class RunDirectory:
                 lines.append(f"| {row.topic} | {row.status} | {_fmt(row.accuracy)} | {_fmt(row.voice)} | "
                              f"{'yes' if row.dpo else 'no'} | {row.attempts} | {row.seconds:.1f} |")
             lines.append("")
+            notes = [row for row in topics if row.note]
+            if notes:
+                lines += ["Why topics failed (scores of the model right after the topic's own training):", ""]
+                lines += [f"- **{row.topic}**: {row.note}" for row in notes] + [""]
         plots = [name for name in (LOSS_PNG, REWARDS_PNG) if (self.path / name).is_file()]
         if plots:
             lines += ["## Curves", ""] + [f"![{name}]({name})" for name in plots] + [""]
