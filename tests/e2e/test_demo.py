@@ -46,6 +46,20 @@ def check_run(tmp_path: Path, proc: subprocess.CompletedProcess[str]) -> Path:
     assert any(a["before"] != a["after"] for a in answers)
     summary = (run / "summary.md").read_text()
     assert "## Before / after" in summary and "| topic | status |" in summary
+    # the promises of issue 21: every topic passes, and the quiz's facts are as right after training as before
+    result = json.loads((run / "pipeline_result.json").read_text())
+    topics = [t for u in result["units"] for c in u["chapters"] for t in c["topics"]]
+    assert [t["status"] for t in topics] == ["passed"] * 4, summary
+    assert "- **passed**: 4/4" in summary
+    for a in answers:
+        assert a["scores_after"]["facts"] >= 0.0 and "wrong" in a["scores_after"]
+    by_topic: dict[str, list[tuple[float, float]]] = {}
+    for a in answers:
+        by_topic.setdefault(a["topic"], []).append((a["scores_before"]["facts"], a["scores_after"]["facts"]))
+    for topic, pairs in by_topic.items():
+        before, after = (sum(p[i] for p in pairs) / len(pairs) for i in (0, 1))
+        assert after >= before, f"{topic}: facts {before:.2f} before, {after:.2f} after\n{summary}"
+    assert "- **facts kept**: yes" in summary
     return run
 
 
