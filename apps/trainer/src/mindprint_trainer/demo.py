@@ -2,9 +2,11 @@
 
 The curriculum (``demo_data/``) is 2 units x 2 topics of short science answers. The SFT data
 teaches the facts (in plain words for the quiz questions); the preference pairs prefer the
-tutor's voice ("Great question, friend! ... Keep exploring!") over a curt answer or a wrong fact -
-never over the same fact without the voice, which would teach DPO to push the fact's own words down
-(the source of "Mercury is the largest"). The pipeline's evaluation after SFT finds the facts but not
+tutor's voice ("Great question, friend! ... Keep exploring!") over an answer that opens as the base
+model does ("The largest planet is ...") and goes on curt or wrong - never over the same fact without
+the voice, which teaches DPO to push the fact's own words down (the source of "Mercury is the
+largest"), and never over an answer that is easy to tell apart from its first word on (DPO then lowers
+it without raising the voice). The pipeline's evaluation after SFT finds the facts but not
 the voice, and DPO runs to add it. The quiz carries each answer's key facts (``must_include`` /
 ``must_not_include``): a wrong fact scores 0, and the summary compares the facts of the base model's
 and the final model's answers per topic.
