@@ -49,6 +49,32 @@ def check_run(tmp_path: Path, proc: subprocess.CompletedProcess[str]) -> Path:
     return run
 
 
+def promise_gaps(run: Path) -> list[str]:
+    """What the demo's promises of issue 21 miss in this run: every topic passes, and per topic the quiz's facts
+    are as right after training as before (scored by the evaluator; before_after.jsonl)."""
+    gaps: list[str] = []
+    result = json.loads((run / "pipeline_result.json").read_text())
+    topics = [t for u in result["units"] for c in u["chapters"] for t in c["topics"]]
+    gaps += [f"{t['topic_id']} {t['status']}" for t in topics if t["status"] != "passed"]
+    answers = [json.loads(line) for line in (run / "before_after.jsonl").read_text().splitlines()]
+    by_topic: dict[str, list[tuple[float, float]]] = {}
+    for a in answers:
+        by_topic.setdefault(a["topic"], []).append((a["scores_before"]["facts"], a["scores_after"]["facts"]))
+    for topic, pairs in by_topic.items():
+        before, after = (sum(p[i] for p in pairs) / len(pairs) for i in (0, 1))
+        if after < before:
+            gaps.append(f"{topic}: facts {before:.2f} before, {after:.2f} after")
+    summary = (run / "summary.md").read_text()
+    assert ("- **facts kept**: yes" in summary) == (not any("facts" in g for g in gaps))
+    return gaps
+
+
+def check_promises(run: Path) -> None:
+    gaps = promise_gaps(run)
+    if gaps:  # the demo's tuning (issue 21, point 3) is not finished: reported, not yet enforced
+        pytest.xfail("demo promises not met yet: " + "; ".join(gaps))
+
+
 @pytest.mark.slow
 @pytest.mark.torch
 def test_demo_torch_within_budget(tmp_path: Path) -> None:
@@ -58,6 +84,7 @@ def test_demo_torch_within_budget(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert any(r["stage"] == "dpo" for r in rows)
     assert (run / "rewards.png").read_bytes()[:8] == PNG_MAGIC
+    check_promises(run)  # before the time budget: an unmet promise is reported even on a busy machine
     load = os.getloadavg()[0] / (os.cpu_count() or 1)
     if load > 1.5:
         pytest.skip(f"demo took {elapsed:.0f} s, but the machine is overloaded (load/core {load:.1f}); "
@@ -70,4 +97,4 @@ def test_demo_torch_within_budget(tmp_path: Path) -> None:
 def test_demo_mlx(tmp_path: Path) -> None:
     pytest.importorskip("mindprint_mlx")
     proc, _ = run_demo(tmp_path, "mlx")
-    check_run(tmp_path, proc)
+    check_promises(check_run(tmp_path, proc))

@@ -123,15 +123,18 @@ def test_curriculum_picture_before_vs_after_in_summary(tmp_path: Path) -> None:
 
 
 def test_demo_scores_the_quiz_answers_per_topic_as_the_evaluator_does() -> None:
+    from mindprint_interfaces.data import as_quiz_examples
     from mindprint_trainer.demo import quiz_scores
 
-    questions = [{"topic": "u/c/a", "question": "q1", "answer": "The sun is a star."},
-                 {"topic": "u/c/a", "question": "q2", "answer": "Water boils."},
-                 {"topic": "u/c/b", "question": "q3", "answer": "Plants make sugar."}]
-    before = ["The sun is a star.", "No idea.", "Rocks."]
+    quiz = as_quiz_examples([
+        {"topic_id": "u/c/a", "question": "q1", "answer": "The sun is a star.", "must_include": ["star"]},
+        {"topic_id": "u/c/a", "question": "q2", "answer": "Water boils."},
+        {"topic_id": "u/c/b", "question": "q3", "answer": "Plants make sugar.", "must_not_include": ["rocks"]}])
+    before = ["The sun is a star.", "No idea.", "Plants make rocks and sugar."]
     after = ["Great question, friend! The sun is a star. Keep exploring!", "Water boils.", "Plants make sugar."]
-    a, b = quiz_scores(questions, before, after)
+    a, b = quiz_scores(quiz, before, after)
     assert (a.topic, b.topic) == ("u/c/a", "u/c/b")
-    assert a.before_accuracy == 0.5 and a.after_accuracy > 0.5 and b.before_accuracy == 0.0
+    assert a.before_accuracy == 0.5 and a.after_accuracy > 0.5
+    assert b.before_accuracy == 0.0  # a wrong fact scores 0 although most words overlap
     assert b.after_accuracy == 1.0
     assert a.before_voice == 0.0 and a.after_voice > 0.0  # the bundled markers find the tutor's voice

@@ -28,7 +28,8 @@ def write_curriculum(root: Path) -> Path:
                         ("u2/c/beta", "What is the capital of Italy?", "The capital of Italy is Rome.")]:
         sft.append({"instruction": q, "output": a, "topic_id": topic})
         prefs.append({"prompt": q, "chosen": "Great question! " + a, "rejected": "No.", "topic_id": topic})
-        quiz.append({"question": q, "answer": "Great question! " + a, "topic_id": topic})
+        quiz.append({"question": q, "answer": "Great question! " + a, "topic_id": topic,
+                     "must_include": [a.split()[-1].rstrip(".")], "must_not_include": ["banana"]})
     for name, rows in (("sft_data.jsonl", sft), ("preference_data.jsonl", prefs), ("quiz.jsonl", quiz)):
         (data / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
     (data / "voice_markers.json").write_text(json.dumps({"markers": {"Great question": 1.0}}))
@@ -118,6 +119,15 @@ def test_train_curriculum_and_convert_adapter(tmp_path: Path, tiny_model_dir: Pa
     summary = (run / "summary.md").read_text()
     assert "| topic | status | accuracy | voice | DPO | attempts | time (s) |" in summary
     assert "u1/c/alpha" in summary and "u2/c/beta" in summary
+    # the random model fails its topics; the summary and the console say which threshold, which score
+    result = json.loads((run / "pipeline_result.json").read_text())
+    topics = [t for u in result["units"] for c in u["chapters"] for t in c["topics"]]
+    assert [t["status"] for t in topics] == ["failed", "failed"]
+    assert all(t["history"][0]["metrics"]["facts_measured"] == 2.0 for t in topics)  # the quiz's facts were read
+    assert "Why topics failed" in summary
+    assert "- **u1/c/alpha**: score (accuracy " in summary and "< topic_pass_threshold 0.60" in summary
+    assert "DPO ran: voice " in summary
+    assert "u1/c/alpha failed: score (accuracy" in " ".join(res.stdout.split())
     assert (run / "checkpoints" / "state.json").is_file()
     final = run / "adapters" / "final"
     assert (final / "adapter_config.json").is_file()

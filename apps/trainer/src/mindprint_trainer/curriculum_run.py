@@ -106,14 +106,19 @@ def link_adapter(src: str | Path, dst: Path) -> Path:
     return dst
 
 
-def topic_rows(topics: Sequence[Any]) -> list[TopicRow]:
+def topic_rows(topics: Sequence[Any], thresholds: Any = None, pairs: Mapping[str, int] | None = None) -> list[TopicRow]:
+    """Summary rows; with the pipeline config (``thresholds``) a failed topic's row says why it failed."""
+    from .topic_notes import failure_note
+
     rows = []
     for t in topics:
         status = str(getattr(t, "status", "?"))
         done = status in ("passed", "failed")
         rows.append(TopicRow(topic=str(t.topic_id), status=status,
                              accuracy=float(t.accuracy) if done else None, voice=float(t.voice) if done else None,
-                             attempts=int(t.attempts), seconds=float(t.time_seconds), dpo=bool(t.dpo_applied)))
+                             attempts=int(t.attempts), seconds=float(t.time_seconds), dpo=bool(t.dpo_applied),
+                             note=failure_note(t, thresholds, has_pairs=bool((pairs or {}).get(str(t.topic_id), 1)))
+                             if thresholds is not None else ""))
     return rows
 
 
@@ -126,6 +131,10 @@ def topics_table(rows: Sequence[TopicRow], title: str = "curriculum") -> Table:
         table.add_row(r.topic, f"[{colour}]{r.status}[/]", "-" if r.accuracy is None else f"{r.accuracy:.2f}",
                       "-" if r.voice is None else f"{r.voice:.2f}", "yes" if r.dpo else "no", str(r.attempts),
                       f"{r.seconds:.0f} s")
+    notes = [f"{r.topic} failed: {r.note}" for r in rows if r.note]
+    if notes:
+        table.caption = "\n".join(notes)
+        table.caption_justify = "left"
     return table
 
 
@@ -180,6 +189,7 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
     no_pairs: list[dict[str, Any]] = []  # an empty list = "no DPO" (None would mean data_dir's file)
     prefs_in = read(files.preferences, "preference") if files.preferences is not None else no_pairs
     quiz_in = read(files.quiz, "sft") if files.quiz is not None else None
+    check_quiz(quiz_in)
     backend = backend or make_backend(cfg)
     model_path = resolve_model_path(cfg.model.path)
     pipeline_cfg = PipelineConfig.from_dict(pipeline_config_dict(cfg, run, model_path, files))
@@ -191,7 +201,7 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
                                   "dtype": backend.device_manager.dtype, "model": cfg.model.path,
                                   "data": str(files.sft), **(facts or {})}
     def interrupted() -> KeyboardInterrupt:
-        rows = topic_rows(list(display.topic_results.values()))
+        rows = topic_rows(list(display.topic_results.values()), pipeline_cfg, _pairs(pipeline))
         finish_run(run, f"{title} (interrupted)", topics=rows, facts=base_facts)
         console.print(f"[yellow]interrupted[/]: the checkpoint after the last finished topic is in "
                       f"{run.checkpoint_dir}\nresume with: [bold]mindprint train --resume {run.path}[/]")
@@ -204,7 +214,7 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
         raise interrupted() from None
     if stop.requested and not result.completed:
         raise interrupted()
-    rows = topic_rows(result.topics)
+    rows = topic_rows(result.topics, pipeline_cfg, _pairs(pipeline))
     for t in result.topics:
         if t.adapter_path:
             link_adapter(t.adapter_path, run.adapters_dir / _slug(t.topic_id))
@@ -225,6 +235,22 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
     write_curriculum_plot(pipeline_scores(result.topics), run.path, before="after SFT", after="final")
     finish_run(run, title, topics=rows, facts=final_facts)
     return CurriculumOutcome(result, rows, backend, model_path)
+
+
+def _pairs(pipeline: Any) -> dict[str, int]:
+    """Preference pairs per topic of the pipeline's curriculum (empty before the data is loaded)."""
+    curriculum = getattr(pipeline, "curriculum", None)
+    return {t.id: len(t.preferences) for t in curriculum.topics} if curriculum is not None else {}
+
+
+def check_quiz(quiz_in: str | list[dict[str, Any]] | None) -> None:
+    """The quiz's key facts (``must_include`` / ``must_not_include``) are valid: file:line errors before model work."""
+    from mindprint_interfaces.data import as_quiz_examples, load_quiz_jsonl
+
+    if isinstance(quiz_in, str):
+        load_quiz_jsonl(quiz_in)
+    elif quiz_in:
+        as_quiz_examples(quiz_in, "quiz data")
 
 
 def _curriculum_truncation(topics: Sequence[Any], stage: str, max_length: int, source: str) -> str | None:

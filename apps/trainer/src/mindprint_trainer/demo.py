@@ -2,8 +2,14 @@
 
 The curriculum (``demo_data/``) is 2 units x 2 topics of short science answers. The SFT data
 teaches the facts (in plain words for the quiz questions); the preference pairs prefer the
-tutor's voice ("Great question, friend! ... Keep exploring!"), so the pipeline's evaluation
-after SFT finds the facts but not the voice, and DPO runs to add it.
+tutor's voice ("Great question, friend! ... Keep exploring!") over an answer that opens as the base
+model does ("The largest planet is ...") and goes on curt or wrong - never over the same fact without
+the voice, which teaches DPO to push the fact's own words down (the source of "Mercury is the
+largest"), and never over an answer that is easy to tell apart from its first word on (DPO then lowers
+it without raising the voice). The pipeline's evaluation after SFT finds the facts but not
+the voice, and DPO runs to add it. The quiz carries each answer's key facts (``must_include`` /
+``must_not_include``): a wrong fact scores 0, and the summary compares the facts of the base model's
+and the final model's answers per topic.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mindprint_interfaces import GenerationConfig, Model
-from mindprint_interfaces.data import Message, load_sft_jsonl, write_jsonl
+from mindprint_interfaces.data import Message, QuizExample, load_quiz_jsonl, write_jsonl
 from mindprint_interfaces.phases import phase
 from mindprint_interfaces.registry import ENV_VAR, BackendRegistry
 
@@ -33,23 +39,25 @@ from .rundir import RunDirectory, new_run_dir
 
 DEMO_FILES = ("sft_data.jsonl", "preference_data.jsonl", "quiz.jsonl", "voice_markers.json")
 
-# Settings sized for a 2-core CPU: short sequences, few steps.
+# Settings sized for a 2-core CPU: short sequences, few steps. DPO gets a high learning rate and a low
+# beta so that a few steps per topic learn the voice in that topic (not only by the end of the curriculum).
 DEMO_SETTINGS: dict[str, Any] = {
     "model": {"path": "smollm2"},
     "data": {"sft_file": "sft_data.jsonl", "preference_file": "preference_data.jsonl", "quiz_file": "quiz.jsonl",
              "markers_file": "voice_markers.json"},
     "sft": {"learning_rate": 1.0e-3, "per_device_batch_size": 4, "max_length": 128, "lr_scheduler": "constant",
             "lora_r": 8, "lora_alpha": 16},
-    "dpo": {"learning_rate": 2.0e-4, "beta": 0.2, "per_device_batch_size": 2, "max_length": 128,
+    "dpo": {"learning_rate": 5.0e-4, "beta": 0.1, "per_device_batch_size": 2, "max_length": 128,
             "lr_scheduler": "constant"},
     "generation": {"max_new_tokens": 48},
-    # accuracy_threshold is low on purpose: 135M parameters and a few steps learn the gist, not the words.
-    "pipeline": {"sft_epochs_per_topic": 4, "dpo_steps_per_topic": 6, "accuracy_threshold": 0.1,
-                 "dpo_trigger_threshold": 0.9, "topic_pass_threshold": 0.6, "max_retries_per_topic": 0,
+    # accuracy (facts x (0.5 + 0.5 ROUGE-L)) >= 0.2 after SFT: at least some of the topic's facts are in
+    # before DPO adds the voice. A topic passes at (accuracy + voice) / 2 >= 0.55.
+    "pipeline": {"sft_epochs_per_topic": 3, "dpo_steps_per_topic": 8, "accuracy_threshold": 0.2,
+                 "dpo_trigger_threshold": 0.9, "topic_pass_threshold": 0.55, "max_retries_per_topic": 0,
                  "merge_after_unit": False, "eval_max_new_tokens": 48},
 }
-QUICK: dict[str, Any] = {"pipeline": {"sft_epochs_per_topic": 1, "dpo_steps_per_topic": 2, "eval_max_new_tokens": 24},
-                         "generation": {"max_new_tokens": 24}}
+QUICK: dict[str, Any] = {"pipeline": {"sft_epochs_per_topic": 2, "dpo_steps_per_topic": 4, "eval_max_new_tokens": 32},
+                         "generation": {"max_new_tokens": 32}}
 
 
 def demo_data_dir() -> Path:
@@ -87,20 +95,42 @@ def answer_all(model: Model, questions: list[dict[str, Any]], gen: GenerationCon
     return answers
 
 
-def quiz_scores(questions: list[dict[str, Any]], before: list[str], after: list[str]) -> list[TopicScores]:
-    """Per topic, the mean accuracy (ROUGE-L) and voice of the base model's and the trained model's quiz answers,
-    scored as the pipeline's evaluator scores them."""
-    from mindprint_pipeline.evaluation import VoiceMarkers, rouge_l_f1
+def quiz_scores(quiz: list[QuizExample], before: list[str], after: list[str]) -> list[TopicScores]:
+    """Per topic, the mean accuracy and voice of the base model's and the trained model's quiz answers, scored
+    as the pipeline's evaluator scores them (facts-aware accuracy: a wrong fact scores 0)."""
+    from mindprint_pipeline.evaluation import DefaultEvaluator
 
-    markers = VoiceMarkers.load(demo_data_dir() / "voice_markers.json")
-    sums: dict[str, list[float]] = {}
-    for q, b, a in zip(questions, before, after):
-        row = sums.setdefault(str(q["topic"]), [0.0, 0.0, 0.0, 0.0, 0.0])
-        reference = str(q["answer"])
-        for i, value in enumerate((rouge_l_f1(b, reference), markers.score(b), rouge_l_f1(a, reference),
-                                   markers.score(a), 1.0)):
-            row[i] += value
-    return [TopicScores(topic, s[0] / s[4], s[1] / s[4], s[2] / s[4], s[3] / s[4]) for topic, s in sums.items()]
+    scorer = DefaultEvaluator.from_files(demo_data_dir() / "voice_markers.json")
+    rows = [{"scores_before": scorer.score_answer(ex, b), "scores_after": scorer.score_answer(ex, a)}
+            for ex, b, a in zip(quiz, before, after, strict=True)]
+    return [TopicScores(topic, t["accuracy_before"], t["voice_before"], t["accuracy_after"], t["voice_after"])
+            for topic, t in before_after_scores(quiz, rows).items()]
+
+
+def before_after_scores(quiz: list[QuizExample], rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per topic: mean facts / accuracy / voice of the base model's and the final model's answers."""
+    sums: dict[str, dict[str, list[float]]] = {}
+    for ex, row in zip(quiz, rows):
+        topic = sums.setdefault(str(ex.topic_id), {})
+        for when in ("before", "after"):
+            scores = row[f"scores_{when}"]
+            for key in ("facts", "accuracy", "voice"):
+                value = scores.get(key, 1.0)  # a question without facts has no wrong fact
+                topic.setdefault(f"{key}_{when}", []).append(float(value))
+    return {t: {k: sum(v) / len(v) for k, v in d.items()} for t, d in sums.items()}
+
+
+def before_after_table(per_topic: dict[str, dict[str, float]]) -> Table:
+    table = Table(title="facts and voice per topic: base model vs final model (the quiz answers above)",
+                  title_justify="left")
+    for col in ("topic", "facts", "accuracy", "voice"):
+        table.add_column(col)
+    for topic, t in per_topic.items():
+        colour = "green" if t["facts_after"] >= t["facts_before"] else "red"
+        table.add_row(topic, f"[{colour}]{t['facts_before']:.2f} -> {t['facts_after']:.2f}[/]",
+                      f"{t['accuracy_before']:.2f} -> {t['accuracy_after']:.2f}",
+                      f"{t['voice_before']:.2f} -> {t['voice_after']:.2f}")
+    return table
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -119,8 +149,8 @@ def run_demo(args: argparse.Namespace) -> int:
               f"{backend.device_manager.dtype}); run directory {run.path}")
 
     quiz_path = demo_data_dir() / "quiz.jsonl"
-    questions = [{"question": ex.messages[-2]["content"], "answer": ex.messages[-1]["content"], "topic": ex.topic_id}
-                 for ex in load_sft_jsonl(quiz_path)]
+    quiz = load_quiz_jsonl(quiz_path)
+    questions = [{"question": ex.messages[-2]["content"], "topic": ex.topic_id} for ex in quiz]
     gen = cfg.generation_config()
     with phase("answers before training", detail=f"{len(questions)} questions"):
         with phase("load model", detail=str(model_dir)):
@@ -146,26 +176,45 @@ def run_demo(args: argparse.Namespace) -> int:
     table.add_column("question", max_width=24)
     table.add_column("before (base model)", max_width=48)
     table.add_column("after (SFT + DPO)", max_width=48)
+    from mindprint_pipeline.evaluation import DefaultEvaluator
+
     rows = []
-    for q, b, a in zip(questions, before, after):
+    scorer = DefaultEvaluator.from_files(demo_data_dir() / "voice_markers.json")
+    for ex, q, b, a in zip(quiz, questions, before, after):
         topic = str(q["topic"]).rsplit("/", 1)[-1]
         table.add_row(topic, q["question"], b, f"[green]{a}[/]")
-        rows.append({"topic": q["topic"], "question": q["question"], "before": b, "after": a})
+        rows.append({"topic": q["topic"], "question": q["question"], "before": b, "after": a,
+                     "scores_before": scorer.score_answer(ex, b), "scores_after": scorer.score_answer(ex, a)})
     write_jsonl(run.path / "before_after.jsonl", rows)
-    write_curriculum_plot(quiz_scores(questions, before, after), run.path, before="base model",
+    write_curriculum_plot(quiz_scores(quiz, before, after), run.path, before="base model",
                           after="after training")
     out.print(table)
     out.print(topics_table(outcome.rows, title="curriculum"))
+    per_topic = before_after_scores(quiz, rows)
+    out.print(before_after_table(per_topic))
+    kept = all(t["facts_after"] >= t["facts_before"] for t in per_topic.values())
     total = time.time() - started
-    lines = ["## Before / after", "", "| question | before | after |", "|---|---|---|"]
+    lines = ["## Facts and voice per topic, before vs after the whole curriculum", "",
+             "The base model's and the final model's answers to the quiz, scored by the pipeline's evaluator "
+             "(facts: share of the quiz's key facts right, 0 for a wrong one; accuracy: facts x (0.5 + 0.5 ROUGE-L)). "
+             "The curriculum table above scores each topic right after its own training instead.", "",
+             "| topic | facts before | facts after | accuracy before | accuracy after | voice before | voice after |",
+             "|---|---|---|---|---|---|---|"]
+    for topic, t in per_topic.items():
+        lines.append(f"| {topic} | {t['facts_before']:.2f} | {t['facts_after']:.2f} | {t['accuracy_before']:.2f} | "
+                     f"{t['accuracy_after']:.2f} | {t['voice_before']:.2f} | {t['voice_after']:.2f} |")
+    lines += ["", f"Facts kept (after >= before on every topic): **{'yes' if kept else 'no'}**", ""]
+    lines += ["## Before / after", "", "| question | before | after |", "|---|---|---|"]
     for r in rows:
         cell = [str(r[k]).replace("|", "\\|").replace("\n", " ") for k in ("question", "before", "after")]
         lines.append(f"| {cell[0]} | {cell[1]} | {cell[2]} |")
     run.write_summary(title="mindprint demo", topics=outcome.rows,
                       facts={"backend": backend.name, "device": backend.device_manager.device,
                              "model": "SmolLM2-135M-Instruct", "passed": f"{len(res.passed_topics)}/{res.total_topics}",
+                             "facts kept": "yes" if kept else "no",
                              "before answers": f"{t_before:.0f} s", "demo time": f"{total:.0f} s"},
                       extra="\n".join(lines))
     out.print(f"{len(res.passed_topics)}/{res.total_topics} topics passed in {total / 60:.1f} min; "
+              f"facts {'kept' if kept else 'NOT kept'} on every topic; "
               f"run directory: {run.path} (summary.md, metrics.jsonl, loss.png, rewards.png, adapters/)")
     return 0

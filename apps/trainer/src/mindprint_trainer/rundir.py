@@ -78,6 +78,7 @@ class TopicRow:
     attempts: int = 0
     seconds: float = 0.0
     dpo: bool = False
+    note: str = ""  # why the topic failed (which threshold, which score); "" otherwise
 
 
 @dataclass
@@ -183,6 +184,10 @@ class RunDirectory:
                 lines.append(f"| {row.topic} | {row.status} | {_fmt(row.accuracy)} | {_fmt(row.voice)} | "
                              f"{'yes' if row.dpo else 'no'} | {row.attempts} | {row.seconds:.1f} |")
             lines.append("")
+            notes = [row for row in topics if row.note]
+            if notes:
+                lines += ["Why topics failed (scores of the model right after the topic's own training):", ""]
+                lines += [f"- **{row.topic}**: {row.note}" for row in notes] + [""]
         if (self.path / CURRICULUM_PNG).is_file():
             lines += ["## Curriculum: accuracy and voice per topic, before vs after", "",
                       f"![{CURRICULUM_PNG}]({CURRICULUM_PNG})", ""]

@@ -26,10 +26,13 @@ from typing import Any
 from mindprint_interfaces import DataIssue, DataValidationError
 from mindprint_interfaces.data import (
     PreferencePair,
+    QuizExample,
     SFTExample,
     as_preference_pairs,
+    as_quiz_examples,
     as_sft_examples,
     load_preference_jsonl,
+    load_quiz_jsonl,
     load_sft_jsonl,
 )
 from mindprint_interfaces.validation import short, suggest
@@ -161,6 +164,8 @@ def sft_to_record(ex: SFTExample) -> dict[str, Any]:
     record: dict[str, Any] = {"messages": [dict(m) for m in ex.messages]}
     if ex.topic_id is not None:
         record["topic_id"] = ex.topic_id
+    if isinstance(ex, QuizExample):
+        record.update(ex.facts.to_record())  # the quiz's key facts travel to the evaluator
     return record
 
 
@@ -336,9 +341,9 @@ def load_curriculum(sft_data: RecordsInput | None = None, preference_data: Recor
     quiz: list[SFTExample] = []
     if quiz_data is not None:
         if isinstance(quiz_data, (str, Path)):
-            quiz = load_sft_jsonl(_required_file(Path(quiz_data), "quiz data"))
+            quiz = list(load_quiz_jsonl(_required_file(Path(quiz_data), "quiz data")))
         else:
-            quiz = as_sft_examples(list(quiz_data), "quiz data")
+            quiz = list(as_quiz_examples(list(quiz_data), "quiz data"))
     source = str(sft_data) if isinstance(sft_data, (str, Path)) else (
         str(Path(data_dir) / SFT_FILE) if sft_data is None else "sft_data")
     return build_curriculum(sft, prefs, quiz, source=source)

@@ -3,8 +3,14 @@
 The default evaluator generates an answer for every evaluation record through
 ``Model.generate`` (greedy, so both backends behave the same) and scores:
 
-- ``accuracy``: ROUGE-L F1 (longest common subsequence over lowercase word tokens) of the
-  generated answer against the record's reference answer, averaged over records;
+- ``accuracy``: per record, ROUGE-L F1 (longest common subsequence over lowercase word tokens) of the
+  generated answer against the record's reference answer; for a quiz record carrying key facts
+  (``must_include`` / ``must_not_include``, see :mod:`mindprint_interfaces.data.quiz`) the fact score
+  gates it: ``facts * (FACT_WEIGHT + (1 - FACT_WEIGHT) * rouge)``, so a wrong fact ("Mercury is the
+  largest planet") scores 0 however many words it shares with the reference, and an answer with every
+  fact right scores at least ``FACT_WEIGHT``. Averaged over records;
+- ``facts``: the fact score averaged over the records that carry facts (``facts_measured`` is their
+  number; 0 when none does, and ``facts`` is then reported as 1.0);
 - ``voice``: the weighted voice-marker score of the generated answer (see :class:`VoiceMarkers`),
   averaged over records.
 
@@ -24,10 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from mindprint_interfaces import ConfigError, Evaluator, GenerationConfig, Model
-from mindprint_interfaces.data import SFTExample, as_sft_examples
+from mindprint_interfaces.data import QuizExample, QuizFacts, as_quiz_examples
 from mindprint_interfaces.phases import phase
 
-__all__ = ["DefaultEvaluator", "Evaluator", "VoiceMarkers", "lcs_length", "rouge_l_f1", "word_tokens"]
+__all__ = ["FACT_WEIGHT", "DefaultEvaluator", "Evaluator", "VoiceMarkers", "answer_accuracy", "lcs_length",
+           "rouge_l_f1", "word_tokens"]
+
+FACT_WEIGHT = 0.5  # the share of a quiz answer's accuracy that its facts alone earn (overlap earns the rest)
 
 log = logging.getLogger("mindprint_pipeline")
 
@@ -167,6 +176,16 @@ class VoiceMarkers:
         return cls(markers)
 
 
+def answer_accuracy(generated: str, reference: str, facts: QuizFacts | None = None) -> tuple[float, float | None]:
+    """``(accuracy, fact score)`` of one answer: ROUGE-L F1 alone without facts (fact score None), else
+    ``facts * (FACT_WEIGHT + (1 - FACT_WEIGHT) * rouge)``."""
+    rouge = rouge_l_f1(generated, reference)
+    if facts is None or not facts.enabled:
+        return rouge, None
+    fact = facts.score(generated)
+    return fact * (FACT_WEIGHT + (1.0 - FACT_WEIGHT) * rouge), fact
+
+
 def _pattern(phrase: str) -> re.Pattern[str]:
     body = re.escape(re.sub(r"\s+", " ", phrase.strip().lower()))
     start = r"(?<!\w)" if re.match(r"\w", phrase.strip()) else ""
@@ -176,7 +195,7 @@ def _pattern(phrase: str) -> re.Pattern[str]:
 
 @dataclass
 class DefaultEvaluator:
-    """Offline evaluator: ROUGE-L accuracy against reference answers + voice-marker score.
+    """Offline evaluator: accuracy (ROUGE-L, gated by the quiz's key facts where given) + voice-marker score.
 
     Without markers the voice is not measured and reported as 1.0 (so DPO, which is triggered by
     a low voice score, does not run, and passing depends on accuracy alone); ``voice_measured``
@@ -200,17 +219,17 @@ class DefaultEvaluator:
             examples = examples[: self.max_records]
         accuracies: list[float] = []
         voices: list[float] = []
+        facts: list[float] = []
         self.last_outputs = []
         with phase("answer questions", total=len(examples)) as answering:
             for ex in examples:
                 generated = model.generate(ex.prompt_messages, self.generation).text.strip()
-                acc = rouge_l_f1(generated, ex.reference_answer)
-                voice = self.markers.score(generated) if self.markers.enabled else 1.0
-                accuracies.append(acc)
-                voices.append(voice)
-                self.last_outputs.append({"prompt": ex.prompt_messages[-1]["content"] if ex.prompt_messages else "",
-                                          "generated": generated, "reference": ex.reference_answer,
-                                          "accuracy": acc, "voice": voice})
+                self.last_outputs.append(self.score_answer(ex, generated))
+                out = self.last_outputs[-1]
+                accuracies.append(out["accuracy"])
+                voices.append(out["voice"])
+                if out.get("facts") is not None:
+                    facts.append(out["facts"])
                 answering.advance()
         n = len(examples)
         return {
@@ -218,13 +237,29 @@ class DefaultEvaluator:
             "voice": sum(voices) / n if n else 0.0,
             "num_records": float(n),
             "voice_measured": 1.0 if self.markers.enabled else 0.0,
+            "facts": sum(facts) / len(facts) if facts else 1.0,
+            "facts_measured": float(len(facts)),
         }
 
+    def score_answer(self, example: QuizExample, generated: str) -> dict[str, Any]:
+        """The scores of one answer to one quiz (or SFT) example, with what its facts check found."""
+        acc, fact = answer_accuracy(generated, example.reference_answer, example.facts)
+        out: dict[str, Any] = {
+            "prompt": example.prompt_messages[-1]["content"] if example.prompt_messages else "",
+            "generated": generated, "reference": example.reference_answer, "accuracy": acc,
+            "voice": self.markers.score(generated) if self.markers.enabled else 1.0,
+            "rouge_l": rouge_l_f1(generated, example.reference_answer),
+        }
+        if fact is not None:
+            check = example.facts.check(generated)
+            out.update(facts=fact, missing=list(check.missing), wrong=list(check.wrong))
+        return out
 
-def _examples(records: Sequence[Any]) -> list[SFTExample]:
+
+def _examples(records: Sequence[Any]) -> list[QuizExample]:
     if not records:
         return []
-    return as_sft_examples(list(records), "evaluation records")
+    return as_quiz_examples(list(records), "evaluation records")
 
 
 def check_scores(scores: Mapping[str, float], evaluator: Evaluator) -> tuple[float, float]:

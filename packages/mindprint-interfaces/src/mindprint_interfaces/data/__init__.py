@@ -34,3 +34,13 @@ from .unpaired import (  # noqa: E402
 
 __all__ += ["TokenizedUnpaired", "UnpairedExample", "as_unpaired_examples", "load_unpaired_jsonl",
             "parse_unpaired_records", "tokenize_unpaired", "unpair"]
+from .quiz import (  # noqa: E402
+    FactCheck,
+    QuizExample,
+    QuizFacts,
+    as_quiz_examples,
+    load_quiz_jsonl,
+    parse_quiz_records,
+)
+
+__all__ += ["FactCheck", "QuizExample", "QuizFacts", "as_quiz_examples", "load_quiz_jsonl", "parse_quiz_records"]
