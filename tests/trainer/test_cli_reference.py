@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mindprint_trainer.cli import build_parser
-from mindprint_trainer.cli_reference import _subcommands, render
+from mindprint_trainer.cli import build_parser_and_commands
+from mindprint_trainer.cli_reference import render
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,9 +18,10 @@ def test_docs_cli_md_is_current() -> None:
 
 def test_every_subcommand_and_option_is_in_the_reference() -> None:
     text = render()
-    subs = _subcommands(build_parser())
+    _, subs = build_parser_and_commands()
     assert len(subs) >= 15
-    for name, _, sub in subs:
+    for name, sub in subs.items():
+        assert sub.description, name  # each command says what it does
         assert f"## mindprint {name}\n" in text
         for action in sub._actions:  # noqa: SLF001
             for flag in action.option_strings:

@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from mindprint_interfaces import (
     BackendNotFoundError,
@@ -112,7 +113,27 @@ def _report_to(p: argparse.ArgumentParser) -> None:
                         "overrides report_to in the config)")
 
 
+class _Commands:
+    """The subcommands: argparse's subparsers action, remembering each command's parser, its help also its
+    description (so ``mindprint <command> --help`` says what the command does, and docs/cli.md can list it)."""
+
+    def __init__(self, action: Any) -> None:
+        self.action = action
+        self.parsers: dict[str, argparse.ArgumentParser] = {}
+
+    def add_parser(self, name: str, *, help: str, **kwargs: Any) -> argparse.ArgumentParser:  # noqa: A002
+        kwargs.setdefault("description", help)
+        parser: argparse.ArgumentParser = self.action.add_parser(name, help=help, **kwargs)
+        self.parsers[name] = parser
+        return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
+    return build_parser_and_commands()[0]
+
+
+def build_parser_and_commands() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``mindprint`` parser and its subcommands' parsers by name (in the order ``--help`` lists them)."""
     parser = _Parser(
         prog="mindprint",
         description="Curriculum LoRA fine-tuning (SFT + DPO) on PyTorch or MLX.",
@@ -121,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mindprint {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = _Commands(parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser))
 
     p = sub.add_parser("train", help="run the curriculum (SFT -> eval -> DPO per topic)")
     _common(p)
@@ -224,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system", metavar="TEXT", help="a system message at the start of every conversation")
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--temperature", type=float)
-    return parser
+    return parser, sub.parsers
 
 
 def main(argv: Sequence[str] | None = None) -> int:

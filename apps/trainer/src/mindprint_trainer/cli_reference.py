@@ -29,23 +29,16 @@ use (its CPU affinity, capped by a cgroup CPU quota), unless `OMP_NUM_THREADS` i
 """
 
 
-def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, str, argparse.ArgumentParser]]:
-    for action in parser._actions:  # noqa: SLF001 - argparse exposes subparsers only through _actions
-        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
-            helps = {choice.dest: choice.help or "" for choice in action._choices_actions}  # noqa: SLF001
-            return [(name, helps.get(name, ""), sub) for name, sub in action.choices.items()]
-    return []
-
-
 def render() -> str:
-    from .cli import build_parser
+    from .cli import build_parser_and_commands
 
     previous = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = WIDTH
     try:
-        parser = build_parser()
+        parser, commands = build_parser_and_commands()
         parts = [HEADER, "## mindprint", "", "```text", parser.format_help().rstrip(), "```", ""]
-        for name, help_text, sub in _subcommands(parser):
+        for name, sub in commands.items():
+            help_text = sub.description or ""
             parts += [f"## mindprint {name}", "", help_text + ("." if help_text and help_text[-1] not in ".)" else ""),
                       "", "```text", sub.format_help().rstrip(), "```", ""]
     finally:
