@@ -139,3 +139,16 @@ def test_both_backends_refuse_a_warmup_longer_than_the_run_before_training(tiny_
         with pytest.raises(ConfigError, match="warmup_steps=1000000000000 is more than the run's 2 optimizer steps"):
             trainer.train(SFT)
         assert not (tmp_path / backend.name / "adapter").exists()  # refused before any work
+
+
+@pytest.mark.torch
+@pytest.mark.mlx
+def test_both_backends_refuse_a_lora_rank_above_the_model_width(tiny_model_dir: Path) -> None:
+    hidden = json.loads((tiny_model_dir / "config.json").read_text())["hidden_size"]
+    for backend in _backends():
+        model = backend.load_model(tiny_model_dir)
+        with pytest.raises(ConfigError, match=rf"lora_r=100000 is larger than the model's hidden size {hidden}"):
+            backend.adapter_manager.add_adapter(model, AdapterConfig(r=100000, alpha=16))
+        assert not model.has_adapter()
+        backend.adapter_manager.add_adapter(model, AdapterConfig(r=hidden, alpha=16))  # the width itself is fine
+        assert model.has_adapter()

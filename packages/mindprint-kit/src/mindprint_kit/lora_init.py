@@ -28,9 +28,19 @@ from mindprint_interfaces.adapter_format import LoraKey
 
 from .adapter_files import LoraWeights
 
-__all__ = ["initial_lora_weights", "lora_a_init"]
+__all__ = ["check_rank", "initial_lora_weights", "lora_a_init"]
 
 Site = tuple[int, str]  # (layer index, module path inside the block, e.g. "self_attn.q_proj")
+
+
+def check_rank(r: int, hidden_size: int | None) -> None:
+    """Refuse a LoRA rank above the model's width before any layer is built: an (r, hidden) matrix with
+    r > hidden adds parameters and memory but no capacity (the update's rank is at most the width)."""
+    from mindprint_interfaces import ConfigError
+
+    if hidden_size is not None and r > hidden_size:
+        raise ConfigError(f"lora_r={r} is larger than the model's hidden size {hidden_size}: a LoRA update's rank "
+                          f"cannot exceed the layer width (use lora_r <= {hidden_size}; 8-64 is usual)", key="lora_r")
 
 
 def _generator(seed: int, key: LoraKey) -> np.random.Generator:

@@ -21,7 +21,7 @@ from mlx_lm.tuner.utils import linear_to_lora_layers
 
 from mindprint_interfaces import AdapterConfig, AdapterFormatError
 from mindprint_interfaces.architectures import MODULE_PATHS, module_path, resolve_targets
-from mindprint_kit.lora_init import initial_lora_weights
+from mindprint_kit.lora_init import check_rank, initial_lora_weights
 
 # The linears LoRA can sit on: full precision, or an mlx-lm quantized base (QLoRA; LoRALinear handles both).
 LINEAR_TYPES = (nn.Linear, nn.QuantizedLinear)
@@ -70,6 +70,7 @@ def apply_lora(model: nn.Module, config: AdapterConfig, seed: int) -> AdapterCon
     Returns ``config`` with its targets resolved (presets expanded to the module names)."""
     if lora_modules(model):
         raise AdapterFormatError("the model already has a LoRA adapter; remove it first")
+    check_rank(config.r, getattr(getattr(model, "args", None), "hidden_size", None))
     num_layers = len(model.layers)
     layers = resolve_layers(config, num_layers)
     keys = target_paths(model, config, layers[0])

@@ -31,7 +31,7 @@ from mindprint_kit.adapter_files import (
     read_adapter,
     write_adapter,
 )
-from mindprint_kit.lora_init import initial_lora_weights
+from mindprint_kit.lora_init import check_rank, initial_lora_weights
 
 __all__ = ["ADAPTER_NAME", "add_adapter", "convert_adapter", "current_config", "live_weights", "load_adapter",
            "lora_config", "save_adapter", "set_initial_weights"]
@@ -86,6 +86,7 @@ def add_adapter(model: PeftHost, config: AdapterConfig, *, seed: int | None = No
     if model.has_adapter():
         raise AdapterFormatError("the model already has an adapter; save it or merge it (save_pretrained) first")
     _check_layers(model, config)
+    check_rank(config.r, getattr(getattr(model.hf_model, "config", None), "hidden_size", None))
     config = resolve_adapter_targets(model, config)
     if seed is None:
         model.hf_model = get_peft_model(model.hf_model, lora_config(config), adapter_name=ADAPTER_NAME)
