@@ -308,6 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             import signal
 
             signal.signal(signal.SIGTERM, previous_sigterm)
+        from . import reporting
+
+        reporting.shutdown()  # no phase listener outlives the command
 
 
 def _bench(argv: Sequence[str]) -> int:

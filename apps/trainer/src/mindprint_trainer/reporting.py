@@ -487,6 +487,16 @@ def configure(fmt: str = "auto", *, quiet: bool = False, stream: IO[str] | None 
     return _current
 
 
+def shutdown() -> None:
+    """Stop hearing the library's phases and stop the heartbeat (the end of ``main()``: a command run
+    in-process — tests, embedding — leaves no listener behind)."""
+    global _current
+    if _current is not None:
+        phases.remove_listener(_current)
+        _current.close()
+        _current = None
+
+
 def current() -> Reporter | None:
     """The configured reporter, or None before :func:`configure`."""
     return _current

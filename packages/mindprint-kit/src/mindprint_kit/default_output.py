@@ -6,8 +6,8 @@ default, never a fixed ``./outputs/adapter`` that the next run silently replaces
 ``mkdir`` so two runs never share it, and announced on the ``mindprint`` logger (a warning: visible on stderr
 without any logging set-up). ``TrainingResult.adapter_path`` holds the path either way.
 
-A resumed ``train()`` without ``adapter_dir`` continues the run it resumes, never a fresh directory
-(:func:`resumed_adapter_dir`): its checkpoints sit in ``<output_dir>`` (adapter ``<output_dir>/adapter``) or in
+A resumed ``train()`` without ``adapter_dir`` on the default ``output_dir`` continues the run it resumes, never
+a fresh directory (:func:`resumed_adapter_dir`): its checkpoints sit in ``<output_dir>`` (adapter ``<output_dir>/adapter``) or in
 ``<adapter>-checkpoints`` beside the adapter.
 """
 
@@ -36,9 +36,9 @@ CHECKPOINTS_SUFFIX = "-checkpoints"
 def resumed_adapter_dir(config: Any, resume: Any) -> Path:
     """The adapter directory of the run that ``resume`` (a ``checkpoint-<step>`` path, or True) continues."""
     output_dir = Path(config.output_dir)
+    if str(config.output_dir) != str(_default_output_dir(config)):
+        return output_dir / DEFAULT_ADAPTER_DIR  # the user chose where this run writes (it may differ from the old)
     if resume is True:
-        if str(config.output_dir) != str(_default_output_dir(config)):
-            return output_dir / DEFAULT_ADAPTER_DIR
         runs = sorted(output_dir.glob(f"*/{DEFAULT_ADAPTER_DIR}{CHECKPOINTS_SUFFIX}/checkpoint-*"),
                       key=lambda p: p.stat().st_mtime)
         return (runs[-1].parent.parent if runs else output_dir).resolve() / DEFAULT_ADAPTER_DIR
