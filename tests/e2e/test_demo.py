@@ -84,12 +84,13 @@ def test_demo_torch_within_budget(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert any(r["stage"] == "dpo" for r in rows)
     assert (run / "rewards.png").read_bytes()[:8] == PNG_MAGIC
-    check_promises(run)  # before the time budget: an unmet promise is reported even on a busy machine
     load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    if load <= 1.5:  # the time budget holds whatever the promises below say
+        assert elapsed < BUDGET_SECONDS, f"demo took {elapsed:.0f} s"
+    check_promises(run)  # an unmet promise is reported (xfail) even on a busy machine
     if load > 1.5:
         pytest.skip(f"demo took {elapsed:.0f} s, but the machine is overloaded (load/core {load:.1f}); "
                     "the time budget is not checked")
-    assert elapsed < BUDGET_SECONDS, f"demo took {elapsed:.0f} s"
 
 
 @pytest.mark.slow
