@@ -32,3 +32,14 @@ def test_fast_path_entries() -> None:
     assert fast_path("trl.compact_head", None) == FastPath("trl.compact_head", True)
     off = fast_path("trl.compact_head", "gone")
     assert not off.available and off.describe() == "trl.compact_head: off (gone)"
+
+
+def test_method_signature_problem_names_what_moved() -> None:
+    from mindprint_interfaces.compat import method_signature_problem
+
+    class Host:
+        def hook(self, train_dataset: object = None) -> None: ...
+
+    assert method_signature_problem(Host, "hook", ("train_dataset",)) is None
+    assert method_signature_problem(Host, "hook", ("dataset",)) == "Host.hook takes (train_dataset), not (dataset)"
+    assert method_signature_problem(Host, "gone", ()) == "Host no longer has gone"

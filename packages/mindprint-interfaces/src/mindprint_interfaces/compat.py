@@ -82,3 +82,17 @@ class FastPath:
 def fast_path(name: str, problem: str | None) -> FastPath:
     """A :class:`FastPath` from a check that returns None when all is well, else the reason."""
     return FastPath(name=name, available=problem is None, reason=problem or "")
+
+
+def method_signature_problem(cls: type, name: str, params: tuple[str, ...]) -> str | None:
+    """Why ``cls.<name>`` is not the hook a ``_compat`` module overrides (missing, or parameters other than
+    ``params`` after ``self``), or None."""
+    import inspect
+
+    hook = getattr(cls, name, None)
+    if hook is None:
+        return f"{cls.__name__} no longer has {name}"
+    found = tuple(p for p in inspect.signature(hook).parameters if p != "self")
+    if found != params:
+        return f"{cls.__name__}.{name} takes ({', '.join(found)}), not ({', '.join(params)})"
+    return None

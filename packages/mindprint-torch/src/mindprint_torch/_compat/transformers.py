@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mindprint_interfaces import MindprintError, TrainingError
-from mindprint_interfaces.compat import FastPath, Tested, fast_path
+from mindprint_interfaces.compat import FastPath, Tested, fast_path, method_signature_problem
 
 TESTED = Tested("transformers", "5.24", "6")
 
@@ -57,12 +57,9 @@ def _sampler_hook_problem() -> str | None:
         from transformers import Trainer
     except ImportError as exc:
         return f"transformers not importable: {exc}"
-    hook = getattr(Trainer, SAMPLER_HOOK, None)
-    if hook is None:
-        return f"Trainer no longer has {SAMPLER_HOOK}"
-    found = tuple(p for p in inspect.signature(hook).parameters if p != "self")
-    if found != SAMPLER_HOOK_PARAMS:
-        return f"Trainer.{SAMPLER_HOOK} takes ({', '.join(found)}), not ({', '.join(SAMPLER_HOOK_PARAMS)})"
+    problem = method_signature_problem(Trainer, SAMPLER_HOOK, SAMPLER_HOOK_PARAMS)
+    if problem is not None:
+        return problem
     source = inspect.getsource(Trainer.get_train_dataloader)
     if SAMPLER_HOOK not in source:
         return f"Trainer.get_train_dataloader no longer builds its sampler with {SAMPLER_HOOK}"

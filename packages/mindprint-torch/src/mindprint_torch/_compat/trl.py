@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mindprint_interfaces import MindprintError
-from mindprint_interfaces.compat import FastPath, Tested, fast_path
+from mindprint_interfaces.compat import FastPath, Tested, fast_path, method_signature_problem
 
 TESTED = Tested("trl", "1.16", "1.17")
 
@@ -134,13 +134,7 @@ def _hook_problem(name: str, params: tuple[str, ...], trainer: str = "dpo") -> s
             from trl.trainer.dpo_trainer import DPOTrainer as cls  # type: ignore[assignment]
     except ImportError as exc:
         return f"trl not importable: {exc}"
-    hook = getattr(cls, name, None)
-    if hook is None:
-        return f"{cls.__name__} no longer has {name}"
-    found = tuple(p for p in inspect.signature(hook).parameters if p != "self")
-    if found != params:
-        return f"{cls.__name__}.{name} takes ({', '.join(found)}), not ({', '.join(params)})"
-    return None
+    return method_signature_problem(cls, name, params)
 
 
 def _experimental_problem(method: str) -> str | None:
@@ -159,13 +153,7 @@ def _experimental_problem(method: str) -> str | None:
     missing = [n for n in (trainer_name, config_name) if not hasattr(module, n)]
     if missing:
         return f"trl.experimental.{method} no longer has {', '.join(missing)}"
-    hook = getattr(getattr(module, trainer_name), "tokenize_row", None)
-    if hook is None:
-        return f"{trainer_name} no longer has tokenize_row"
-    found = tuple(p for p in inspect.signature(hook).parameters if p != "self")
-    if found != TOKENIZE_ROW_PARAMS:
-        return f"{trainer_name}.tokenize_row takes ({', '.join(found)}), not ({', '.join(TOKENIZE_ROW_PARAMS)})"
-    return None
+    return method_signature_problem(getattr(module, trainer_name), "tokenize_row", TOKENIZE_ROW_PARAMS)
 
 
 def experimental_trainer(method: str) -> tuple[Any, Any]:
