@@ -25,3 +25,25 @@ def write_random_adapter(model_dir: Path, out: Path, *, seed: int, a_bound: floa
                                  rng.normal(0.0, b_std, (size, r)).astype(np.float32))
                for layer in range(cfg["num_hidden_layers"]) for module, size in outs.items()}
     return write_adapter(out, AdapterConfig(r=r, alpha=2 * r), weights)
+
+
+def write_peft_random_adapter(model_dir: Path, out: Path) -> Path:
+    """A PEFT adapter (r=8, q/k/v/o) with random non-zero A and B, written by PEFT itself (torch seed 1), halved
+    so the logits stay well-conditioned: a shared starting point both backends load."""
+    from typing import Any
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    base = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    cfg = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                     init_lora_weights=False, task_type="CAUSAL_LM")
+    peft_model: Any = get_peft_model(base, cfg)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_" in name:
+                p.mul_(0.5)
+    peft_model.save_pretrained(str(out))
+    return out

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from mindprint_interfaces import Backend, create_backend
 from mindprint_interfaces.errors import MindprintError
+
+from ..random_adapter import write_peft_random_adapter
 
 
 def _backend(name: str) -> Backend:
@@ -39,19 +40,4 @@ def weights_dir(request: pytest.FixtureRequest) -> Path:
 @pytest.fixture(scope="session")
 def random_adapter_dir(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path) -> Path:
     """A PEFT adapter with random (non-zero) A and B, written by PEFT itself: a shared starting point."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(1)
-    base = AutoModelForCausalLM.from_pretrained(str(weights_dir), dtype=torch.float32)
-    cfg = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                     init_lora_weights=False, task_type="CAUSAL_LM")
-    peft_model: Any = get_peft_model(base, cfg)
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_" in name:
-                p.mul_(0.5)  # keep the perturbation moderate so logits stay well-conditioned
-    out = tmp_path_factory.mktemp("random-adapter")
-    peft_model.save_pretrained(str(out))
-    return out
+    return write_peft_random_adapter(weights_dir, tmp_path_factory.mktemp("random-adapter"))

@@ -24,6 +24,7 @@ import pytest
 from mindprint_interfaces import ConfigError
 from mindprint_kit import checkpoints
 
+from ..random_adapter import write_peft_random_adapter
 from .common import RECORDS, adapter_arrays, backend, run
 
 pytestmark = [pytest.mark.torch, pytest.mark.mlx]
@@ -214,7 +215,7 @@ def test_cross_backend_resume(first: str, second: str, tiny_model_dir: Path, tmp
     Both start from the same PEFT adapter with random A and B; one optimizer step covers the whole set
     (6 examples, batch 3 x 2 accumulation) so the data order is the same whoever draws it."""
     init = tmp_path / "init"
-    _random_adapter(tiny_model_dir, init)
+    write_peft_random_adapter(tiny_model_dir, init)
     cfg = _cfg(tmp_path / "a", max_steps=6, per_device_batch_size=3, gradient_accumulation_steps=2, lora_dropout=0.0,
                learning_rate=1e-3, save_steps=3)
     _, reference = run(backend(second), tiny_model_dir, {**cfg, "output_dir": str(tmp_path / "ref"), "save_steps": 0},
@@ -233,21 +234,6 @@ def test_cross_backend_resume(first: str, second: str, tiny_model_dir: Path, tmp
     assert abs(fresh.steps[2]["loss"] - expected[4]) > 10 * abs(rec.steps[5]["loss"] - expected[4])
 
 
-def _random_adapter(model_dir: Path, out: Path) -> None:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(1)
-    base = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
-    cfg = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                     init_lora_weights=False, task_type="CAUSAL_LM")
-    model: Any = get_peft_model(base, cfg)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_" in name:
-                p.mul_(0.5)
-    model.save_pretrained(str(out))
 
 
 def test_default_output_dir_resume_continues_the_same_run(tiny_model_dir: Path, tmp_path: Path,

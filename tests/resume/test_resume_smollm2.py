@@ -11,8 +11,8 @@ import pytest
 
 from mindprint_interfaces.testing import SFT_RECORDS
 
+from ..random_adapter import write_peft_random_adapter
 from .common import backend, run
-from .test_resume import _random_adapter
 
 pytestmark = [pytest.mark.torch, pytest.mark.mlx, pytest.mark.slow]
 
@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.torch, pytest.mark.mlx, pytest.mark.slow]
 @pytest.mark.parametrize(("first", "second"), [("mlx", "pytorch"), ("pytorch", "mlx")])
 def test_cross_backend_resume_smollm2(first: str, second: str, smollm2_dir: Path, tmp_path: Path) -> None:
     init = tmp_path / "init"
-    _random_adapter(smollm2_dir, init)
+    write_peft_random_adapter(smollm2_dir, init)
     cfg: dict[str, Any] = {"learning_rate": 1e-3, "max_steps": 4, "per_device_batch_size": 2,
                            "gradient_accumulation_steps": 2, "save_steps": 2, "warmup_steps": 1, "max_length": 128,
                            "seed": 3, "output_dir": str(tmp_path / "a")}
