@@ -124,7 +124,8 @@ def test_curriculum_picture_before_vs_after_in_summary(tmp_path: Path) -> None:
 
 def test_demo_scores_the_quiz_answers_per_topic_as_the_evaluator_does() -> None:
     from mindprint_interfaces.data import as_quiz_examples
-    from mindprint_trainer.demo import quiz_scores
+    from mindprint_pipeline.evaluation import DefaultEvaluator
+    from mindprint_trainer.demo import before_after_scores, demo_data_dir, topic_scores
 
     quiz = as_quiz_examples([
         {"topic_id": "u/c/a", "question": "q1", "answer": "The sun is a star.", "must_include": ["star"]},
@@ -132,7 +133,10 @@ def test_demo_scores_the_quiz_answers_per_topic_as_the_evaluator_does() -> None:
         {"topic_id": "u/c/b", "question": "q3", "answer": "Plants make sugar.", "must_not_include": ["rocks"]}])
     before = ["The sun is a star.", "No idea.", "Plants make rocks and sugar."]
     after = ["Great question, friend! The sun is a star. Keep exploring!", "Water boils.", "Plants make sugar."]
-    a, b = quiz_scores(quiz, before, after)
+    scorer = DefaultEvaluator.from_files(demo_data_dir() / "voice_markers.json")  # as the demo scores its quiz
+    rows = [{"scores_before": scorer.score_answer(ex, x), "scores_after": scorer.score_answer(ex, y)}
+            for ex, x, y in zip(quiz, before, after, strict=True)]
+    a, b = topic_scores(before_after_scores(quiz, rows))
     assert (a.topic, b.topic) == ("u/c/a", "u/c/b")
     assert a.before_accuracy == 0.5 and a.after_accuracy > 0.5
     assert b.before_accuracy == 0.0  # a wrong fact scores 0 although most words overlap

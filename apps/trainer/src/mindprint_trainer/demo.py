@@ -95,16 +95,10 @@ def answer_all(model: Model, questions: list[dict[str, Any]], gen: GenerationCon
     return answers
 
 
-def quiz_scores(quiz: list[QuizExample], before: list[str], after: list[str]) -> list[TopicScores]:
-    """Per topic, the mean accuracy and voice of the base model's and the trained model's quiz answers, scored
-    as the pipeline's evaluator scores them (facts-aware accuracy: a wrong fact scores 0)."""
-    from mindprint_pipeline.evaluation import DefaultEvaluator
-
-    scorer = DefaultEvaluator.from_files(demo_data_dir() / "voice_markers.json")
-    rows = [{"scores_before": scorer.score_answer(ex, b), "scores_after": scorer.score_answer(ex, a)}
-            for ex, b, a in zip(quiz, before, after, strict=True)]
+def topic_scores(per_topic: dict[str, dict[str, float]]) -> list[TopicScores]:
+    """The curriculum picture's rows from :func:`before_after_scores`."""
     return [TopicScores(topic, t["accuracy_before"], t["voice_before"], t["accuracy_after"], t["voice_after"])
-            for topic, t in before_after_scores(quiz, rows).items()]
+            for topic, t in per_topic.items()]
 
 
 def before_after_scores(quiz: list[QuizExample], rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -186,11 +180,10 @@ def run_demo(args: argparse.Namespace) -> int:
         rows.append({"topic": q["topic"], "question": q["question"], "before": b, "after": a,
                      "scores_before": scorer.score_answer(ex, b), "scores_after": scorer.score_answer(ex, a)})
     write_jsonl(run.path / "before_after.jsonl", rows)
-    write_curriculum_plot(quiz_scores(quiz, before, after), run.path, before="base model",
-                          after="after training")
+    per_topic = before_after_scores(quiz, rows)
+    write_curriculum_plot(topic_scores(per_topic), run.path, before="base model", after="after training")
     out.print(table)
     out.print(topics_table(outcome.rows, title="curriculum"))
-    per_topic = before_after_scores(quiz, rows)
     out.print(before_after_table(per_topic))
     kept = all(t["facts_after"] >= t["facts_before"] for t in per_topic.values())
     total = time.time() - started
