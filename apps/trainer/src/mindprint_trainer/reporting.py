@@ -477,9 +477,7 @@ def make_reporter(fmt: str = "auto", *, quiet: bool = False, stream: IO[str] | N
 def configure(fmt: str = "auto", *, quiet: bool = False, stream: IO[str] | None = None) -> Reporter:
     """Make the command's reporter (replacing the previous one) and let it hear the library's phases."""
     global _current
-    if _current is not None:
-        phases.remove_listener(_current)
-        _current.close()
+    shutdown()
     _current = make_reporter(fmt, quiet=quiet, stream=stream)
     phases.add_listener(_current)
     if isinstance(_current, PlainReporter):  # plain and json: a heartbeat during long phases and steps

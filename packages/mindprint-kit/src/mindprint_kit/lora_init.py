@@ -24,6 +24,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from mindprint_interfaces import ConfigError
 from mindprint_interfaces.adapter_format import LoraKey
 
 from .adapter_files import LoraWeights
@@ -36,8 +37,6 @@ Site = tuple[int, str]  # (layer index, module path inside the block, e.g. "self
 def check_rank(r: int, hidden_size: int | None) -> None:
     """Refuse a LoRA rank above the model's width before any layer is built: an (r, hidden) matrix with
     r > hidden adds parameters and memory but no capacity (the update's rank is at most the width)."""
-    from mindprint_interfaces import ConfigError
-
     if hidden_size is not None and r > hidden_size:
         raise ConfigError(f"lora_r={r} is larger than the model's hidden size {hidden_size}: a LoRA update's rank "
                           f"cannot exceed the layer width (use lora_r <= {hidden_size}; 8-64 is usual)", key="lora_r")
