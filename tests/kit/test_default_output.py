@@ -50,3 +50,16 @@ def test_a_torch_trainer_without_adapter_dir_writes_into_a_run_directory(
     assert adapter.parent.parent == tmp_path / "outputs" and adapter.parent.name.endswith("-sft")
     assert (adapter / "adapter_model.safetensors").is_file()
     assert not (tmp_path / "outputs" / "adapter").exists()
+
+
+@pytest.mark.mlx
+def test_a_refused_train_leaves_no_empty_run_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       tiny_model_dir: Path) -> None:
+    from mindprint_interfaces import DataValidationError, create_backend
+
+    monkeypatch.chdir(tmp_path)
+    backend = create_backend("mlx", device="cpu", dtype="float32", seed=0)
+    trainer = backend.create_sft_trainer(backend.load_model(tiny_model_dir), {"max_steps": 1})
+    with pytest.raises(DataValidationError):
+        trainer.train([{"instruction": "no output"}])
+    assert list((tmp_path / "outputs").iterdir()) == []

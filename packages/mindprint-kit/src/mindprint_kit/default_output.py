@@ -30,13 +30,18 @@ def _default_output_dir(config: Any) -> Any:
     return None
 
 
+def is_default_output(config: Any) -> bool:
+    """True when ``output_dir`` is left at its default (then each ``train()`` gets a run directory of its own)."""
+    return str(config.output_dir) == str(_default_output_dir(config))
+
+
 CHECKPOINTS_SUFFIX = "-checkpoints"
 
 
 def resumed_adapter_dir(config: Any, resume: Any) -> Path:
     """The adapter directory of the run that ``resume`` (a ``checkpoint-<step>`` path, or True) continues."""
     output_dir = Path(config.output_dir)
-    if str(config.output_dir) != str(_default_output_dir(config)):
+    if not is_default_output(config):
         return output_dir / DEFAULT_ADAPTER_DIR  # the user chose where this run writes (it may differ from the old)
     if resume is True:
         runs = sorted(output_dir.glob(f"*/{DEFAULT_ADAPTER_DIR}{CHECKPOINTS_SUFFIX}/checkpoint-*"),
@@ -51,7 +56,7 @@ def resumed_adapter_dir(config: Any, resume: Any) -> Path:
 def default_adapter_dir(config: Any, *, now: datetime | None = None) -> Path:
     """The adapter directory of a ``train()`` call without ``adapter_dir`` (see the module docstring)."""
     output_dir = Path(config.output_dir)
-    if str(config.output_dir) != str(_default_output_dir(config)):
+    if not is_default_output(config):
         return output_dir / DEFAULT_ADAPTER_DIR
     method = type(config).__name__.removesuffix("Config").lower() or "train"
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")

@@ -111,15 +111,22 @@ class KitTrainer(Generic[C, M]):
         ``resume_from_checkpoint``: a ``checkpoint-<step>`` directory (written by either backend) or True (the
         newest complete one under ``output_dir``): continue that run at its step, with its optimizer state,
         schedule position, data order and RNG (see :mod:`mindprint_kit.checkpoints`)."""
-        from .default_output import default_adapter_dir, resumed_adapter_dir
+        from .default_output import default_adapter_dir, is_default_output, resumed_adapter_dir
 
+        fresh_run: Path | None = None  # the run directory this call claimed, if it did
         if adapter_dir is not None:
             target = Path(adapter_dir)
         elif resume_from_checkpoint is not None and resume_from_checkpoint is not False:
             target = resumed_adapter_dir(self.config, resume_from_checkpoint)  # the run being continued
         else:
             target = default_adapter_dir(self.config)
-        return self._run(train_data, target, source="<train_data>", resume=resume_from_checkpoint)
+            fresh_run = target.parent if is_default_output(self.config) else None
+        try:
+            return self._run(train_data, target, source="<train_data>", resume=resume_from_checkpoint)
+        except BaseException:
+            if fresh_run is not None and fresh_run.is_dir() and not any(fresh_run.iterdir()):
+                fresh_run.rmdir()  # refused before any work: no empty run directory is left behind
+            raise
 
     def train_on_topic(self, topic_data: Sequence[Mapping[str, Any]], topic_id: str) -> TrainingResult:
         """Deprecated: ``train(data, adapter_dir=<output_dir>/<topic_id>)`` (topic naming is the pipeline's)."""
