@@ -41,6 +41,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from mindprint_interfaces import AdapterConfig, AdapterFormatError, ConfigError
+from mindprint_interfaces.checkpoint_layout import PREFIX, STATE_FILE
 from mindprint_interfaces.configs import TrainConfigBase
 from mindprint_interfaces.fileio import atomic_directory, recover_directory
 
@@ -48,11 +49,9 @@ from . import schedule
 from .adapter_files import check_base
 
 FORMAT_VERSION = 1
-PREFIX = "checkpoint-"
 OPTIMIZER_FILE = "optimizer.safetensors"
 RNG_FILE = "rng_state.safetensors"
 TRAINER_STATE_FILE = "trainer_state.json"
-STATE_FILE = "mindprint_state.json"
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 REFERENCE_DIR = "reference"  # the initial policy (reference: initial_policy), PEFT layout
 _NAME = re.compile(r"^checkpoint-(\d+)$")

@@ -230,8 +230,10 @@ class KitTrainer(Generic[C, M]):
     def _checkpoint_root(self, target: Path) -> Path:
         """Where ``checkpoint-<step>/`` go: ``output_dir`` for the default adapter directory (HF's layout), else
         ``<adapter_dir>-checkpoints`` beside it (so stages and topics sharing an output_dir never collide)."""
+        from mindprint_interfaces.checkpoint_layout import checkpoint_root
+
         default = Path(self.config.output_dir) / DEFAULT_ADAPTER_DIR
-        return Path(self.config.output_dir) if target == default else target.parent / f"{target.name}-checkpoints"
+        return Path(self.config.output_dir) if target == default else checkpoint_root(target)
 
     def _write_checkpoint(self, progress: RunProgress, num_examples: int, target: Path) -> None:
         if not self._is_main():
