@@ -6,7 +6,7 @@ continues that stage (same attempt, same stage) from its newest checkpoint. Same
 equals the uninterrupted one bitwise (every later loss with ``==``, the final adapter ``array_equal``; the
 finished SFT of topic 1 is not trained again). Across backends (stopped on one, resumed on the other) the
 later losses stay within the parity tolerance (tests/parity) of an uninterrupted run on the second backend.
-A SIGKILL inside topic 1's DPO (in a child process, MLX) is resumed the same way.
+A SIGKILL inside topic 1's DPO (in a child process, MLX; marked slow) is resumed the same way.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from mindprint_pipeline import DPOPipeline, PipelineConfig, PipelineInterrupted
 from mindprint_pipeline.checkpoint import load_state
 
 from .conftest import DATA, Recorder, make_backend
+
+pytestmark = [pytest.mark.torch, pytest.mark.mlx]
 
 T1, T2 = "u/c/t1", "u/c/t2"
 SFT = [{"instruction": f"Question {i} about {t}?", "output": f"Answer {i} about {t}, kindly.", "topic_id": topic}
@@ -100,7 +102,10 @@ def _interrupt(be: Backend, cfg: PipelineConfig, stage: str, topic: str) -> int:
     return newest
 
 
-@pytest.mark.parametrize(("stage", "topic"), [("sft", T2), ("dpo", T1)])
+# torch runs the DPO case only (it covers the skipped SFT and the stage resume; each torch curriculum costs tens of
+# seconds on a loaded 2-core machine); MLX both.
+@pytest.mark.parametrize(("uninterrupted", "stage", "topic"),
+                         [("mlx", "sft", T2), ("mlx", "dpo", T1), ("pytorch", "dpo", T1)], indirect=["uninterrupted"])
 def test_resume_continues_the_interrupted_stage_bitwise(uninterrupted: tuple[str, Any, Recorder], stage: str,
                                                          topic: str, tiny_model_dir: Path, tmp_path: Path) -> None:
     name, full, full_rec = uninterrupted
@@ -155,6 +160,7 @@ def test_resume_on_the_other_backend(first: str, uninterrupted: tuple[str, Any, 
 
 
 @pytest.mark.mlx
+@pytest.mark.slow  # measured 63 s on the 2-core machine under load (a child process loading MLX, then the resume)
 @pytest.mark.parametrize("uninterrupted", ["mlx"], indirect=True)
 def test_sigkill_inside_a_topic_then_resume(uninterrupted: tuple[str, Any, Recorder], tiny_model_dir: Path,
                                             tmp_path: Path) -> None:

@@ -40,8 +40,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from mindprint_interfaces import AdapterConfig, AdapterFormatError, ConfigError
-from mindprint_interfaces.checkpoint_layout import PREFIX, STATE_FILE
+from mindprint_interfaces import AdapterConfig, AdapterFormatError, ConfigError, checkpoint_layout
 from mindprint_interfaces.configs import TrainConfigBase
 from mindprint_interfaces.fileio import atomic_directory, recover_directory
 
@@ -49,6 +48,8 @@ from . import schedule
 from .adapter_files import check_base
 
 FORMAT_VERSION = 1
+PREFIX = checkpoint_layout.PREFIX  # checkpoint-<step>/ (the names are shared with the pipeline)
+STATE_FILE = checkpoint_layout.STATE_FILE
 OPTIMIZER_FILE = "optimizer.safetensors"
 RNG_FILE = "rng_state.safetensors"
 TRAINER_STATE_FILE = "trainer_state.json"
