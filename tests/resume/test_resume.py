@@ -179,15 +179,6 @@ def test_a_finished_run_is_not_resumed(tiny_model_dir: Path, tmp_path: Path) -> 
         run(backend("pytorch"), tiny_model_dir, _cfg(tmp_path, max_steps=2), resume=tmp_path / "checkpoint-2")
 
 
-def test_dpo_with_initial_policy_reference_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from mindprint_interfaces.testing import PREFERENCES
-
-    be = backend("mlx")
-    trainer = be.create_dpo_trainer(be.load_model(tiny_model_dir), {"max_steps": 2, "output_dir": str(tmp_path)})
-    with pytest.raises(ConfigError, match="reference='initial_policy' cannot resume yet"):
-        trainer.train(PREFERENCES, resume_from_checkpoint=True)
-
-
 def test_torch_resume_hooks_must_be_taken() -> None:
     from mindprint_interfaces import TrainingError
     from mindprint_torch._compat import transformers as compat

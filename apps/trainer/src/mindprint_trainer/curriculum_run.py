@@ -1,8 +1,8 @@
 """``mindprint train``: the curriculum pipeline (SFT -> evaluate -> DPO per topic) with a run directory.
 
-Ctrl-C stops the run; the pipeline's checkpoint (written after every finished topic) stays in
-``RUN_DIR/checkpoints`` and ``mindprint train --resume RUN_DIR`` continues after the last
-finished topic.
+Ctrl-C stops the run; the pipeline's checkpoint (written after every finished topic, and inside a topic
+after every finished stage) stays in ``RUN_DIR/checkpoints`` and ``mindprint train --resume RUN_DIR``
+continues there: inside the interrupted stage from its newest step checkpoint when ``save_steps`` is set.
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
     def interrupted() -> KeyboardInterrupt:
         rows = topic_rows(list(display.topic_results.values()), pipeline_cfg, _pairs(pipeline))
         finish_run(run, f"{title} (interrupted)", topics=rows, facts=base_facts)
-        console.print(f"[yellow]interrupted[/]: the checkpoint after the last finished topic is in "
+        console.print(f"[yellow]interrupted[/]: the checkpoint after the last finished topic (and stage) is in "
                       f"{run.checkpoint_dir}\nresume with: [bold]mindprint train --resume {run.path}[/]")
         return KeyboardInterrupt()
 

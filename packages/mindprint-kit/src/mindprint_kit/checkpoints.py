@@ -11,6 +11,10 @@
   backend (``torch.cpu``, ``numpy.*``, ``python.state``, ``mlx.key``); a backend restores its own keys;
 * ``trainer_state.json`` — HF ``TrainerState`` field names only (``global_step``, ``epoch``, ``max_steps``,
   ``log_history`` = the metric history, ...), so the HF Trainer reads it as its own;
+* ``reference/`` (DPO/KTO with ``reference: initial_policy`` only) — the adapter as it was when the run started,
+  in the PEFT layout: the fixed reference a resumed run computes its reference log-probs from (the policy has
+  moved on by then). ``reference: model`` stores no weights; the fingerprint holds a content hash of the
+  reference model (:func:`reference_model_record`) so a changed reference is refused;
 * ``mindprint_state.json`` — written last: the format version, the scheduler position, the data-order
   position (the kit plan's epoch, step in epoch and that epoch's permutation), the run counters, the
   fingerprint (base model record, LoRA shape/targets, a content hash of the tokenized set, the training keys
@@ -36,7 +40,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from mindprint_interfaces import AdapterConfig, AdapterFormatError, ConfigError
+from mindprint_interfaces import AdapterConfig, AdapterFormatError, ConfigError, checkpoint_layout
 from mindprint_interfaces.configs import TrainConfigBase
 from mindprint_interfaces.fileio import atomic_directory, recover_directory
 
@@ -44,12 +48,13 @@ from . import schedule
 from .adapter_files import check_base
 
 FORMAT_VERSION = 1
-PREFIX = "checkpoint-"
+PREFIX = checkpoint_layout.PREFIX  # checkpoint-<step>/ (the names are shared with the pipeline)
+STATE_FILE = checkpoint_layout.STATE_FILE
 OPTIMIZER_FILE = "optimizer.safetensors"
 RNG_FILE = "rng_state.safetensors"
 TRAINER_STATE_FILE = "trainer_state.json"
-STATE_FILE = "mindprint_state.json"
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
+REFERENCE_DIR = "reference"  # the initial policy (reference: initial_policy), PEFT layout
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 
 # Settings that do not change what is trained: they may differ between the run and its resume.
@@ -140,6 +145,13 @@ class CheckpointData:
 class Checkpoint:
     path: Path
     data: CheckpointData
+    files: tuple[str, ...] = ()  # every file the checkpoint recorded (relative paths)
+
+    @property
+    def reference(self) -> Path | None:
+        """The stored initial-policy adapter (``reference/``), when the checkpoint has one."""
+        names = {f"{REFERENCE_DIR}/{n}" for n in ADAPTER_FILES}
+        return self.path / REFERENCE_DIR if names <= set(self.files) else None
 
 
 def _sha256(path: Path) -> str:
@@ -160,8 +172,10 @@ def checkpoint_dirs(root: str | Path) -> list[tuple[int, Path]]:
 
 
 def write_checkpoint(root: str | Path, data: CheckpointData, write_adapter: Callable[[Path], None], *,
-                     limit: int | None = None) -> Path:
-    """Write ``<root>/checkpoint-<step>`` atomically, then prune to the newest ``limit`` (None/0: keep all)."""
+                     limit: int | None = None, reference: Mapping[str, bytes] | None = None) -> Path:
+    """Write ``<root>/checkpoint-<step>`` atomically, then prune to the newest ``limit`` (None/0: keep all).
+
+    ``reference``: the initial policy's adapter files (name -> bytes), stored under ``reference/``."""
     target = Path(root) / f"{PREFIX}{data.global_step}"
     with atomic_directory(target) as tmp:
         staging = tmp / "adapter"
@@ -169,6 +183,10 @@ def write_checkpoint(root: str | Path, data: CheckpointData, write_adapter: Call
         for name in ADAPTER_FILES:
             (staging / name).replace(tmp / name)
         shutil.rmtree(staging)
+        if reference:
+            (tmp / REFERENCE_DIR).mkdir()
+            for name, content in sorted(reference.items()):
+                (tmp / REFERENCE_DIR / name).write_bytes(content)
         tensors: dict[str, np.ndarray] = {}
         for name, moments in sorted(data.moments.items()):
             for kind in ("exp_avg", "exp_avg_sq"):
@@ -186,7 +204,7 @@ def write_checkpoint(root: str | Path, data: CheckpointData, write_adapter: Call
             "is_hyper_param_search": False, "trial_name": None, "trial_params": None, "stateful_callbacks": {},
         }
         (tmp / TRAINER_STATE_FILE).write_text(json.dumps(trainer_state, indent=2) + "\n", encoding="utf-8")
-        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        files = {p.relative_to(tmp).as_posix(): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         state = {
             "format": FORMAT_VERSION, "backend": data.backend, "global_step": data.global_step,
             "total_steps": data.total_steps, "optimizer_step": data.optimizer_step,
@@ -245,7 +263,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         counters=dict(state.get("counters") or {}), order=dict(state.get("data_order") or {}),
         train_batch_size=int(trainer_state.get("train_batch_size") or 0),
     )
-    return Checkpoint(directory, data)
+    return Checkpoint(directory, data, tuple(sorted(dict(state.get("files") or {}))))
 
 
 def latest_checkpoint(root: str | Path) -> Path | None:
@@ -297,6 +315,10 @@ def check_resumable(checkpoint: Checkpoint, current: Mapping[str, Any], base: Ma
         problems.append(f"changed data: the tokenized training set differs ({data_a.get('examples')} examples, "
                         f"sha256 {str(data_a.get('sha256'))[:12]} in the checkpoint vs {data_b.get('examples')}, "
                         f"{str(data_b.get('sha256'))[:12]} now)")
+    ref_a, ref_b = saved.get("reference"), current.get("reference")
+    if _reference_key(ref_a) != _reference_key(ref_b):
+        problems.append(f"another reference model ({_describe_reference(ref_a)} in the checkpoint vs "
+                        f"{_describe_reference(ref_b)} now)")
     keys_a, keys_b = saved.get("training") or {}, current.get("training") or {}
     for key in sorted(set(keys_a) | set(keys_b)):
         if keys_a.get(key) != keys_b.get(key):
@@ -304,3 +326,46 @@ def check_resumable(checkpoint: Checkpoint, current: Mapping[str, Any], base: Ma
     if problems:
         raise ConfigError(f"{where}: cannot resume this run from it: " + "; ".join(problems),
                           key="resume_from_checkpoint")
+
+
+# -- the reference model of DPO/KTO (reference: model) -------------------------------------------------------------
+def reference_model_record(model_dir: str | Path, adapter: Mapping[Any, tuple[np.ndarray, np.ndarray]] | None
+                           ) -> dict[str, Any]:
+    """A backend-neutral fingerprint of an explicit reference model: sha256 of its weight files (``*.safetensors``
+    and ``config.json`` of ``model_dir``) and of its LoRA adapter's weights (PEFT orientation, fp32), if any.
+
+    The path is kept for messages only: a copied run directory (another machine) still resumes."""
+    directory = Path(model_dir)
+    digest = hashlib.sha256()
+    names = sorted(p.name for p in directory.iterdir() if p.is_file() and (p.suffix == ".safetensors"
+                                                                          or p.name == "config.json")) \
+        if directory.is_dir() else []
+    for name in names:
+        digest.update(name.encode() + b"\0" + _sha256(directory / name).encode())
+    adapter_digest = None
+    if adapter:
+        lora = hashlib.sha256()
+        for site in sorted(adapter):
+            for array in adapter[site]:
+                value = np.ascontiguousarray(array, dtype=np.float32)
+                lora.update(json.dumps([_jsonable(site), list(value.shape)]).encode())
+                lora.update(value.tobytes())
+        adapter_digest = lora.hexdigest()
+    return {"path": str(model_dir), "weights_sha256": digest.hexdigest() if names else None,
+            "adapter_sha256": adapter_digest}
+
+
+def _reference_key(record: Any) -> Any:
+    """What must agree: the hashes (not the path, which a copied run directory changes)."""
+    if not isinstance(record, Mapping):
+        return record
+    return {k: v for k, v in record.items() if k != "path"}
+
+
+def _describe_reference(record: Any) -> str:
+    if not isinstance(record, Mapping):
+        return "none"
+    parts = [f"weights sha256 {str(record.get('weights_sha256'))[:12]}"]
+    if record.get("adapter_sha256"):
+        parts.append(f"adapter sha256 {str(record.get('adapter_sha256'))[:12]}")
+    return f"{record.get('path')}: " + ", ".join(parts)

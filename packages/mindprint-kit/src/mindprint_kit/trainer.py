@@ -90,6 +90,8 @@ class KitTrainer(Generic[C, M]):
         self.last_result: TrainingResult | None = None
         self._resume: checkpoints.Checkpoint | None = None  # the checkpoint this run continues (set by _run)
         self._fingerprint: dict[str, Any] = {}
+        self._reference_files: dict[str, bytes] | None = None  # the initial policy's adapter files (checkpoints)
+        self._resumed_policy: Any = None  # a resumed run's policy weights, until the reference is fixed
 
     # -- Trainer protocol ------------------------------------------------------------------------------------------
     def get_model(self) -> M:
@@ -207,6 +209,16 @@ class KitTrainer(Generic[C, M]):
         """The AdapterConfig of the live adapter (presets resolved)."""
         return self.config.adapter_config()
 
+    def _reference_kind(self) -> str | None:
+        """``initial_policy`` / ``base`` / ``model`` for a method with a reference (DPO, KTO), else None."""
+        kind = getattr(self.config, "reference", None)
+        return str(kind) if kind is not None else None
+
+    def _reference_record(self) -> dict[str, Any] | None:
+        """With ``reference: model``: the reference model's fingerprint
+        (:func:`mindprint_kit.checkpoints.reference_model_record`), so a resume refuses a changed reference."""
+        return None
+
     def _loop_counters(self) -> dict[str, Any]:
         """Run counters a resume continues from (samples_seen, samples_trained, num_tokens)."""
         return {}
@@ -218,8 +230,10 @@ class KitTrainer(Generic[C, M]):
     def _checkpoint_root(self, target: Path) -> Path:
         """Where ``checkpoint-<step>/`` go: ``output_dir`` for the default adapter directory (HF's layout), else
         ``<adapter_dir>-checkpoints`` beside it (so stages and topics sharing an output_dir never collide)."""
+        from mindprint_interfaces.checkpoint_layout import checkpoint_root
+
         default = Path(self.config.output_dir) / DEFAULT_ADAPTER_DIR
-        return Path(self.config.output_dir) if target == default else target.parent / f"{target.name}-checkpoints"
+        return Path(self.config.output_dir) if target == default else checkpoint_root(target)
 
     def _write_checkpoint(self, progress: RunProgress, num_examples: int, target: Path) -> None:
         if not self._is_main():
@@ -235,17 +249,37 @@ class KitTrainer(Generic[C, M]):
             train_batch_size=self.config.per_device_batch_size, logging_steps=self.config.logging_steps,
             save_steps=self.config.save_steps, num_train_epochs=float(self.config.num_epochs))
         checkpoints.write_checkpoint(self._checkpoint_root(target), data, self._save_adapter_files,
-                                     limit=getattr(self.config, "save_total_limit", None))
+                                     limit=getattr(self.config, "save_total_limit", None),
+                                     reference=self._reference_files)
+
+    def _capture_reference(self) -> None:
+        """With ``reference: initial_policy`` and checkpoints on: keep the adapter files of the run's start, which
+        every checkpoint stores (``reference/``) so a resumed run recomputes the same reference."""
+        import tempfile
+
+        self._reference_files = None
+        if self._reference_kind() != "initial_policy" or not self.config.save_steps or not self._is_main():
+            return
+        with tempfile.TemporaryDirectory(prefix="mindprint-reference-") as tmp:
+            written = Path(tmp) / "adapter"
+            self._save_adapter_files(written)
+            self._reference_files = {name: (written / name).read_bytes() for name in checkpoints.ADAPTER_FILES}
+
+    def _apply_resumed_policy(self) -> None:
+        """Called by a backend once its reference is fixed (log-probs computed or adapter copied): a resumed
+        ``initial_policy`` run computed it from the checkpoint's ``reference/`` adapter; now the policy continues
+        from the checkpoint's adapter."""
+        if self._resumed_policy is not None:
+            self._restore(self._resumed_policy)
+            self._resumed_policy = None
 
     def _begin_resume(self, resume: PathLike | bool | None, target: Path, progress: RunProgress) -> None:
         """Check the checkpoint against this run, load its adapter and history; the step loop reads the rest."""
         self._resume = None
+        self._resumed_policy = None
         if resume is None or resume is False:
+            self._capture_reference()
             return
-        reference = getattr(self.config, "reference", None)
-        if reference in ("initial_policy", "model"):
-            raise ConfigError(f"resume_from_checkpoint: reference={reference!r} cannot resume yet: the reference "
-                              "model is not part of a checkpoint; use reference: base", key="reference")
         found = checkpoints.resolve(resume if resume is True else Path(resume), self._checkpoint_root(target))
         checkpoints.check_resumable(found, self._fingerprint, self._base_record())
         if found.data.global_step >= found.data.total_steps:
@@ -253,6 +287,16 @@ class KitTrainer(Generic[C, M]):
                               f"(step {found.data.global_step} of {found.data.total_steps})",
                               key="resume_from_checkpoint")
         self._load_checkpoint_adapter(found.path)
+        if self._reference_kind() == "initial_policy":
+            reference = found.reference
+            if reference is None:
+                raise ConfigError(f"resume_from_checkpoint: {found.path}: no reference/ adapter (the initial policy "
+                                  "the reference is computed from; written by mindprint since checkpoint format "
+                                  f"{checkpoints.FORMAT_VERSION} with reference: initial_policy)", key="reference")
+            self._resumed_policy = self._snapshot()
+            self._load_checkpoint_adapter(reference)  # the reference is computed from it, then the policy returns
+            self._reference_files = ({name: (reference / name).read_bytes() for name in checkpoints.ADAPTER_FILES}
+                                     if self._is_main() else None)
         progress.history[:] = [dict(h) for h in found.data.history]
         progress.global_step = found.data.global_step
         self._resume = found
@@ -279,10 +323,13 @@ class KitTrainer(Generic[C, M]):
         if self.config.save_steps or (resume is not None and resume is not False):
             self._fingerprint = checkpoints.fingerprint(type(self.config).__name__, self.config,
                                                         self._live_adapter_config(), prepared.examples)
+            record = self._reference_record()
+            if record is not None:
+                self._fingerprint["reference"] = record
         self._begin_resume(resume, target, progress)  # a checkpoint of another run raises here
         # The weights of a save are only "good" once a later step computed a finite loss with them (or the run
         # ended normally): a save right after an exploding step (finite but huge weights) is still pending then.
-        good = self._snapshot()
+        good = self._resumed_policy if self._resumed_policy is not None else self._snapshot()
         confirmed = False  # does ``target`` hold a confirmed save of this run?
         pending: Any = None  # the snapshot of the last save, while unconfirmed
         pending_step = 0

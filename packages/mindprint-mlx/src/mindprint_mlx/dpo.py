@@ -87,6 +87,19 @@ class MLXDPOTrainer(MLXTrainerBase[DPOConfig]):
         return prepare_preferences(self._model.tokenizer, data, self.config, source)
 
     # -- reference -------------------------------------------------------------------------------------------------
+    def _reference_kind(self) -> str | None:
+        return self.reference
+
+    def _reference_record(self) -> dict[str, Any] | None:
+        if self.reference != "model" or self.ref_model is None:
+            return None
+        from mindprint_kit.checkpoints import reference_model_record
+
+        from .adapters import live_weights
+
+        ref = self.ref_model
+        return reference_model_record(ref.model_path, live_weights(ref.module) if ref.has_adapter() else None)
+
     def reference_logps(self, pairs: Sequence[TokenizedPair]) -> tuple[Any, Any]:
         """(ref_chosen, ref_rejected) for every pair, per ``self.reference``, without gradients."""
         source = self.ref_model if self.reference == "model" and self.ref_model is not None else self._model

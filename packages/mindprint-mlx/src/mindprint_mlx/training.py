@@ -237,6 +237,7 @@ class MLXTrainerBase(KitTrainer[C, MLXModel]):
         distinct: set[int] = set()  # samples_trained: distinct examples trained on (as torch)
         num_tokens = 0
         self._start(examples)
+        self._apply_resumed_policy()  # a resumed initial_policy run: reference fixed, the policy continues
         optimizer = make_optimizer(cfg)
         self._optimizer = optimizer
         self._counters: dict[str, Any] = {}

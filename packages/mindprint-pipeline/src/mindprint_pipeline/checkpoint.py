@@ -6,6 +6,11 @@ with its results, and which units were merged. Adapters themselves live next to 
 ``<checkpoint_dir>/adapters/`` (saved atomically by the backend) and are never overwritten
 once a state references them, so the state on disk is always consistent: a crash or Ctrl-C
 at any point leaves the checkpoint of the last completed topic.
+
+Inside a topic the state also records the attempt in progress (``current``: the topic, the attempt, the
+results of its earlier attempts and the stages of this attempt that finished). With ``save_steps`` set the
+stage trainers write step checkpoints next to their adapters, so a resume continues the interrupted stage
+from its newest step checkpoint rather than the topic from its start (see ``DPOPipeline``).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class PipelineState:
     unit_times: dict[str, float] = field(default_factory=dict)
     elapsed_seconds: float = 0.0
     backend: str | None = None
+    current: dict[str, Any] | None = None  # the topic attempt in progress: {"topic", "attempt", "history", "stages"}
     version: int = STATE_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,6 +59,7 @@ class PipelineState:
             "unit_times": dict(self.unit_times),
             "elapsed_seconds": self.elapsed_seconds,
             "backend": self.backend,
+            "current": self.current,
         }
 
     @classmethod
@@ -71,6 +78,7 @@ class PipelineState:
                 unit_times={k: float(v) for k, v in data.get("unit_times", {}).items()},
                 elapsed_seconds=float(data.get("elapsed_seconds", 0.0)),
                 backend=data.get("backend"),
+                current=dict(data["current"]) if data.get("current") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint state is malformed: {exc!r}") from None

@@ -8,7 +8,9 @@ Per topic (docs/architecture.md; the package README has the full flow)::
     passed if (accuracy + voice) / 2 >= topic_pass_threshold, else retry (a real retrain from the
     topic's starting adapter, with another seed) up to max_retries_per_topic, then failed
 
-After every topic the adapter and ``state.json`` are checkpointed atomically; after every unit
+After every topic the adapter and ``state.json`` are checkpointed atomically (and, inside a topic, the attempt in
+progress and the stages it finished); with ``save_steps`` in a stage's section its trainer also writes step
+checkpoints, so ``resume`` continues an interrupted stage from its newest one (:mod:`.stage_resume`). After every unit
 (``merge_after_unit``) the unit's adapter is merged into the base through the backend's verified
 ``save_pretrained`` and the next unit trains fresh adapters on the merged model.
 
@@ -17,6 +19,7 @@ This module never imports torch, mlx, transformers or numpy: the backend does al
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -36,6 +39,7 @@ from .curriculum import Curriculum, RecordsInput, Topic, id_dirname, load_curric
 from .evaluation import DefaultEvaluator, check_scores
 from .events import PipelineCallback, PipelineInterrupted, StepForwarder
 from .progress import AttemptResult, ChapterProgress, PipelineResult, TopicProgress, UnitProgress
+from .stage_resume import resume_point
 
 log = logging.getLogger("mindprint_pipeline")
 
@@ -295,8 +299,9 @@ class DPOPipeline:
 
     def _run_topic(self, session: _Session, topic: Topic) -> TopicProgress:
         state = session.state
-        progress = self._train_topic(topic, state.base_model_path, state.adapter_path, session.checkpoint_dir)
+        progress = self._train_topic(session, topic, state.base_model_path, state.adapter_path)
         state.topics[topic.id] = progress
+        state.current = None
         state.adapter_path = progress.adapter_path
         unit = topic.unit
         state.unit_times[unit] = state.unit_times.get(unit, 0.0) + progress.time_seconds
@@ -308,15 +313,29 @@ class DPOPipeline:
             raise _Stop(f"stop_after_topics={session.stop_after} reached")
         return progress
 
-    def _train_topic(self, topic: Topic, base: str, start_adapter: str | None, ckpt: Path) -> TopicProgress:
+    def _train_topic(self, session: _Session, topic: Topic, base: str, start_adapter: str | None) -> TopicProgress:
         cfg = self.config
+        state = session.state
         progress = TopicProgress(topic.id, topic.index)
         log.info("topic %s (%d SFT, %d pairs)", topic.id, len(topic.sft), len(topic.preferences))
-        for attempt in range(cfg.max_retries_per_topic + 1):
+        current = state.current if state.current and state.current.get("topic") == topic.id else None
+        first = 0
+        if current is not None:  # interrupted inside this topic: its finished attempts stand, the attempt continues
+            progress.history = [AttemptResult.from_dict(h) for h in current.get("history", [])]
+            progress.attempts = len(progress.history)
+            first = int(current.get("attempt", len(progress.history)))
+            log.info("resume: topic %s continues attempt %d (stages done: %s)", topic.id, first,
+                     ", ".join(current.get("stages") or {}) or "none")
+        for attempt in range(first, cfg.max_retries_per_topic + 1):
             for cb in self.callbacks:
                 cb.on_topic_start(topic.id, attempt)
-            adapter_dir = ckpt / "adapters" / f"{topic.index:03d}-{_slug(topic.id)}" / f"attempt-{attempt}"
-            result = self._attempt(topic, attempt, base, start_adapter, adapter_dir)
+            resumed = dict(current.get("stages") or {}) if current is not None and attempt == first else None
+            state.current = {"topic": topic.id, "attempt": attempt, "stages": dict(resumed or {}),
+                             "history": [dataclasses.asdict(h) for h in progress.history]}
+            self._save(session)  # the attempt in progress: a resume continues it
+            adapter_dir = (session.checkpoint_dir / "adapters" / f"{topic.index:03d}-{_slug(topic.id)}"
+                           / f"attempt-{attempt}")
+            result = self._attempt(session, topic, attempt, base, start_adapter, adapter_dir, resumed)
             progress.history.append(result)
             progress.attempts = attempt + 1
             log.info("topic %s attempt %d: accuracy %.3f voice %.3f score %.3f%s%s", topic.id, attempt,
@@ -337,29 +356,56 @@ class DPOPipeline:
         progress.adapter_path = best.adapter_path
         return progress
 
-    def _attempt(self, topic: Topic, attempt: int, base: str, start_adapter: str | None,
-                 adapter_dir: Path) -> AttemptResult:
+    def _stage_done(self, session: _Session, stage: str, record: dict[str, Any]) -> None:
+        """Record a finished stage of the attempt in progress (``state.current``) and checkpoint the state."""
+        current = session.state.current
+        if current is not None:
+            current.setdefault("stages", {})[stage] = record
+            self._save(session)
+
+    def _attempt(self, session: _Session, topic: Topic, attempt: int, base: str, start_adapter: str | None,
+                 adapter_dir: Path, resumed: Mapping[str, Any] | None = None) -> AttemptResult:
+        """One attempt; ``resumed`` (the stages this attempt finished before a resume) continues an interrupted
+        one: finished stages are not trained again, the interrupted stage continues from its step checkpoint."""
         cfg = self.config
         seed = cfg.seed + topic.index * SEED_STRIDE + attempt
         result = AttemptResult(attempt=attempt, seed=seed)
         started = time.monotonic()
+        resuming = resumed is not None
+        sft_done: dict[str, Any] | None = dict(resumed["sft"]) if resumed and resumed.get("sft") else None
         try:
-            model = self._load(base, start_adapter)  # a retry really restarts from the topic's starting state
             run_dir = Path(cfg.output_dir) / "runs" / _slug(topic.id) / f"attempt-{attempt}"
             cut: dict[str, float] = {}
             eval_records = topic.eval_records(cfg.eval_max_records)
-            if cfg.sft_before_preference:
+            scores: Mapping[str, float] | None = None
+            if sft_done is not None:  # SFT of this attempt finished before the interruption: its adapter is on disk
+                log.info("resume: topic %s attempt %d: SFT finished before (%s)", topic.id, attempt, sft_done["adapter"])
+                model = self._load(base, str(sft_done["adapter"]))
+                result.sft_loss, result.sft_samples = float(sft_done["loss"]), int(sft_done["samples"])
+                cut.update(sft_done.get("cut") or {})
+                scores = sft_done.get("scores")
+            else:
+                model = self._load(base, start_adapter)  # a retry really restarts from the topic's starting state
+            if cfg.sft_before_preference and sft_done is None:
                 sft = self.backend.create_sft_trainer(model, cfg.sft_config(seed=seed, output_dir=run_dir / "sft"),
                                                       callbacks=[StepForwarder("sft", topic.id, self.callbacks)])
-                sft_result = sft.train(topic.sft_records(), adapter_dir=run_dir / "sft" / trainer_topic_id(topic.id))
+                sft_dir = run_dir / "sft" / trainer_topic_id(topic.id)
+                sft_result = sft.train(topic.sft_records(), adapter_dir=sft_dir, resume_from_checkpoint=resume_point(
+                    sft_dir, resuming=resuming, what=f"topic {topic.id} attempt {attempt} SFT"))
                 result.sft_loss, result.sft_samples = sft_result.final_loss, sft_result.samples_trained
                 cut.update(_truncation("sft", sft_result.metrics))
                 if not sft_result.success or not math.isfinite(sft_result.final_loss):
                     result.error = f"SFT failed: {sft_result.error_message or f'loss {sft_result.final_loss}'}"
                     return result
                 model = sft.get_model()
-            with phase("evaluate", detail=f"{topic.id} after {'SFT' if cfg.sft_before_preference else 'loading'}"):
-                scores = self.evaluator.evaluate(model, eval_records)
+                sft_done = {"loss": result.sft_loss, "samples": result.sft_samples, "cut": dict(cut),
+                            "adapter": sft_result.adapter_path}
+                self._stage_done(session, "sft", sft_done)
+            if scores is None:
+                with phase("evaluate", detail=f"{topic.id} after {'SFT' if cfg.sft_before_preference else 'loading'}"):
+                    scores = self.evaluator.evaluate(model, eval_records)
+                if sft_done is not None:  # a resume after this point does not evaluate again
+                    self._stage_done(session, "sft", {**sft_done, "scores": {k: float(v) for k, v in scores.items()}})
             accuracy, voice = check_scores(scores, self.evaluator)
             result.accuracy_after_sft, result.voice_after_sft = accuracy, voice
             # Without SFT (reference-free ORPO/CPO) the preference stage is the topic's training: it always runs.
@@ -371,8 +417,11 @@ class DPOPipeline:
                 pref = self.backend.create_trainer(method, model,
                                                    cfg.preference_config(seed=seed, output_dir=run_dir / method),
                                                    callbacks=[StepForwarder("dpo", topic.id, self.callbacks)])
-                pref_result = pref.train(topic.preference_records(),
-                                         adapter_dir=run_dir / method / trainer_topic_id(topic.id))
+                pref_dir = run_dir / method / trainer_topic_id(topic.id)
+                pref_result = pref.train(topic.preference_records(), adapter_dir=pref_dir,
+                                         resume_from_checkpoint=resume_point(
+                                             pref_dir, resuming=resuming,
+                                             what=f"topic {topic.id} attempt {attempt} {method.upper()}"))
                 result.dpo_applied = True
                 result.dpo_loss, result.dpo_samples = pref_result.final_loss, pref_result.samples_trained
                 cut.update(_truncation("dpo", pref_result.metrics))

@@ -144,6 +144,16 @@ class PyTorchDPOTrainer(PyTorchTrainerBase[DPOConfig]):
     def _prepare(self, data: Sequence[Mapping[str, Any]], source: str) -> Prepared[TokenizedPair]:
         return prepare_preferences(self._model.tokenizer, data, self.config, source)
 
+    def _reference_record(self) -> dict[str, Any] | None:
+        if self.ref_model is None:
+            return None
+        from mindprint_kit.checkpoints import reference_model_record
+
+        from .adapters import live_weights
+
+        ref = self.ref_model
+        return reference_model_record(ref.name_or_path, live_weights(ref) if ref.has_adapter() else None)
+
     def _dataset(self, prepared: Prepared[TokenizedPair]) -> Any:
         from datasets import Dataset
 

@@ -262,6 +262,7 @@ class PyTorchTrainerBase(KitTrainer[C, PyTorchModel]):
         try:
             with quiet_datasets():
                 trainer = self._build(self._dataset(prepared), bridge)
+            self._apply_resumed_policy()  # TRL fixed the reference in __init__ ("ref" copy / precomputed log-probs)
             trainer.remove_callback(PrinterCallback)  # progress goes through our callbacks, not stdout
             self.trl_trainer = trainer
             if self._resume is None:
