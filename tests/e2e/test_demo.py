@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-BUDGET_SECONDS = 600  # the issue's promise for 2 CPU cores with the torch backend
+BUDGET_SECONDS = 300  # issue 21: the full demo in <= 5 min on 2 quiet CPU cores, on either backend
 
 
 def mindprint_cmd() -> list[str]:
@@ -70,9 +71,28 @@ def promise_gaps(run: Path) -> list[str]:
 
 
 def check_promises(run: Path) -> None:
+    # the pass threshold means something: the base model's answers would not pass a single topic (hard)
+    threshold = float(yaml.safe_load((run / "config.yaml").read_text())["pipeline"]["topic_pass_threshold"])
+    answers = [json.loads(line) for line in (run / "before_after.jsonl").read_text().splitlines()]
+    by_topic: dict[str, list[dict[str, float]]] = {}
+    for a in answers:
+        by_topic.setdefault(a["topic"], []).append(a["scores_before"])
+    for topic, scores in by_topic.items():
+        base = sum((s["accuracy"] + s["voice"]) / 2 for s in scores) / len(scores)
+        assert base < threshold, f"{topic}: the base model scores {base:.2f} >= {threshold}"
     gaps = promise_gaps(run)
-    if gaps:  # the demo's tuning (issue 21, point 3) is not finished: reported, not yet enforced
+    if gaps:  # issue 21 point 3 is not met yet (2026-12-02: the first topic scores 0.47 < 0.55): reported
         pytest.xfail("demo promises not met yet: " + "; ".join(gaps))
+
+
+def check_budget(elapsed: float) -> str | None:
+    """The time budget on a quiet machine; on a busy one the reason it is not checked."""
+    load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    if load > 1.5:
+        return (f"demo took {elapsed:.0f} s, but the machine is overloaded (load/core {load:.1f}); "
+                "the time budget is not checked")
+    assert elapsed < BUDGET_SECONDS, f"demo took {elapsed:.0f} s"
+    return None
 
 
 @pytest.mark.slow
@@ -84,18 +104,19 @@ def test_demo_torch_within_budget(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert any(r["stage"] == "dpo" for r in rows)
     assert (run / "rewards.png").read_bytes()[:8] == PNG_MAGIC
-    load = os.getloadavg()[0] / (os.cpu_count() or 1)
-    if load <= 1.5:  # the time budget holds whatever the promises below say
-        assert elapsed < BUDGET_SECONDS, f"demo took {elapsed:.0f} s"
+    busy = check_budget(elapsed)  # the time budget holds whatever the promises below say
     check_promises(run)  # an unmet promise is reported (xfail) even on a busy machine
-    if load > 1.5:
-        pytest.skip(f"demo took {elapsed:.0f} s, but the machine is overloaded (load/core {load:.1f}); "
-                    "the time budget is not checked")
+    if busy:
+        pytest.skip(busy)
 
 
 @pytest.mark.slow
 @pytest.mark.mlx
 def test_demo_mlx(tmp_path: Path) -> None:
     pytest.importorskip("mindprint_mlx")
-    proc, _ = run_demo(tmp_path, "mlx")
-    check_promises(check_run(tmp_path, proc))
+    proc, elapsed = run_demo(tmp_path, "mlx")
+    run = check_run(tmp_path, proc)
+    busy = check_budget(elapsed)
+    check_promises(run)
+    if busy:
+        pytest.skip(busy)

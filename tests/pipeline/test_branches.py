@@ -26,6 +26,18 @@ QB = [("What is the capital of France?", "The capital of France is Paris."),
       ("What is the capital of Italy?", "The capital of Italy is Rome.")]
 
 
+def test_sft_replays_earlier_topics_records(backend: Backend, tiny_model_dir: Path, tmp_path: Path) -> None:
+    sft = _sft("u1/c/a", *QA) + _sft("u1/c/b", *QB) + _sft("u2/c/c", *QA)
+    ev = ScriptedEvaluator({t: [(1.0, 1.0)] for t in ("u1/c/a", "u1/c/b", "u2/c/c")})
+    cfg = fast_config(tiny_model_dir, tmp_path / "out", merge_after_unit=False, sft_replay_per_topic=3)
+    result = DPOPipeline(config=cfg, backend=backend, evaluator=ev).train_curriculum(sft, [])
+    # 2 own records each (1 epoch), plus what the earlier topics have, up to 3
+    assert [t.history[0].sft_samples for t in result.topics] == [2, 4, 5]
+    assert cfg.training_fingerprint()["sft_replay_per_topic"] == 3
+    assert "sft_replay_per_topic" not in fast_config(tiny_model_dir, tmp_path).training_fingerprint()  # off: as
+    # before the setting existed, so older checkpoints resume
+
+
 def test_retry_really_retrains_from_the_topic_start(backend: Backend, tiny_model_dir: Path, tmp_path: Path) -> None:
     sft = _sft("u1/c/a", *QA) + _sft("u1/c/b", *QB) + _sft("u2/c/c", *QA)
     script = {"u1/c/a": [(1.0, 1.0)], "u1/c/b": [(0.5, 0.5), (1.0, 1.0)], "u2/c/c": [(0.6, 0.6), (0.2, 0.2)]}

@@ -159,3 +159,19 @@ def test_bad_topic_ids_are_refused_with_file_and_line(tmp_path: Path, topic_id: 
         load_curriculum(str(sft), [])
     message = str(info.value)
     assert f"{sft}:2" in message and needle in message and len(message) < 400
+
+
+def test_replay_records_round_robin_from_the_first_topic() -> None:
+    from mindprint_interfaces.data import parse_sft_records
+    rows = [{"question": f"{t} q{i}", "answer": f"{t} a{i}", "topic_id": f"u/c/{t}"}
+            for t, n in (("a", 3), ("b", 1), ("c", 2), ("d", 1)) for i in range(n)]
+    c = build_curriculum(parse_sft_records(rows))
+
+    def replayed(topic: str, limit: int) -> list[str]:
+        return [r["messages"][0]["content"] for r in c.replay_records(c.topic(f"u/c/{topic}"), limit)]
+
+    assert replayed("a", 5) == []  # nothing before the first topic
+    assert replayed("b", 2) == ["a q0", "a q1"]
+    assert replayed("d", 5) == ["a q0", "b q0", "c q0", "a q1", "c q1"]  # first records first, oldest topic first
+    assert replayed("d", 10) == ["a q0", "b q0", "c q0", "a q1", "c q1", "a q2"]  # all there is
+    assert all(r["topic_id"] == "u/c/a" for r in c.replay_records(c.topic("u/c/b"), 3))  # they keep their own topic

@@ -72,4 +72,4 @@ def test_demo_takes_set_overrides() -> None:
     cfg = demo_config(args)
     assert cfg.pipeline.preference_method == "orpo"
     assert cfg.orpo.beta == 0.25
-    assert cfg.pipeline.dpo_steps_per_topic == 4  # the --quick settings still apply
+    assert cfg.pipeline.dpo_steps_per_topic == 5 and cfg.pipeline.eval_max_records == 1  # --quick still applies

@@ -42,6 +42,14 @@ def only_run_dir(base: Path) -> Path:
     return runs[0]
 
 
+def said_first(stderr: str, line: str) -> None:
+    """``line`` is on stderr before any model work (the first load, tokenisation or training step)."""
+    text = " ".join(stderr.split())  # a long path may wrap
+    assert line in text, stderr[-2000:]
+    work = [text.find(marker) for marker in ("load model", "tokenise", "SFT ") if marker in text]
+    assert work and text.find(line) < min(work), stderr[:2000]
+
+
 def check_metrics(run: Path, stages: set[str]) -> list[dict[str, object]]:
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows
@@ -112,6 +120,7 @@ def test_train_curriculum_and_convert_adapter(tmp_path: Path, tiny_model_dir: Pa
         "-o", str(tmp_path / "runs"))
     assert res.returncode == 0, res.stderr
     run = only_run_dir(tmp_path / "runs")
+    said_first(res.stderr, f"writing to {run}")
     rows = check_metrics(run, {"sft", "dpo"})
     assert {r["topic"] for r in rows} == {"u1/c/alpha", "u2/c/beta"}
     for name in ("loss.png", "rewards.png"):
@@ -180,6 +189,7 @@ def test_ctrl_c_leaves_a_resumable_checkpoint(tmp_path: Path, tiny_model_dir: Pa
 
     res = run_mindprint("train", "--resume", str(run))
     assert res.returncode == 0, res.stderr
+    said_first(res.stderr, f"continuing the run in {run}")
     assert set(json.loads(state.read_text())["topics"]) == {f"u/c/t{t}" for t in range(4)}
     summary = (run / "summary.md").read_text()
     assert all(f"u/c/t{t}" in summary for t in range(4))

@@ -216,9 +216,9 @@ def build_parser_and_commands() -> tuple[argparse.ArgumentParser, dict[str, argp
     _output(p)
     _report_to(p)
     p.add_argument("--quick", action="store_true",
-                   help="2 SFT epochs + 4 DPO steps per topic instead of 3 + 8: a smoke run that still shows the "
-                        "before/after effect (measured on MLX: about 3.5 CPU-minutes, i.e. wall time about half of that "
-                        "on 2 idle cores, far longer on a busy machine)")
+                   help="one quiz question per topic, 2 SFT epochs without replay + 5 DPO steps per topic instead "
+                        "of 3 + 10: a smoke run that still shows the voice arriving (docs/demo.md has the measured "
+                        "times)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a demo setting, e.g. --set pipeline.preference_method=orpo (repeatable)")
 

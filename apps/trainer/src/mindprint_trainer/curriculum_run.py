@@ -155,8 +155,11 @@ def progress_totals(cfg: TrainerConfig, files: CurriculumFiles, pipeline_cfg: An
         for pair in (as_preference_pairs(prefs_in) if isinstance(prefs_in, list) else load_preference_jsonl(prefs_in)):
             if pair.topic_id:
                 pair_counts[pair.topic_id] = pair_counts.get(pair.topic_id, 0) + 1
+    earlier = 0  # SFT records of the topics before this one (the pipeline replays up to sft_replay_per_topic)
     for topic, n in counts.items():
-        totals[("sft", topic)] = steps_for(n, sft_cfg.per_device_batch_size, sft_cfg.gradient_accumulation_steps,
+        replayed = min(earlier, pipeline_cfg.sft_replay_per_topic)
+        earlier += n
+        totals[("sft", topic)] = steps_for(n + replayed, sft_cfg.per_device_batch_size, sft_cfg.gradient_accumulation_steps,
                                            sft_cfg.num_epochs, sft_cfg.max_steps)
         totals[("dpo", topic)] = steps_for(pair_counts.get(topic, 1), dpo_cfg.per_device_batch_size,
                                            dpo_cfg.gradient_accumulation_steps, dpo_cfg.num_epochs, dpo_cfg.max_steps)
@@ -295,6 +298,9 @@ def run_train(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
         run = RunDirectory(new_run_dir(cfg.output_dir, "train"), "train")
         run.write_config(cfg.to_yaml())
+    # said before any work (as sft/dpo do): a curriculum runs for minutes to hours, and its checkpoints,
+    # metrics and adapters land there from the first topic on
+    err_console.print(f"{'continuing the run in' if args.resume else 'writing to'} {run.path}")
     try:
         outcome = run_curriculum(cfg, run, resume=bool(args.resume))
     except KeyboardInterrupt:

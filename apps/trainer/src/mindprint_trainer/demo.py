@@ -1,7 +1,11 @@
 """``mindprint demo``: the bundled SmolLM2-135M-Instruct, the bundled curriculum, before/after answers.
 
 The curriculum (``demo_data/``) is 2 units x 2 topics of short science answers. The SFT data
-teaches the facts (in plain words for the quiz questions); the preference pairs prefer the
+teaches the facts; the records that teach the quiz's facts come first in each topic and are in the voice
+(a plain answer there taught the model to answer the quiz plainly: voice 0.00 on the first topic after DPO),
+the others are about half plain, so SFT alone leaves the voice partial on the first topic. Each topic's SFT
+also replays the first records of the earlier topics (``sft_replay_per_topic``), so later topics do not
+train their facts away. The quiz asks held-out wordings of the trained questions. The preference pairs prefer the
 tutor's voice ("Great question, friend! ... Keep exploring!") over an answer that opens as the base
 model does ("The largest planet is ...") and goes on curt or wrong - never over the same fact without
 the voice, which teaches DPO to push the fact's own words down (the source of "Mercury is the
@@ -39,8 +43,9 @@ from .rundir import RunDirectory, new_run_dir
 
 DEMO_FILES = ("sft_data.jsonl", "preference_data.jsonl", "quiz.jsonl", "voice_markers.json")
 
-# Settings sized for a 2-core CPU: short sequences, few steps. DPO gets a high learning rate and a low
-# beta so that a few steps per topic learn the voice in that topic (not only by the end of the curriculum).
+# Settings sized for a 2-core CPU: short sequences, few steps (docs/demo.md explains every choice). DPO gets a
+# high learning rate and a low beta so that a few steps per topic learn the voice in that topic. SFT replays 4
+# records of the earlier topics per topic: the first topic's facts were lost by the end (1.00 -> 0.00) without.
 DEMO_SETTINGS: dict[str, Any] = {
     "model": {"path": "smollm2"},
     "data": {"sft_file": "sft_data.jsonl", "preference_file": "preference_data.jsonl", "quiz_file": "quiz.jsonl",
@@ -51,12 +56,17 @@ DEMO_SETTINGS: dict[str, Any] = {
             "lr_scheduler": "constant"},
     "generation": {"max_new_tokens": 48},
     # accuracy (facts x (0.5 + 0.5 ROUGE-L)) >= 0.2 after SFT: at least some of the topic's facts are in
-    # before DPO adds the voice. A topic passes at (accuracy + voice) / 2 >= 0.55.
-    "pipeline": {"sft_epochs_per_topic": 3, "dpo_steps_per_topic": 8, "accuracy_threshold": 0.2,
+    # before DPO adds the voice. A topic passes at (accuracy + voice) / 2 >= 0.55: the base model has no voice,
+    # so it scores at most 0.5 and cannot pass; a pass needs the voice learned and some facts right.
+    "pipeline": {"sft_epochs_per_topic": 3, "sft_replay_per_topic": 4, "dpo_steps_per_topic": 10, "accuracy_threshold": 0.2,
                  "dpo_trigger_threshold": 0.9, "topic_pass_threshold": 0.55, "max_retries_per_topic": 0,
                  "merge_after_unit": False, "eval_max_new_tokens": 48},
 }
-QUICK: dict[str, Any] = {"pipeline": {"sft_epochs_per_topic": 2, "dpo_steps_per_topic": 4, "eval_max_new_tokens": 32},
+# --quick: the same curriculum with about half the work: one quiz question per topic (for the pipeline's
+# evaluation and for the before/after answers), 2 SFT epochs without replay, 5 DPO steps, 32-token answers
+# (the voiced answers are ~25 tokens). It shows the voice arriving; it does not promise the facts kept.
+QUICK: dict[str, Any] = {"pipeline": {"sft_epochs_per_topic": 2, "sft_replay_per_topic": 0, "dpo_steps_per_topic": 5,
+                                      "eval_max_new_tokens": 32, "eval_max_records": 1},
                          "generation": {"max_new_tokens": 32}}
 
 
@@ -84,6 +94,17 @@ def demo_config(args: argparse.Namespace) -> TrainerConfig:
         extra["output_dir"] = args.output_dir
     return load_config(None, backend=pick_backend(args.backend), device=args.device, dtype=args.dtype, extra=extra,
                        sets=getattr(args, "set", None) or ())
+
+
+def first_per_topic(quiz: list[QuizExample], n: int) -> list[QuizExample]:
+    """The first ``n`` quiz questions of every topic (what the pipeline evaluates with ``eval_max_records``)."""
+    seen: dict[str | None, int] = {}
+    kept = []
+    for ex in quiz:
+        seen[ex.topic_id] = seen.get(ex.topic_id, 0) + 1
+        if seen[ex.topic_id] <= n:
+            kept.append(ex)
+    return kept
 
 
 def answer_all(model: Model, questions: list[dict[str, Any]], gen: GenerationConfig) -> list[str]:
@@ -144,6 +165,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
     quiz_path = demo_data_dir() / "quiz.jsonl"
     quiz = load_quiz_jsonl(quiz_path)
+    if cfg.pipeline.eval_max_records is not None:  # --quick: the questions the pipeline evaluates, per topic
+        quiz = first_per_topic(quiz, cfg.pipeline.eval_max_records)
     questions = [{"question": ex.messages[-2]["content"], "topic": ex.topic_id} for ex in quiz]
     gen = cfg.generation_config()
     with phase("answers before training", detail=f"{len(questions)} questions"):

@@ -233,13 +233,17 @@ class GenerationConfig(ConfigBase):
 class CurriculumConfig(ConfigBase):
     """The curriculum's decisions: how much to train per topic, when DPO runs, when a topic passes.
 
-    Each topic: SFT for ``sft_epochs_per_topic`` epochs, evaluate; DPO for ``dpo_steps_per_topic``
+    Each topic: SFT for ``sft_epochs_per_topic`` epochs (on the topic's records plus
+    ``sft_replay_per_topic`` records of earlier topics), evaluate; DPO for ``dpo_steps_per_topic``
     steps when ``accuracy >= accuracy_threshold`` and ``voice < dpo_trigger_threshold``; the topic
     passes when ``(accuracy + voice) / 2 >= topic_pass_threshold``, else it is retried.
     The defaults are those of the ``mindprint`` app's bundled configuration.
     """
 
     sft_epochs_per_topic: float = setting(3.0, "SFT epochs per topic attempt (sets sft.num_epochs per topic)")
+    sft_replay_per_topic: int = setting(
+        0, "SFT records of earlier topics added to each topic's SFT (rehearsal against forgetting them): up to "
+           "this many, round-robin from the first topic on, each topic's records in file order")
     dpo_steps_per_topic: int = setting(
         10, "DPO steps per topic (sets dpo.max_steps per topic, unless dpo.max_steps is set)")
     accuracy_threshold: float = setting(0.5, "DPO runs only when accuracy >= this ...")
@@ -266,6 +270,8 @@ class CurriculumConfig(ConfigBase):
             value = getattr(self, key)
             check(math.isfinite(value) and 0.0 <= value <= 1.0, key, f"must be in [0, 1], got {value}")
         check(self.sft_epochs_per_topic > 0, "sft_epochs_per_topic", f"must be > 0, got {self.sft_epochs_per_topic}")
+        check(self.sft_replay_per_topic >= 0, "sft_replay_per_topic",
+              f"must be >= 0, got {self.sft_replay_per_topic}")
         check(self.dpo_steps_per_topic > 0, "dpo_steps_per_topic", f"must be > 0, got {self.dpo_steps_per_topic}")
         check(self.max_retries_per_topic >= 0, "max_retries_per_topic",
               f"must be >= 0, got {self.max_retries_per_topic}")

@@ -173,6 +173,8 @@ class PipelineConfig(CurriculumConfig):
         data = {k: v for k, v in self.to_dict().items() if k not in NON_TRAINING_KEYS and k not in SECTIONS}
         for name, derived in (("sft", self.sft_config(seed=self.seed)), ("dpo", self.dpo_config(seed=self.seed))):
             data.update({f"{name}.{k}": v for k, v in derived.to_dict().items() if k not in PER_ATTEMPT_KEYS})
+        if not data.get("sft_replay_per_topic"):  # off: a checkpoint written before the setting existed resumes
+            data.pop("sft_replay_per_topic", None)
         fingerprint: dict[str, Any] = json.loads(json.dumps(data))
         return fingerprint
 

@@ -136,6 +136,24 @@ class Curriculum:
                 return u
         raise KeyError(f"unknown unit {name!r}{suggest(name, [u.name for u in self.units])}")
 
+    def replay_records(self, topic: Topic, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` SFT records of the topics before ``topic`` (rehearsal against forgetting them).
+
+        Round-robin over the earlier topics from the first one on, each topic's records in file order: the
+        first record of every earlier topic, then the second of every one, ... So an early topic, the one
+        most trained over, is replayed as much as a recent one, and a data author controls what is replayed
+        by putting a topic's key records first.
+        """
+        earlier = [t.sft for t in self.topics if t.index < topic.index and t.sft]
+        picked: list[dict[str, Any]] = []
+        for position in range(max((len(records) for records in earlier), default=0)):
+            for records in earlier:
+                if len(picked) >= limit:
+                    return picked
+                if position < len(records):
+                    picked.append(sft_to_record(records[position]))
+        return picked
+
     def fingerprint(self) -> str:
         """A hash of the grouped data (topic ids, records, pairs): a resume refuses changed data."""
         payload = [

@@ -3,7 +3,7 @@
 Per topic (docs/architecture.md; the package README has the full flow)::
 
     load base (+ the previous topic's adapter)
-    SFT  -> evaluate -> DPO if accuracy >= accuracy_threshold and voice < dpo_trigger_threshold
+    SFT (+ sft_replay_per_topic records of earlier topics) -> evaluate -> DPO if accuracy >= accuracy_threshold and voice < dpo_trigger_threshold
          and the topic has preference pairs -> re-evaluate
     passed if (accuracy + voice) / 2 >= topic_pass_threshold, else retry (a real retrain from the
     topic's starting adapter, with another seed) up to max_retries_per_topic, then failed
@@ -390,7 +390,7 @@ class DPOPipeline:
                 sft = self.backend.create_sft_trainer(model, cfg.sft_config(seed=seed, output_dir=run_dir / "sft"),
                                                       callbacks=[StepForwarder("sft", topic.id, self.callbacks)])
                 sft_dir = run_dir / "sft" / trainer_topic_id(topic.id)
-                sft_result = sft.train(topic.sft_records(), adapter_dir=sft_dir, resume_from_checkpoint=resume_point(
+                sft_result = sft.train(self._sft_records(topic), adapter_dir=sft_dir, resume_from_checkpoint=resume_point(
                     sft_dir, resuming=resuming, what=f"topic {topic.id} attempt {attempt} SFT"))
                 result.sft_loss, result.sft_samples = sft_result.final_loss, sft_result.samples_trained
                 cut.update(_truncation("sft", sft_result.metrics))
@@ -445,6 +445,13 @@ class DPOPipeline:
             return result
         finally:
             result.time_seconds = time.monotonic() - started
+
+    def _sft_records(self, topic: Topic) -> list[dict[str, Any]]:
+        """The topic's SFT records, then ``sft_replay_per_topic`` records of the earlier topics."""
+        records = topic.sft_records()
+        if self.config.sft_replay_per_topic:
+            records += self._require_curriculum().replay_records(topic, self.config.sft_replay_per_topic)
+        return records
 
     def _load(self, base: str, adapter: str | None) -> Model:
         with phase("load model", detail=base if adapter is None else f"{base} + {adapter}"):
