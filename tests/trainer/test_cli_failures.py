@@ -183,3 +183,16 @@ def test_the_installed_command_prints_the_one_line_too(tiny_model_dir: Path, tmp
     assert res.returncode == 2
     line = error_line(res.stderr)
     assert str(model) in line and "pickle" in line and "pytorch_model.bin" in line
+
+
+def test_a_library_io_error_for_a_full_disk_is_the_disk_full_line() -> None:
+    """safetensors writes through its own I/O layer: a full disk is a SafetensorError, not an OSError (found by
+    tools/fault_probe.py on a nearly full tmpfs); it gets the disk-full line, not "internal error"."""
+    from safetensors import SafetensorError
+
+    from mindprint_trainer.failures import describe
+
+    code, line = describe(SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"))
+    assert code == 1
+    assert line.startswith("file system: no space left on device;") and "--resume" in line
+    assert describe(SafetensorError("Error while deserializing header: HeaderTooLarge"))[1].startswith("internal")
