@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 DEMO_DATA = Path(__file__).resolve().parents[2] / "apps" / "trainer" / "src" / "mindprint_trainer" / "demo_data"
 
@@ -32,3 +35,22 @@ def run_mindprint(*args: str, cwd: Path | None = None, env: dict[str, str] | Non
     proc = subprocess.run([*mindprint_exe(), *args], capture_output=True, text=True, cwd=cwd, env=full_env,
                           timeout=timeout, check=False, input=input)
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+            capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
+    """``mindprint ARGS`` in this process (cwd: the test's tmp_path): exit code and captured output."""
+    from mindprint_trainer import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.delenv("MINDPRINT_BACKEND", raising=False)
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()
+        code = cli.main(list(args))
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+
+    return run

@@ -257,25 +257,22 @@ def check_quiz(quiz_in: str | list[dict[str, Any]] | None) -> None:
 
 
 def _curriculum_truncation(topics: Sequence[Any], stage: str, max_length: int, source: str) -> str | None:
-    """Over all topics of one file: how many records were cut, and the longest (its topic, its length)."""
+    """Over all topics of one file: how many records were cut, and the longest, named by ``file:line`` (``row N``
+    for a dataset) as the single-run note names it (the pipeline maps each topic's record to its input line)."""
     truncated = dropped = 0
-    longest: tuple[float, str, float] = (0.0, "", 0.0)
+    longest_chars, longest_line = 0.0, 0.0
     for topic in topics:
         for attempt in topic.history[-1:]:
             m = attempt.metrics
             truncated += int(m.get(f"{stage}_truncated", 0))
             dropped += int(m.get(f"{stage}_dropped", 0))
             chars = m.get(f"{stage}_truncated_longest_chars", 0.0)
-            if chars > longest[0]:
-                longest = (chars, topic.topic_id, m.get(f"{stage}_truncated_longest_line", 0.0))
-    if not truncated and not dropped:
-        return None
+            if chars > longest_chars:
+                longest_chars, longest_line = chars, m.get(f"{stage}_truncated_longest_line", 0.0)
     from .truncation import truncation_note
 
-    note = truncation_note({"truncated": truncated, "dropped": dropped}, max_length, source)
-    if note is not None and longest[0]:
-        note += f"; longest: topic {longest[1]} record {int(longest[2])}, {int(longest[0])} characters"
-    return note
+    return truncation_note({"truncated": truncated, "dropped": dropped, "truncated_longest_line": int(longest_line),
+                            "truncated_longest_chars": int(longest_chars)}, max_length, source)
 
 
 def run_train(args: argparse.Namespace) -> int:

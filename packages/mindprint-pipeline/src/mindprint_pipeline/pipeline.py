@@ -61,10 +61,18 @@ def _slug(text: str) -> str:
     return id_dirname(text)
 
 
-def _truncation(stage: str, metrics: Mapping[str, Any]) -> dict[str, float]:
-    """``sft_truncated`` / ``sft_truncated_longest_chars`` ... of a trainer result (only what was cut)."""
+def _truncation(stage: str, metrics: Mapping[str, Any], lines: Sequence[int]) -> dict[str, float]:
+    """``sft_truncated`` / ``sft_truncated_longest_chars`` ... of a trainer result (only what was cut).
+
+    The trainer numbers the topic's records 1, 2, ... as it received them; ``lines`` maps them back to where
+    the user finds them (the file line of a JSONL record, the 1-based row of a dataset), so
+    ``*_truncated_longest_line`` names the record in the curriculum's input, not in the topic's slice of it."""
     keys = ("truncated", "dropped", "truncated_longest_line", "truncated_longest_chars")
-    return {f"{stage}_{k}": float(metrics[k]) for k in keys if metrics.get(k)}
+    cut = {f"{stage}_{k}": float(metrics[k]) for k in keys if metrics.get(k)}
+    index = int(cut.get(f"{stage}_truncated_longest_line", 0))
+    if 0 < index <= len(lines) and lines[index - 1]:
+        cut[f"{stage}_truncated_longest_line"] = float(lines[index - 1])
+    return cut
 
 
 def trainer_topic_id(topic_id: str) -> str:
@@ -393,7 +401,7 @@ class DPOPipeline:
                 sft_result = sft.train(self._sft_records(topic), adapter_dir=sft_dir, resume_from_checkpoint=resume_point(
                     sft_dir, resuming=resuming, what=f"topic {topic.id} attempt {attempt} SFT"))
                 result.sft_loss, result.sft_samples = sft_result.final_loss, sft_result.samples_trained
-                cut.update(_truncation("sft", sft_result.metrics))
+                cut.update(_truncation("sft", sft_result.metrics, [ex.line for ex in topic.sft]))
                 if not sft_result.success or not math.isfinite(sft_result.final_loss):
                     result.error = f"SFT failed: {sft_result.error_message or f'loss {sft_result.final_loss}'}"
                     return result
@@ -424,7 +432,7 @@ class DPOPipeline:
                                              what=f"topic {topic.id} attempt {attempt} {method.upper()}"))
                 result.dpo_applied = True
                 result.dpo_loss, result.dpo_samples = pref_result.final_loss, pref_result.samples_trained
-                cut.update(_truncation("dpo", pref_result.metrics))
+                cut.update(_truncation("dpo", pref_result.metrics, [p.line for p in topic.preferences]))
                 if not pref_result.success or not math.isfinite(pref_result.final_loss):
                     result.error = (f"{method.upper()} failed: "
                                     f"{pref_result.error_message or f'loss {pref_result.final_loss}'}")
