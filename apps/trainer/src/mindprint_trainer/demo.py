@@ -56,6 +56,11 @@ DEMO_SETTINGS: dict[str, Any] = {
                  "dpo_trigger_threshold": 0.9, "topic_pass_threshold": 0.55, "max_retries_per_topic": 0,
                  "merge_after_unit": False, "eval_max_new_tokens": 48},
 }
+# The other preference methods (pipeline.preference_method) train on the same schedule as the demo's DPO stage;
+# each keeps its own beta (TRL's default).
+DEMO_SETTINGS.update({method: {key: DEMO_SETTINGS["dpo"][key] for key in
+                               ("learning_rate", "per_device_batch_size", "max_length", "lr_scheduler")}
+                      for method in ("orpo", "cpo", "kto")})
 QUICK: dict[str, Any] = {"pipeline": {"sft_epochs_per_topic": 2, "dpo_steps_per_topic": 4, "eval_max_new_tokens": 32},
                          "generation": {"max_new_tokens": 32}}
 
@@ -169,7 +174,8 @@ def run_demo(args: argparse.Namespace) -> int:
     table.add_column("topic", style="dim", max_width=16)
     table.add_column("question", max_width=24)
     table.add_column("before (base model)", max_width=48)
-    table.add_column("after (SFT + DPO)", max_width=48)
+    stages = [*(["SFT"] if cfg.pipeline.sft_before_preference else []), cfg.pipeline.preference_method.upper()]
+    table.add_column(f"after ({' + '.join(stages)})", max_width=48)
     from mindprint_pipeline.evaluation import DefaultEvaluator
 
     rows = []
