@@ -194,3 +194,15 @@ def test_a_single_preference_command_run_has_its_loss_plot() -> None:
     assert fig is not None
     (ax,) = fig.axes
     assert ax.get_xlabel() == "ORPO step (across the run)"
+
+
+def test_a_resumed_run_with_older_dpo_tagged_rows_still_plots() -> None:
+    """Rows written before the stage carried its method's name (tagged "dpo") and rows after ("orpo")."""
+    rows = [r for r in method_rows("dpo", {}) if r["topic"] == TOPICS[0]]
+    rows += [r for r in method_rows("orpo", {"log_odds_ratio": -0.6}) if r["topic"] == TOPICS[1]]
+    loss = loss_figure(rows)
+    assert loss is not None and [ax.get_xlabel().split()[0] for ax in loss.axes] == ["SFT", "DPO", "ORPO"]
+    fig = rewards_figure(rows)
+    assert fig is not None
+    assert fig.axes[-1].get_xlabel() == "DPO/ORPO step (across the run)"
+    assert boundaries(fig.axes[0]) == [3.5]  # one x axis over both stages' steps, the topic start marked
