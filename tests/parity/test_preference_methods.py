@@ -288,7 +288,7 @@ def test_ten_step_loss_curves_agree(torch_backend: Backend, mlx_backend: Backend
     assert t_curve[-1] < t_curve[0]
     gap = max(abs(a - b) for a, b in zip(t_curve, m_curve))
     print(f"\n{variant} on {weights_dir.name}: max |torch - mlx| over 10 steps = {gap:.3g}")
-    # as for DPO (tests/parity/test_parity.py); measured on SmolLM2 2026-12-02: orpo 1.43e-4, cpo-sigmoid 2.57e-4
+    # as for DPO (tests/parity/test_parity.py); SmolLM2 2026-12-02: orpo 1.43e-4, cpo-sigmoid 2.57e-4, cpo-simpo 3.06e-5
     abs_tol = 1e-4 if "tiny" in str(weights_dir) else 3e-4
     assert m_curve == pytest.approx(t_curve, rel=2e-3, abs=abs_tol), f"torch {t_curve}\nmlx   {m_curve}"
 
