@@ -142,3 +142,67 @@ def test_demo_scores_the_quiz_answers_per_topic_as_the_evaluator_does() -> None:
     assert b.before_accuracy == 0.0  # a wrong fact scores 0 although most words overlap
     assert b.after_accuracy == 1.0
     assert a.before_voice == 0.0 and a.after_voice > 0.0  # the bundled markers find the tutor's voice
+
+
+def method_rows(method: str, own: dict[str, float], *, sft: bool = True, accuracies: bool = True) -> list[dict[str, Any]]:
+    """Two topics; the preference stage tagged with its method, logging TRL's metric names for it."""
+    rows: list[dict[str, Any]] = []
+    for topic in TOPICS[:2]:
+        if sft:
+            rows += [{"stage": "sft", "topic": topic, "step": s, "loss": 3.0 / s} for s in (1, 2)]
+        for step in (1, 2, 3):
+            row = {"stage": method, "topic": topic, "step": step, "loss": 1.0 / step, "rewards/margins": 0.1 * step,
+                   "rewards/chosen": -1.0, "rewards/rejected": -1.0 - 0.1 * step, **own}
+            if accuracies:
+                row["rewards/accuracies"] = 1.0
+            rows.append(row)
+    return rows
+
+
+def curve_labels(ax: Axes) -> set[str]:
+    return {str(line.get_label()) for line in ax.get_lines() if line.get_gid() is None and
+            not str(line.get_label()).startswith("_")}
+
+
+def test_orpo_stage_is_plotted_under_its_name_with_its_own_metrics() -> None:
+    rows = method_rows("orpo", {"log_odds_ratio": -0.6, "log_odds_chosen": 0.2, "nll_loss": 2.0})
+    loss = loss_figure(rows)
+    assert loss is not None
+    assert [ax.get_title().split(" (")[0] for ax in loss.axes] == ["SFT loss", "ORPO loss"]
+    fig = rewards_figure(rows)
+    assert fig is not None
+    rewards_ax, acc_ax, own_ax = fig.axes
+    assert own_ax.get_xlabel() == "ORPO step (across the run)" and own_ax.get_ylabel() == "ORPO metrics"
+    assert curve_labels(own_ax) == {"log_odds_ratio", "log_odds_chosen", "nll_loss"}
+    assert boundaries(own_ax) == [3.5] and boundaries(rewards_ax) == [3.5]
+    assert "restart near 0" not in rewards_ax.get_title()  # ORPO's rewards have no reference model
+    assert legend_outside(fig, own_ax)
+
+
+def test_kto_without_accuracies_gets_rewards_and_kl_panels_only() -> None:
+    rows = method_rows("kto", {"kl": 0.05}, sft=True, accuracies=False)
+    fig = rewards_figure(rows)
+    assert fig is not None
+    rewards_ax, own_ax = fig.axes
+    assert curve_labels(own_ax) == {"kl"} and own_ax.get_xlabel() == "KTO step (across the run)"
+    assert "restart near 0" in rewards_ax.get_title()
+
+
+def test_a_single_preference_command_run_has_its_loss_plot() -> None:
+    """``mindprint orpo`` logs stage "orpo" and no SFT: its loss is drawn (it was dropped when only sft/dpo were)."""
+    fig = loss_figure([{"stage": "orpo", "topic": None, "step": s, "loss": 1.0 / s} for s in (1, 2, 3)])
+    assert fig is not None
+    (ax,) = fig.axes
+    assert ax.get_xlabel() == "ORPO step (across the run)"
+
+
+def test_a_resumed_run_with_older_dpo_tagged_rows_still_plots() -> None:
+    """Rows written before the stage carried its method's name (tagged "dpo") and rows after ("orpo")."""
+    rows = [r for r in method_rows("dpo", {}) if r["topic"] == TOPICS[0]]
+    rows += [r for r in method_rows("orpo", {"log_odds_ratio": -0.6}) if r["topic"] == TOPICS[1]]
+    loss = loss_figure(rows)
+    assert loss is not None and [ax.get_xlabel().split()[0] for ax in loss.axes] == ["SFT", "DPO", "ORPO"]
+    fig = rewards_figure(rows)
+    assert fig is not None
+    assert fig.axes[-1].get_xlabel() == "DPO/ORPO step (across the run)"
+    assert boundaries(fig.axes[0]) == [3.5]  # one x axis over both stages' steps, the topic start marked

@@ -49,9 +49,13 @@ def test_curriculum_with_orpo_and_no_sft_stage(tmp_path: Path, tiny_model_dir: P
         "-o", str(tmp_path / "runs"))
     assert res.returncode == 0, res.stderr
     run = only_run_dir(tmp_path / "runs")
-    rows = check_metrics(run, {"dpo"})  # no SFT stage ran; the preference stage keeps its stage tag
+    rows = check_metrics(run, {"orpo"})  # no SFT stage ran; the preference stage is named after its method
     assert {r["topic"] for r in rows} == {"u1/c/alpha", "u2/c/beta"}
     assert all("log_odds_ratio" in r and "nll_loss" in r for r in rows)
+    summary = (run / "summary.md").read_text()
+    assert "| topic | status | accuracy | voice | ORPO | attempts | time (s) |" in summary
+    assert "| DPO |" not in summary
+    assert (run / "loss.png").is_file() and (run / "rewards.png").is_file()
 
 
 def test_sft_before_preference_false_needs_a_reference_free_method(tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -73,3 +77,37 @@ def test_demo_takes_set_overrides() -> None:
     assert cfg.pipeline.preference_method == "orpo"
     assert cfg.orpo.beta == 0.25
     assert cfg.pipeline.dpo_steps_per_topic == 5 and cfg.pipeline.eval_max_records == 1  # --quick still applies
+
+
+
+def _tiny_as_bundled_model(tiny_model_dir: Path, tmp_path: Path) -> Path:
+    """The tiny Llama where ``mindprint demo`` looks for its converted SmolLM2 (MINDPRINT_SMOLLM2_DIR): the demo's
+    own code path end to end, in seconds instead of minutes."""
+    import shutil
+
+    from mindprint_trainer.bundled_model import FORMAT_VERSION, MARKER
+
+    out = tmp_path / "bundled"
+    shutil.copytree(tiny_model_dir, out)
+    (out / MARKER).write_text(json.dumps({"format": FORMAT_VERSION}))
+    return out
+
+
+@pytest.mark.parametrize("backend", [pytest.param("pytorch", marks=pytest.mark.torch), "mlx"])
+def test_demo_quick_with_orpo_runs_to_completion(tmp_path: Path, tiny_model_dir: Path, backend: str) -> None:
+    bundled = _tiny_as_bundled_model(tiny_model_dir, tmp_path)
+    res = run_mindprint("demo", "--quick", "--backend", backend, "-o", str(tmp_path / "runs"),
+                        "--set", "pipeline.preference_method=orpo", "--set", "pipeline.sft_before_preference=false",
+                        "--set", "pipeline.dpo_steps_per_topic=1", "--set", "pipeline.eval_max_new_tokens=2",
+                        "--set", "generation.max_new_tokens=2", env={"MINDPRINT_SMOLLM2_DIR": str(bundled)})
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "after (ORPO)" in res.stdout and "topics passed" in res.stdout
+    run = only_run_dir(tmp_path / "runs")
+    rows = check_metrics(run, {"orpo"})
+    assert len({r["topic"] for r in rows}) == 4  # every demo topic trained its ORPO stage
+    assert all("log_odds_ratio" in r for r in rows)
+    config = (run / "config.yaml").read_text()
+    assert "preference_method: orpo" in config
+    summary = (run / "summary.md").read_text()
+    assert "| ORPO |" in summary and "## Before / after" in summary
+    assert (run / "rewards.png").is_file()

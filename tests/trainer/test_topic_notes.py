@@ -63,3 +63,20 @@ def test_notes_reach_the_summary_and_the_console(tmp_path: Path) -> None:
     console = Console(width=300, record=True)
     console.print(topics_table(rows))
     assert f"u/c/t failed: {rows[0].note}" in " ".join(console.export_text().split())  # wrapped to the table
+
+
+def test_the_preference_stage_is_named_after_its_method(tmp_path: Path) -> None:
+    cfg = PipelineConfig(accuracy_threshold=0.3, dpo_trigger_threshold=0.9, topic_pass_threshold=0.6,
+                         preference_method="orpo")
+    ran = attempt(accuracy_after_sft=0.5, voice_after_sft=0.1, accuracy=0.4, voice=0.2, dpo_applied=True)
+    failed = topic("failed", ran)
+    failed.dpo_applied = True
+    note = failure_note(failed, cfg)
+    assert "ORPO ran: voice 0.10 after SFT -> 0.20" in note and "DPO" not in note
+    rows = topic_rows([failed], cfg)
+    assert rows[0].method == "orpo"
+    summary = RunDirectory(tmp_path / "run").write_summary(title="t", topics=rows).read_text()
+    assert "| topic | status | accuracy | voice | ORPO | attempts | time (s) |" in summary
+    console = Console(width=200, record=True)
+    console.print(topics_table(rows))
+    assert "ORPO" in console.export_text() and "DPO" not in console.export_text().replace("ORPO", "")

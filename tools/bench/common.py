@@ -6,7 +6,8 @@ The loss check is the same for every side: before and after training, on the fir
 * SFT: token-mean cross-entropy over completion tokens;
 * DPO: mean sigmoid DPO loss (beta from the spec) of the trained policy against the base model's
   sequence log-probs (the reference every side uses here: the initial policy = the base, since
-  LoRA starts as the identity), plus the pairwise reward accuracy.
+  LoRA starts as the identity), plus the pairwise reward accuracy. ORPO and KTO rows use the same check on
+  the same pairs (one yardstick for every preference method; not each method's own training loss).
 
 Every side starts from the same initial adapter: mindprint's backends draw it with
 :mod:`mindprint_kit.lora_init` (PEFT's initialisation in numpy, from the spec's seed), and the raw peers
@@ -39,20 +40,21 @@ from mindprint_interfaces.data import (
 from . import data
 
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
+PAIRED_TASKS = ("dpo", "orpo")  # a step's records are pairs: two sequences each
 
 
 @dataclass
 class JobSpec:
     name: str
     backend: str  # "torch" | "mlx"
-    task: str  # "sft" | "dpo"
+    task: str  # "sft" | "dpo" | "orpo" | "kto" (the preference tasks train on the same pairs)
     side: str  # "mindprint" | "peer"
     variant: str  # which implementation / configuration (see jobs.py)
     model_dir: str
     work_dir: str
     steps: int = 20  # timed steps
     warmup: int = 2
-    batch_size: int = 2  # sequences (SFT) or pairs (DPO) per step
+    batch_size: int = 2  # sequences (SFT), pairs (DPO, ORPO) or unpaired records (KTO) per step
     max_length: int = 256
     lr: float = 2e-4
     beta: float = 0.1
@@ -71,7 +73,7 @@ class JobSpec:
 
     @property
     def sequences_per_step(self) -> int:
-        return self.batch_size * (2 if self.task == "dpo" else 1)
+        return self.batch_size * (2 if self.task in PAIRED_TASKS else 1)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -71,7 +71,7 @@ def _execute(spec: JobSpec, baton: Baton | None) -> dict[str, Any]:
         elif spec.variant.startswith("mlx_lm_lora"):
             from . import raw_mlx_lm_lora
 
-            raw_mlx_lm_lora.run(spec, prep, clock, result)
+            (raw_mlx_lm_lora.run_orpo if spec.task == "orpo" else raw_mlx_lm_lora.run)(spec, prep, clock, result)
         elif spec.variant.startswith("mlx_lm"):
             from . import raw_mlx_lm
 

@@ -58,6 +58,18 @@ JOBS: tuple[JobDef, ...] = (
           ("gc", "gradient checkpointing", {"gradient_checkpointing": True}))),
     JobDef("mlx-dpo-mlx_lm_lora-refblas", "mlx", "dpo", "peer", "mlx_lm_lora",
            "mlx-lm-lora DPO (as installed: reference BLAS)", ("mlx_lm_lora",), full_only=True),
+    # The other preference methods (#22), on the DPO rows' settings. KTO trains on the pairs unpaired (each pair
+    # gives a desirable and an undesirable record, as TRL unpairs them), 2x the records per step = the same
+    # sequences per step as a DPO step.
+    JobDef("torch-orpo-mindprint", "torch", "orpo", "mindprint", "mindprint", "mindprint (torch)", ("mindprint_torch",)),
+    JobDef("torch-orpo-trl", "torch", "orpo", "peer", "trl", "TRL ORPOTrainer (trl.experimental)", ("trl", "peft")),
+    JobDef("torch-kto-mindprint", "torch", "kto", "mindprint", "mindprint", "mindprint (torch)", ("mindprint_torch",),
+           batch_factor=2),
+    JobDef("torch-kto-trl", "torch", "kto", "peer", "trl", "TRL KTOTrainer", ("trl", "peft"), batch_factor=2),
+    JobDef("mlx-orpo-mindprint", "mlx", "orpo", "mindprint", "mindprint", "mindprint (mlx)",
+           ("mindprint_mlx", "mlx_lm")),
+    JobDef("mlx-orpo-mlx_lm_lora", "mlx", "orpo", "peer", "mlx_lm_lora_openblas", "mlx-lm-lora ORPO (same OpenBLAS)",
+           ("mlx_lm_lora",), options={"blas": "openblas"}),
 )
 
 
@@ -84,6 +96,9 @@ COMPARISONS: tuple[Comparison, ...] = (
                "mlx-dpo-mlx_lm_lora-sameorder", None),
     Comparison("mlx_dpo_refblas", "MLX DPO vs mlx-lm-lora as installed", "mlx-dpo-mindprint",
                "mlx-dpo-mlx_lm_lora-refblas", None),
+    Comparison("torch_orpo", "torch ORPO vs TRL", "torch-orpo-mindprint", "torch-orpo-trl", 1.0),
+    Comparison("torch_kto", "torch KTO vs TRL", "torch-kto-mindprint", "torch-kto-trl", 1.0),
+    Comparison("mlx_orpo", "MLX ORPO vs mlx-lm-lora", "mlx-orpo-mindprint", "mlx-orpo-mlx_lm_lora", 1.5),
 )
 
 # DPO peak memory must stay <= 1.1x the SFT peak with the same number of sequences per step.

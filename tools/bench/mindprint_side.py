@@ -1,4 +1,5 @@
-"""mindprint side: the public API only (``create_backend`` -> ``load_model`` -> ``create_*_trainer`` -> ``train``).
+"""mindprint side: the public API only (``create_backend`` -> ``load_model`` -> ``create_*_trainer`` /
+``create_trainer(method, ...)`` -> ``train``).
 
 Per-step times come from the trainers' ``on_step(step, metrics)`` callback. Token counts per
 step are taken from the step metrics when the trainer reports them (``num_tokens``, cumulative as
@@ -53,7 +54,7 @@ class _StepHook:
 
 def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any]) -> None:
     import mindprint_interfaces
-    from mindprint_interfaces import DPOConfig, SFTConfig, create_backend
+    from mindprint_interfaces import DPOConfig, KTOConfig, ORPOConfig, SFTConfig, create_backend
 
     backend_name = "pytorch" if spec.backend == "torch" else "mlx"
     versions = {"mindprint_interfaces": mindprint_interfaces.__version__}
@@ -105,11 +106,15 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any])
     clock.setup()
     if spec.task == "sft":
         trainer = backend.create_sft_trainer(model, SFTConfig(**common), callbacks=[hook])
-    else:
+    elif spec.task == "dpo":
         # mindprint's own default unless the job overrides it (precompute_ref_log_probs is on by default)
         overrides = {k: spec.options[k] for k in ("precompute_ref_log_probs",) if k in spec.options}
         cfg = DPOConfig(**common, beta=spec.beta, loss_type="sigmoid", reference="initial_policy", **overrides)
         trainer = backend.create_dpo_trainer(model, cfg, callbacks=[hook])
+    elif spec.task == "orpo":
+        trainer = backend.create_trainer("orpo", model, ORPOConfig(**common, beta=spec.beta), callbacks=[hook])
+    else:  # kto: the pairs unpaired by the data layer, as TRL unpairs them
+        trainer = backend.create_trainer("kto", model, KTOConfig(**common, beta=spec.beta), callbacks=[hook])
     clock.train_start()
     outcome = trainer.train(prep.train_records(spec.task))
     clock.done()

@@ -1,5 +1,9 @@
 """Raw TRL side: what a user would write with transformers + PEFT + TRL directly.
 
+ORPO: ``trl.experimental.orpo.ORPOTrainer`` and KTO: ``KTOTrainer`` on the same conversational text as DPO (KTO
+on the pairs unpaired by TRL's own ``unpair_preference_dataset``), LoRA through ``peft_config`` (KTO's
+reference: the adapter-disabled base), every other setting as for DPO.
+
 SFT: ``SFTTrainer`` on the pre-tokenized ``input_ids``/``labels`` dataset produced by the shared
 data layer (the exact tokens mindprint trains on). DPO: ``DPOTrainer`` on the prompt/chosen/
 rejected *text* in conversational form (TRL always re-tokenizes; its real per-step token counts
@@ -20,7 +24,11 @@ from .measure import StepClock
 def _counting_collator(collator: Any, clock: StepClock) -> Any:
     def collate(examples: list[dict[str, Any]]) -> Any:
         batch = collator(examples)
-        clock.tokens.append(int(batch["attention_mask"].sum()))
+        if "attention_mask" in batch:
+            clock.tokens.append(int(batch["attention_mask"].sum()))
+        else:  # ORPO: chosen_/rejected_attention_mask; KTO: completion_ (+ KL_completion_) over prompt + completion
+            clock.tokens.append(sum(int(v.sum()) for k, v in batch.items()
+                                    if k.endswith("attention_mask") and not k.startswith("prompt")))
         return batch
 
     return collate
@@ -111,10 +119,24 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, hf_tokenizer: Any, resu
         rows = [{"prompt": [{"role": "user", "content": r["prompt"]}],
                  "chosen": [{"role": "assistant", "content": r["chosen"]}],
                  "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in prep.pref_records]
-        cfg = TRLDPOConfig(**_common_args(spec, out_dir), beta=spec.beta, loss_type=["sigmoid"],
-                            precompute_ref_log_probs=bool(spec.options.get("precompute_ref_log_probs", False)))
-        trainer = DPOTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(rows),
-                                 processing_class=hf_tokenizer, peft_config=lora, callbacks=[_timing_callback(clock)])
+        callbacks = [_timing_callback(clock)]
+        if spec.task == "dpo":
+            cfg = TRLDPOConfig(**_common_args(spec, out_dir), beta=spec.beta, loss_type=["sigmoid"],
+                               precompute_ref_log_probs=bool(spec.options.get("precompute_ref_log_probs", False)))
+            trainer = DPOTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(rows),
+                                 processing_class=hf_tokenizer, peft_config=lora, callbacks=callbacks)
+        elif spec.task == "orpo":
+            from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+            cfg = ORPOConfig(**_common_args(spec, out_dir), beta=spec.beta)
+            trainer = ORPOTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(rows),
+                                  processing_class=hf_tokenizer, peft_config=lora, callbacks=callbacks)
+        else:
+            from trl import KTOConfig, KTOTrainer, unpair_preference_dataset
+
+            cfg = KTOConfig(**_common_args(spec, out_dir), beta=spec.beta)
+            trainer = KTOTrainer(model=model, args=cfg, train_dataset=unpair_preference_dataset(Dataset.from_list(rows)),
+                                 processing_class=hf_tokenizer, peft_config=lora, callbacks=callbacks)
     trainer.data_collator = _counting_collator(trainer.data_collator, clock)
     kit_initial_adapter(trainer.model, spec.seed)  # set-up, before the timed steps
     clock.train_start()

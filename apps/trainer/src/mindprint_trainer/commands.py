@@ -144,7 +144,8 @@ def _train_single_run(args: argparse.Namespace, stage: str, opened: list[Any]) -
     saved = trainer.save_adapter(adapter_dir)
     shutil.rmtree(work, ignore_errors=True)  # the trainer's own copies; the adapter is in adapters/
     facts["adapter"] = str(saved)
-    row = TopicRow(topic=str(path.name), status="trained", attempts=1, seconds=elapsed, dpo=stage != "sft")
+    row = TopicRow(topic=str(path.name), status="trained", attempts=1, seconds=elapsed, dpo=stage != "sft",
+                   method="dpo" if stage == "sft" else stage)
     finish_run(run, f"mindprint {stage}", topics=[row], facts=facts)
     console.print(f"{stage.upper()} done: final loss {result.final_loss:.4f} in {_fmt_time(elapsed)}; adapter: {saved}")
     return 0

@@ -1,4 +1,5 @@
-"""``mindprint train``: the curriculum pipeline (SFT -> evaluate -> DPO per topic) with a run directory.
+"""``mindprint train``: the curriculum pipeline (SFT -> evaluate -> the preference method per topic) with a run
+directory.
 
 Ctrl-C stops the run; the pipeline's checkpoint (written after every finished topic, and inside a topic
 after every finished stage) stays in ``RUN_DIR/checkpoints`` and ``mindprint train --resume RUN_DIR``
@@ -35,7 +36,7 @@ from .interrupt import StopRequest, graceful_sigint
 from .progress import ProgressDisplay, steps_for
 from .reporting import NoteConsole
 from .run_output import attach_trackers, err_console, finish_run
-from .rundir import CONFIG, RunDirectory, TopicRow, new_run_dir
+from .rundir import CONFIG, RunDirectory, TopicRow, new_run_dir, preference_column
 
 EXIT_INTERRUPTED = 130
 
@@ -111,12 +112,14 @@ def topic_rows(topics: Sequence[Any], thresholds: Any = None, pairs: Mapping[str
     from .topic_notes import failure_note
 
     rows = []
+    method = str(getattr(thresholds, "preference_method", "dpo"))
     for t in topics:
         status = str(getattr(t, "status", "?"))
         done = status in ("passed", "failed")
         rows.append(TopicRow(topic=str(t.topic_id), status=status,
                              accuracy=float(t.accuracy) if done else None, voice=float(t.voice) if done else None,
                              attempts=int(t.attempts), seconds=float(t.time_seconds), dpo=bool(t.dpo_applied),
+                             method=method,
                              note=failure_note(t, thresholds, has_pairs=bool((pairs or {}).get(str(t.topic_id), 1)))
                              if thresholds is not None else ""))
     return rows
@@ -124,7 +127,7 @@ def topic_rows(topics: Sequence[Any], thresholds: Any = None, pairs: Mapping[str
 
 def topics_table(rows: Sequence[TopicRow], title: str = "curriculum") -> Table:
     table = Table(title=title, title_justify="left")
-    for col in ("topic", "status", "accuracy", "voice", "DPO", "attempts", "time"):
+    for col in ("topic", "status", "accuracy", "voice", preference_column(rows), "attempts", "time"):
         table.add_column(col)
     for r in rows:
         colour = "green" if r.status == "passed" else ("yellow" if r.status == "failed" else "dim")
@@ -149,7 +152,8 @@ def progress_totals(cfg: TrainerConfig, files: CurriculumFiles, pipeline_cfg: An
         if ex.topic_id:
             counts[ex.topic_id] = counts.get(ex.topic_id, 0) + 1
     sft_cfg = pipeline_cfg.sft_config(seed=0)
-    dpo_cfg = pipeline_cfg.dpo_config(seed=0)
+    pref_cfg = pipeline_cfg.preference_config(seed=0)
+    pref_stage = str(getattr(pipeline_cfg, "preference_method", "dpo"))
     pair_counts: dict[str, int] = {}
     if prefs_in:
         for pair in (as_preference_pairs(prefs_in) if isinstance(prefs_in, list) else load_preference_jsonl(prefs_in)):
@@ -161,8 +165,9 @@ def progress_totals(cfg: TrainerConfig, files: CurriculumFiles, pipeline_cfg: An
         earlier += n
         totals[("sft", topic)] = steps_for(n + replayed, sft_cfg.per_device_batch_size, sft_cfg.gradient_accumulation_steps,
                                            sft_cfg.num_epochs, sft_cfg.max_steps)
-        totals[("dpo", topic)] = steps_for(pair_counts.get(topic, 1), dpo_cfg.per_device_batch_size,
-                                           dpo_cfg.gradient_accumulation_steps, dpo_cfg.num_epochs, dpo_cfg.max_steps)
+        totals[(pref_stage, topic)] = steps_for(pair_counts.get(topic, 1), pref_cfg.per_device_batch_size,
+                                                pref_cfg.gradient_accumulation_steps, pref_cfg.num_epochs,
+                                                pref_cfg.max_steps)
     return totals
 
 
@@ -228,10 +233,14 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
         final_facts["final adapter"] = f"adapters/final (on {result.final_model_path})"
     elif result.final_model_path:
         final_facts["final model (merged)"] = result.final_model_path
-    for stage, source, limit in (("sft", files.sft, cfg.sft.max_length), ("dpo", files.preferences, cfg.dpo.max_length)):
+    method = pipeline_cfg.preference_method
+    pref_limit = pipeline_cfg.preference_config(seed=0).max_length
+    # the attempts keep the preference stage's cuts under dpo_* whatever the method (older checkpoints too)
+    for stage, label, source, limit in (("sft", "sft", files.sft, cfg.sft.max_length),
+                                        ("dpo", method, files.preferences, pref_limit)):
         note = _curriculum_truncation(result.topics, stage, limit, str(source))
         if note is not None:
-            final_facts[f"{stage} truncation"] = note
+            final_facts[f"{label} truncation"] = note
             console.print(f"[yellow]warning[/]: {note}")
     from .plots import pipeline_scores, write_curriculum_plot
 

@@ -62,6 +62,11 @@ DEMO_SETTINGS: dict[str, Any] = {
                  "dpo_trigger_threshold": 0.9, "topic_pass_threshold": 0.55, "max_retries_per_topic": 0,
                  "merge_after_unit": False, "eval_max_new_tokens": 48},
 }
+# The other preference methods (pipeline.preference_method) train on the same schedule as the demo's DPO stage;
+# each keeps its own beta (TRL's default).
+DEMO_SETTINGS.update({method: {key: DEMO_SETTINGS["dpo"][key] for key in
+                               ("learning_rate", "per_device_batch_size", "max_length", "lr_scheduler")}
+                      for method in ("orpo", "cpo", "kto")})
 # --quick: the same curriculum with about half the work: one quiz question per topic (for the pipeline's
 # evaluation and for the before/after answers), 2 SFT epochs without replay, 5 DPO steps, 32-token answers
 # (the voiced answers are ~25 tokens). It shows the voice arriving; it does not promise the facts kept.
@@ -192,7 +197,8 @@ def run_demo(args: argparse.Namespace) -> int:
     table.add_column("topic", style="dim", max_width=16)
     table.add_column("question", max_width=24)
     table.add_column("before (base model)", max_width=48)
-    table.add_column("after (SFT + DPO)", max_width=48)
+    stages = [*(["SFT"] if cfg.pipeline.sft_before_preference else []), cfg.pipeline.preference_method.upper()]
+    table.add_column(f"after ({' + '.join(stages)})", max_width=48)
     from mindprint_pipeline.evaluation import DefaultEvaluator
 
     rows = []

@@ -1,10 +1,13 @@
 """The run directory's pictures (matplotlib, no pyplot state): read at a glance.
 
-* ``loss.png`` — training loss per stage; in a curriculum every topic start is a dotted vertical line labelled
-  with the topic (a loss that jumps at a topic start is a new topic, not a divergence);
-* ``rewards.png`` — the preference stage's rewards (margins, chosen, rejected) on one axis and
-  ``rewards/accuracies`` on their own axis below (0..1), both with the topic boundaries: the rewards restart
-  near 0 at every topic because the reference is the model the topic started from;
+* ``loss.png`` — training loss per stage (``sft``, then the preference stage under its method's name: ``dpo``,
+  ``orpo``, ``cpo``, ``kto``); in a curriculum every topic start is a dotted vertical line labelled with the
+  topic (a loss that jumps at a topic start is a new topic, not a divergence);
+* ``rewards.png`` — the preference stage's rewards (margins, chosen, rejected) on one axis,
+  ``rewards/accuracies`` on their own axis below (0..1) and, when the method logs them, its own metrics on a
+  third (ORPO's ``log_odds_ratio`` / ``log_odds_chosen`` / ``nll_loss``, CPO's ``nll_loss``, KTO's ``kl``), all
+  with the topic boundaries: DPO/KTO rewards restart near 0 at every topic because the reference is the model
+  the topic started from;
 * ``curriculum.png`` — accuracy and voice per topic, before vs after (``mindprint train``: after SFT vs final;
   ``mindprint demo``: the base model vs the trained model on the quiz).
 
@@ -32,6 +35,8 @@ BOUNDARY_GID = "topic-boundary"
 RETRY_GID = "retry-boundary"
 REWARD_KEYS = ("rewards/margins", "rewards/chosen", "rewards/rejected")
 ACCURACY_KEY = "rewards/accuracies"
+METHOD_KEYS = ("log_odds_ratio", "log_odds_chosen", "nll_loss", "kl")  # TRL's names (ORPO, CPO, KTO)
+SFT_STAGE = "sft"
 DPI = 100
 
 
@@ -54,11 +59,24 @@ class Segment:
         return xs, ys
 
 
-def segments(rows: Sequence[Mapping[str, Any]], stage: str) -> list[Segment]:
+def stages(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The stages the rows have: ``sft`` first, then the others (a preference stage is named after its method)
+    in the order they first appear."""
+    seen = list(dict.fromkeys(str(r["stage"]) for r in rows if r.get("stage")))
+    return sorted(seen, key=lambda s: s != SFT_STAGE)
+
+
+def preference_stages(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [s for s in stages(rows) if s != SFT_STAGE]
+
+
+def segments(rows: Sequence[Mapping[str, Any]], stage: str | Sequence[str]) -> list[Segment]:
+    """The rows of ``stage`` (or of any of several stages) as segments, one per topic attempt."""
+    wanted = {stage} if isinstance(stage, str) else set(stage)
     out: list[Segment] = []
     x = 0
     for row in rows:
-        if row.get("stage") != stage:
+        if row.get("stage") not in wanted:
             continue
         x += 1
         topic = str(row.get("topic") or "")
@@ -109,12 +127,12 @@ def _plot_key(ax: Axes, segs: Sequence[Segment], key: str, label: str, colour: s
 
 
 def loss_figure(rows: Sequence[Mapping[str, Any]]) -> Figure | None:
-    stages = [s for s in ("sft", "dpo") if any(r.get("stage") == s for r in rows)]
-    if not stages:
+    shown = stages(rows)
+    if not shown:
         return None
-    fig = Figure(figsize=(6.5 * len(stages), 4))
-    axes = fig.subplots(1, len(stages), squeeze=False)[0]
-    for ax, stage in zip(axes, stages):
+    fig = Figure(figsize=(6.5 * len(shown), 4))
+    axes = fig.subplots(1, len(shown), squeeze=False)[0]
+    for ax, stage in zip(axes, shown):
         segs = segments(rows, stage)
         _plot_key(ax, segs, "loss", f"{stage.upper()} loss", "C0")
         mark_topics(ax, segs)
@@ -129,28 +147,44 @@ def loss_figure(rows: Sequence[Mapping[str, Any]]) -> Figure | None:
 
 
 def rewards_figure(rows: Sequence[Mapping[str, Any]]) -> Figure | None:
-    dpo = [r for r in rows if r.get("stage") == "dpo"]
-    keys = [k for k in REWARD_KEYS if any(k in r for r in dpo)]
-    has_acc = any(ACCURACY_KEY in r for r in dpo)
+    """The preference stage's rewards, accuracies and its method's own metrics: one panel each, when logged
+    (KTO logs no accuracies; DPO no method metrics)."""
+    names = preference_stages(rows)
+    pref = [r for r in rows if r.get("stage") in names]
+    keys = [k for k in REWARD_KEYS if any(k in r for r in pref)]
+    has_acc = any(ACCURACY_KEY in r for r in pref)
+    method_keys = [k for k in METHOD_KEYS if any(k in r for r in pref)]
     if not keys and not has_acc:
         return None
-    segs = segments(rows, "dpo")
-    fig = Figure(figsize=(8, 5.5))
-    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
-    for i, key in enumerate(keys):
-        _plot_key(top, segs, key, key.split("/", 1)[1], f"C{i}")
-    top.axhline(0.0, color="0.6", linewidth=0.8)
-    top.set_ylabel("reward (beta x log-ratio to the reference)")
-    top.set_title("preference rewards (each topic starts from its own reference, so rewards restart near 0)",
-                  fontsize=9, pad=14)
-    mark_topics(top, segs)
-    _plot_key(bottom, segs, ACCURACY_KEY, "accuracies", "C3")
-    bottom.set_ylim(-0.05, 1.05)
-    bottom.set_ylabel("reward accuracy")
-    bottom.set_xlabel("DPO step (across the run)")
-    mark_topics(bottom, segs, labels=False)
-    for ax in (top, bottom):
+    label = "/".join(n.upper() for n in names)
+    segs = segments(rows, names)
+    panels = [p for p, shown in (("rewards", bool(keys)), ("accuracy", has_acc), ("method", bool(method_keys)))
+              if shown]
+    ratios = {"rewards": 2.0, "accuracy": 1.0, "method": 1.4}
+    fig = Figure(figsize=(8, 1.5 + 1.4 * sum(ratios[p] for p in panels)))
+    axes = list(fig.subplots(len(panels), 1, sharex=True, squeeze=False,
+                             gridspec_kw={"height_ratios": [ratios[p] for p in panels]})[:, 0])
+    for panel, ax in zip(panels, axes):
+        if panel == "rewards":
+            for i, key in enumerate(keys):
+                _plot_key(ax, segs, key, key.split("/", 1)[1], f"C{i}")
+            ax.axhline(0.0, color="0.6", linewidth=0.8)
+            ax.set_ylabel("reward (beta x log-prob term)")
+        elif panel == "accuracy":
+            _plot_key(ax, segs, ACCURACY_KEY, "accuracies", "C3")
+            ax.set_ylim(-0.05, 1.05)
+            ax.set_ylabel("reward accuracy")
+        else:
+            for i, key in enumerate(method_keys):
+                _plot_key(ax, segs, key, key, f"C{i + 4}")
+            ax.set_ylabel(f"{label} metrics")
+        mark_topics(ax, segs, labels=ax is axes[0])
         ax.grid(alpha=0.3)
+    restart = any(n in ("dpo", "kto") for n in names)  # rewards relative to the topic's own reference
+    axes[0].set_title(f"{label} rewards" + (" (each topic starts from its own reference, so rewards restart near 0)"
+                                            if restart else ""), fontsize=9, pad=14)
+    axes[-1].set_xlabel(f"{label} step (across the run)")
+    for ax in axes:
         legend_outside(ax)
     fig.tight_layout()
     return fig

@@ -131,15 +131,19 @@ class ProgressDisplay:
         self.topic_started[topic_id] = time.time()
         retry = f" (retry {attempt})" if attempt else ""
         self.reporter.event("topic_start", f"[cyan]topic[/] {topic_id}{retry}", topic=topic_id, attempt=attempt)
-        for stage in ("sft", "dpo"):
+        for stage in self._stages_of(topic_id):
             self.started.discard((stage, topic_id))
 
     def on_step(self, stage: str, topic_id: str, step: int, metrics: Mapping[str, Any]) -> None:
         self.record_step(stage, topic_id, step, metrics)
 
+    def _stages_of(self, topic_id: str) -> list[str]:
+        """The started stages of a topic, SFT first (the preference stage is named after its method)."""
+        return sorted((s for s, t in self.started if t == topic_id), key=lambda s: (s != "sft", s))
+
     def on_topic_end(self, progress: Any) -> None:
         topic_id = str(getattr(progress, "topic_id", "?"))
-        for stage in ("sft", "dpo"):
+        for stage in self._stages_of(topic_id):
             self.finish_task(stage, topic_id)
         status = str(getattr(progress, "status", ""))
         acc = getattr(progress, "accuracy", None)

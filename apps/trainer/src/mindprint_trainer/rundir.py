@@ -5,9 +5,9 @@
     runs/<timestamp>-<command>/
       config.yaml       the resolved configuration (after every override)
       metrics.jsonl     one JSON line per training step: stage, topic, step, loss, lr, grad_norm,
-                        rewards/* (DPO), timestamp
+                        rewards/* and the preference method's own metrics, timestamp
       loss.png          training loss per stage/topic (matplotlib, Agg)
-      rewards.png       DPO reward margins / accuracies (when DPO ran), topic starts marked
+      rewards.png       preference rewards / accuracies and the method's metrics (when a preference stage ran)
       curriculum.png    accuracy and voice per topic, before vs after (train, demo)
       adapters/         trained adapters (PEFT layout)
       checkpoints/      the pipeline's resumable progress
@@ -77,7 +77,8 @@ class TopicRow:
     voice: float | None = None
     attempts: int = 0
     seconds: float = 0.0
-    dpo: bool = False
+    dpo: bool = False  # the preference stage ran (whatever its method)
+    method: str = "dpo"  # the preference stage's method (pipeline.preference_method): the summary's column
     note: str = ""  # why the topic failed (which threshold, which score); "" otherwise
 
 
@@ -178,7 +179,7 @@ class RunDirectory:
             lines.append(f"- **{key}**: {value}")
         lines.append("")
         if topics:
-            lines += ["| topic | status | accuracy | voice | DPO | attempts | time (s) |",
+            lines += [f"| topic | status | accuracy | voice | {preference_column(topics)} | attempts | time (s) |",
                       "|---|---|---|---|---|---|---|"]
             for row in topics:
                 lines.append(f"| {row.topic} | {row.status} | {_fmt(row.accuracy)} | {_fmt(row.voice)} | "
@@ -199,6 +200,12 @@ class RunDirectory:
         return _readable(atomic_write_text(self.path / SUMMARY, "\n".join(lines)))
 
 
+def preference_column(rows: Sequence[TopicRow]) -> str:
+    """The preference stage's column title: its method (``ORPO``), all of them when rows differ (``DPO/ORPO``)."""
+    methods = list(dict.fromkeys(row.method for row in rows)) or ["dpo"]
+    return "/".join(m.upper() for m in methods)
+
+
 def _readable(path: Path) -> Path:
     return path  # atomic writes give files the mode the user's umask allows (mindprint_interfaces.fileio)
 
@@ -208,7 +215,8 @@ def _fmt(value: float | None) -> str:
 
 
 def write_plots(rows: Sequence[Mapping[str, Any]], out_dir: Path) -> list[Path]:
-    """loss.png (when any step has a loss) and rewards.png (when DPO logged rewards): see :mod:`.plots`."""
+    """loss.png (when any step has a loss) and rewards.png (when a preference stage logged rewards): see
+    :mod:`.plots`."""
     from .plots import write_plots as write
 
     return write(rows, out_dir)

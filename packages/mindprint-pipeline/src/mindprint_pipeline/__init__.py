@@ -19,7 +19,7 @@ from .curriculum import (
     load_curriculum,
 )
 from .evaluation import DefaultEvaluator, VoiceMarkers, rouge_l_f1
-from .events import BasePipelineCallback, PipelineCallback, PipelineInterrupted, Stage
+from .events import PREFERENCE_STAGES, BasePipelineCallback, PipelineCallback, PipelineInterrupted, Stage
 from .pipeline import DPOPipeline
 from .progress import AttemptResult, ChapterProgress, PipelineResult, TopicProgress, UnitProgress
 
@@ -28,6 +28,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AttemptResult", "BasePipelineCallback", "Chapter", "ChapterProgress", "CheckpointError", "Curriculum",
     "DPOPipeline", "DefaultEvaluator", "Evaluator", "PipelineCallback", "PipelineConfig", "PipelineInterrupted",
-    "PipelineResult", "PipelineState", "Stage", "Topic", "TopicProgress", "Unit", "UnitProgress", "UnmatchedPair",
+    "PREFERENCE_STAGES", "PipelineResult", "PipelineState", "Stage", "Topic", "TopicProgress", "Unit",
+    "UnitProgress", "UnmatchedPair",
     "VoiceMarkers", "build_curriculum", "id_dirname", "load_curriculum", "load_state", "rouge_l_f1", "save_state",
 ]

@@ -11,7 +11,9 @@ from mindprint_interfaces import MindprintError
 
 from .progress import TopicProgress, UnitProgress
 
-Stage = Literal["sft", "dpo"]
+# A training step's stage: "sft", or the preference stage under its method's own name (pipeline.preference_method).
+Stage = Literal["sft", "dpo", "orpo", "cpo", "kto"]
+PREFERENCE_STAGES: tuple[Stage, ...] = ("dpo", "orpo", "cpo", "kto")
 
 log = logging.getLogger("mindprint_pipeline")
 

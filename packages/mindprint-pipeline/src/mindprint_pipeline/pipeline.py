@@ -347,7 +347,8 @@ class DPOPipeline:
             progress.history.append(result)
             progress.attempts = attempt + 1
             log.info("topic %s attempt %d: accuracy %.3f voice %.3f score %.3f%s%s", topic.id, attempt,
-                     result.accuracy, result.voice, result.score, " (dpo)" if result.dpo_applied else "",
+                     result.accuracy, result.voice, result.score,
+                     f" ({cfg.preference_method})" if result.dpo_applied else "",
                      " passed" if result.passed else (f" error: {result.error}" if result.error else ""))
             if result.passed:
                 break
@@ -421,10 +422,11 @@ class DPOPipeline:
                          or (accuracy >= cfg.accuracy_threshold and voice < cfg.dpo_trigger_threshold))
             if triggered and topic.preferences:
                 method = cfg.preference_method
-                # the stage keeps its "dpo" tag (events, summary, plots); its metrics are the method's own
+                # the stage is tagged with the method's name (events, metrics.jsonl, summary, plots); the
+                # attempt's fields keep their dpo_* names (checkpoints written before stay readable)
                 pref = self.backend.create_trainer(method, model,
                                                    cfg.preference_config(seed=seed, output_dir=run_dir / method),
-                                                   callbacks=[StepForwarder("dpo", topic.id, self.callbacks)])
+                                                   callbacks=[StepForwarder(method, topic.id, self.callbacks)])
                 pref_dir = run_dir / method / trainer_topic_id(topic.id)
                 pref_result = pref.train(topic.preference_records(), adapter_dir=pref_dir,
                                          resume_from_checkpoint=resume_point(
@@ -432,7 +434,7 @@ class DPOPipeline:
                                              what=f"topic {topic.id} attempt {attempt} {method.upper()}"))
                 result.dpo_applied = True
                 result.dpo_loss, result.dpo_samples = pref_result.final_loss, pref_result.samples_trained
-                cut.update(_truncation("dpo", pref_result.metrics, [p.line for p in topic.preferences]))
+                cut.update(_truncation("dpo", pref_result.metrics, [p.line for p in topic.preferences]))  # dpo_*: the preference stage's, any method
                 if not pref_result.success or not math.isfinite(pref_result.final_loss):
                     result.error = (f"{method.upper()} failed: "
                                     f"{pref_result.error_message or f'loss {pref_result.final_loss}'}")
