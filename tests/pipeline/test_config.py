@@ -137,3 +137,12 @@ def test_fingerprint_is_json_shaped_and_ignores_per_attempt_keys() -> None:
     assert fp["dpo.beta"] == 0.1 and fp["sft.target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj"]
     assert "sft.seed" not in fp and "dpo.output_dir" not in fp
     assert fp != PipelineConfig(dpo=DPOConfig(beta=0.2)).training_fingerprint()
+
+
+def test_fingerprint_covers_the_preference_method_section() -> None:
+    """A changed ``orpo.beta`` on an ORPO curriculum changes what is trained: a resume must see it."""
+    orpo = PipelineConfig(preference_method="orpo")
+    fp = orpo.training_fingerprint()
+    assert fp["orpo.beta"] == orpo.orpo.beta
+    assert fp != PipelineConfig(preference_method="orpo", orpo={"beta": 0.5}).training_fingerprint()
+    assert "orpo.beta" not in PipelineConfig().training_fingerprint()  # dpo: the fingerprint of earlier runs

@@ -171,7 +171,10 @@ class PipelineConfig(CurriculumConfig):
         tuples) so it compares equal to the copy read back from the checkpoint.
         """
         data = {k: v for k, v in self.to_dict().items() if k not in NON_TRAINING_KEYS and k not in SECTIONS}
-        for name, derived in (("sft", self.sft_config(seed=self.seed)), ("dpo", self.dpo_config(seed=self.seed))):
+        sections = [("sft", self.sft_config(seed=self.seed)), ("dpo", self.dpo_config(seed=self.seed))]
+        if self.preference_method != "dpo":  # the method that trains the preference stage (dpo: a checkpoint
+            sections.append((self.preference_method, self.preference_config(seed=self.seed)))  # made before resumes)
+        for name, derived in sections:
             data.update({f"{name}.{k}": v for k, v in derived.to_dict().items() if k not in PER_ATTEMPT_KEYS})
         if not data.get("sft_replay_per_topic"):  # off: a checkpoint written before the setting existed resumes
             data.pop("sft_replay_per_topic", None)
