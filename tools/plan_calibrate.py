@@ -22,16 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mindprint_interfaces.memory_plan import KNOWN_SHAPES
+
 ROOT = Path(__file__).resolve().parent.parent
 
-SHAPES: dict[str, dict[str, Any]] = {  # the published config.json fields that set the memory
-    "Qwen2.5-0.5B": {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
-                     "num_attention_heads": 14, "num_key_value_heads": 2, "vocab_size": 151936,
-                     "tie_word_embeddings": True},
-    "Qwen2.5-1.5B": {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
-                     "num_attention_heads": 12, "num_key_value_heads": 2, "vocab_size": 151936,
-                     "tie_word_embeddings": True},
-}
+# The published config.json fields that set the memory, by the short name the table uses.
+SHAPES: dict[str, dict[str, Any]] = {name: KNOWN_SHAPES[f"Qwen/{name}-Instruct"] for name in ("Qwen2.5-0.5B", "Qwen2.5-1.5B")}
 VARIANTS = {"plain": {}, "checkpointing": {"gradient_checkpointing": True}, "4-bit": {"quantize": 4}}
 
 

@@ -103,10 +103,7 @@ def run_orpo(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, 
     original_batches: Any = orpo_trainer.iterate_orpo_batches
 
     def counting_batches(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        for batch in original_batches(*args, **kwargs):
-            chosen, rejected = batch[0], batch[1]
-            clock.tokens.append(int(((chosen != 0).sum() + (rejected != 0).sum()).item()))
-            yield batch
+        yield from _counted(clock, original_batches(*args, **kwargs))
 
     orpo_trainer.iterate_orpo_batches = counting_batches
     out = Path(tempfile.mkdtemp(prefix="bench-mlxlora-", dir=spec.work_dir))
@@ -124,6 +121,14 @@ def run_orpo(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, 
     clock.done()
     result["tokens_exact"] = True
     result["eval_after"] = dpo_eval(mlx_pair_logps(model, eval_pairs), ref, spec.beta)
+
+
+def _counted(clock: StepClock, batches: Iterator[Any]) -> Iterator[Any]:
+    """mlx-lm-lora's (chosen, rejected, ...) batches, passed on, with their non-padding tokens on the clock."""
+    for batch in batches:
+        chosen, rejected = batch[0], batch[1]
+        clock.tokens.append(int(((chosen != 0).sum() + (rejected != 0).sum()).item()))
+        yield batch
 
 
 def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any]) -> None:
@@ -154,10 +159,7 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any])
     ordered = mindprint_order()
 
     def counting_batches(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        for batch in (ordered if same_order else original_batches(*args, **kwargs)):
-            chosen, rejected = batch[0], batch[1]
-            clock.tokens.append(int(((chosen != 0).sum() + (rejected != 0).sum()).item()))
-            yield batch
+        yield from _counted(clock, ordered if same_order else original_batches(*args, **kwargs))
 
     dpo_trainer.iterate_dpo_batches = counting_batches
 

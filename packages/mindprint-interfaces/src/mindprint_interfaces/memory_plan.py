@@ -22,6 +22,20 @@ DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 GIB = 1024 ** 3
 
 
+# Shapes of well-known models, so a plan needs no download (config.json values of the hub repositories).
+KNOWN_SHAPES: dict[str, dict[str, Any]] = {
+    "Qwen/Qwen2.5-0.5B-Instruct": {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
+                                   "num_attention_heads": 14, "num_key_value_heads": 2, "vocab_size": 151936,
+                                   "tie_word_embeddings": True},
+    "Qwen/Qwen2.5-1.5B-Instruct": {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
+                                   "num_attention_heads": 12, "num_key_value_heads": 2, "vocab_size": 151936,
+                                   "tie_word_embeddings": True},
+    "Qwen/Qwen2.5-7B-Instruct": {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+                                 "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
+                                 "tie_word_embeddings": False},
+}
+
+
 @dataclass(frozen=True)
 class ModelShape:
     """What the arithmetic needs from a model's ``config.json``."""
