@@ -605,7 +605,7 @@ def probe_wrong_base(p: Probe, backend: str, adapter: Path | None, other_seed: P
     if adapter is None:
         p.add(backend, "wrong-base adapter", "refused", "not run: no adapter (reference run failed)", False)
         return
-    for base, what, needle in ((other_seed, "same-shape base with other weights", "fingerprint"),
+    for base, what, needle in ((other_seed, "same-shape base with other weights", "weights it modifies differ"),
                                (deeper, "3-layer base for a 2-layer adapter", "layer")):
         run = cli(p.work, "generate", "hi", "-b", backend, "-m", str(base), "-a", str(adapter),
                   "--max-new-tokens", "2")

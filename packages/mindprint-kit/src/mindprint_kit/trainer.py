@@ -92,6 +92,7 @@ class KitTrainer(Generic[C, M]):
         self._fingerprint: dict[str, Any] = {}
         self._reference_files: dict[str, bytes] | None = None  # the initial policy's adapter files (checkpoints)
         self._resumed_policy: Any = None  # a resumed run's policy weights, until the reference is fixed
+        self._resumed_finished = False  # the checkpoint is of the last step: nothing is left to train
 
     # -- Trainer protocol ------------------------------------------------------------------------------------------
     def get_model(self) -> M:
@@ -277,16 +278,21 @@ class KitTrainer(Generic[C, M]):
         """Check the checkpoint against this run, load its adapter and history; the step loop reads the rest."""
         self._resume = None
         self._resumed_policy = None
+        self._resumed_finished = False
         if resume is None or resume is False:
             self._capture_reference()
             return
         found = checkpoints.resolve(resume if resume is True else Path(resume), self._checkpoint_root(target))
         checkpoints.check_resumable(found, self._fingerprint, self._base_record())
-        if found.data.global_step >= found.data.total_steps:
-            raise ConfigError(f"resume_from_checkpoint: {found.path}: the run had already finished "
-                              f"(step {found.data.global_step} of {found.data.total_steps})",
-                              key="resume_from_checkpoint")
         self._load_checkpoint_adapter(found.path)
+        progress.history[:] = [dict(h) for h in found.data.history]
+        progress.global_step = found.data.global_step
+        self._resumed_finished = found.data.global_step >= found.data.total_steps
+        if self._resumed_finished:  # killed after its last checkpoint, before the final save: that is the result
+            progress.total_steps = found.data.total_steps
+            progress.samples_seen = int(found.data.counters.get("samples_seen", 0))
+            progress.samples_trained = int(found.data.counters.get("samples_trained", 0))
+            return
         if self._reference_kind() == "initial_policy":
             reference = found.reference
             if reference is None:
@@ -297,8 +303,6 @@ class KitTrainer(Generic[C, M]):
             self._load_checkpoint_adapter(reference)  # the reference is computed from it, then the policy returns
             self._reference_files = ({name: (reference / name).read_bytes() for name in checkpoints.ADAPTER_FILES}
                                      if self._is_main() else None)
-        progress.history[:] = [dict(h) for h in found.data.history]
-        progress.global_step = found.data.global_step
         self._resume = found
 
     # -- notifications (main process only) -------------------------------------------------------------------------
@@ -373,7 +377,8 @@ class KitTrainer(Generic[C, M]):
             return self._finish(False, progress, prepared, start, str(target) if confirmed else "", message)
 
         try:
-            self._train_steps(prepared, progress, checkpoint)
+            if not self._resumed_finished:
+                self._train_steps(prepared, progress, checkpoint)
             require_finite("after the last step")
         except ConfigError:
             self._cleanup()
