@@ -17,7 +17,7 @@ from pathlib import Path
 
 PREFIX = "checkpoint-"
 STATE_FILE = "mindprint_state.json"
-_NAME = re.compile(r"^checkpoint-(\d+)$")
+NAME = re.compile(r"^checkpoint-(\d+)$")
 
 
 def checkpoint_root(adapter_dir: str | Path) -> Path:
@@ -32,11 +32,6 @@ class StepCheckpoint:
     global_step: int
     total_steps: int
 
-    @property
-    def finished(self) -> bool:
-        """Saved at the run's last step (nothing is left to resume)."""
-        return self.global_step >= self.total_steps
-
 
 def step_checkpoints(root: str | Path) -> list[StepCheckpoint]:
     """The ``checkpoint-<step>`` directories under ``root`` whose state file reads, newest first.
@@ -48,7 +43,7 @@ def step_checkpoints(root: str | Path) -> list[StepCheckpoint]:
         return []
     found: list[StepCheckpoint] = []
     for path in base.iterdir():
-        match = _NAME.match(path.name)
+        match = NAME.match(path.name)
         if match is None or not path.is_dir():
             continue
         try:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,7 +54,7 @@ RNG_FILE = "rng_state.safetensors"
 TRAINER_STATE_FILE = "trainer_state.json"
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 REFERENCE_DIR = "reference"  # the initial policy (reference: initial_policy), PEFT layout
-_NAME = re.compile(r"^checkpoint-(\d+)$")
+_NAME = checkpoint_layout.NAME  # checkpoint-<step>
 
 # Settings that do not change what is trained: they may differ between the run and its resume.
 FREE_KEYS = frozenset({"output_dir", "logging_steps", "save_steps", "save_total_limit", "gradient_checkpointing"})
