@@ -55,6 +55,8 @@ def test_two_process_training_saves_one_adapter(backend: str, launch: Launcher, 
     assert r0["steps"] == [1, 2, 3, 1, 2, 3] and r1["steps"] == []  # only rank 0 calls the user's callbacks
     assert r1["saves"] == [] and len(r0["saves"]) == 4  # checkpoint at step 2 + final, per stage
     assert r0["sft"]["samples"] == 4  # 3 steps x 2 ranks x 1 example cover all 4 examples (global)
-    # the final adapters, and each stage's full-state checkpoint of step 2 (written once, by rank 0)
-    assert adapter_dirs(out) == [out / "u1/c1/dpo", out / "u1/c1/dpo-checkpoints/checkpoint-2", out / "u1/c1/sft",
+    # the final adapters, and each stage's full-state checkpoint of step 2 (written once, by rank 0); DPO's
+    # checkpoint carries its reference (the initial policy's adapter), so a resume scores against the same one
+    assert adapter_dirs(out) == [out / "u1/c1/dpo", out / "u1/c1/dpo-checkpoints/checkpoint-2",
+                                 out / "u1/c1/dpo-checkpoints/checkpoint-2/reference", out / "u1/c1/sft",
                                  out / "u1/c1/sft-checkpoints/checkpoint-2"]

@@ -181,9 +181,13 @@ class CurriculumOutcome:
 
 def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = False, backend: Backend | None = None,
                    console: Console | NoteConsole | None = None, title: str = "mindprint train",
-                   facts: Mapping[str, Any] | None = None) -> CurriculumOutcome:
-    """Run the pipeline into ``run``; on Ctrl-C write the partial summary, print the resume hint, re-raise."""
+                   facts: Mapping[str, Any] | None = None, announce: str | None = None) -> CurriculumOutcome:
+    """Run the pipeline into ``run``; on Ctrl-C write the partial summary, print the resume hint, re-raise.
+
+    ``announce`` is printed once every input was validated, before any model work: a refused run prints only
+    its error line (and leaves no run directory), an accepted one says where it writes from the start."""
     from mindprint_pipeline.config import PipelineConfig
+    from mindprint_pipeline.curriculum import load_curriculum
     from mindprint_pipeline.pipeline import DPOPipeline
 
     console = console or err_console
@@ -204,7 +208,10 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
     display = ProgressDisplay(run)
     display.totals = progress_totals(cfg, files, pipeline_cfg, (sft_in, prefs_in))
     stop = StopRequest()
-    pipeline = DPOPipeline(config=pipeline_cfg, backend=backend, callbacks=[display, stop])
+    pipeline = DPOPipeline(config=pipeline_cfg, backend=backend, callbacks=[display, stop])  # reads the markers
+    if announce is not None:
+        load_curriculum(sft_in, prefs_in, pipeline_cfg.data_dir, quiz_in)  # every data error (file:line), no model
+        console.print(announce)
     base_facts: dict[str, Any] = {"backend": backend.name, "device": backend.device_manager.device,
                                   "dtype": backend.device_manager.dtype, "model": cfg.model.path,
                                   "data": str(files.sft), **(facts or {})}
@@ -304,11 +311,11 @@ def run_train(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
         run = RunDirectory(new_run_dir(cfg.output_dir, "train"), "train")
         run.write_config(cfg.to_yaml())
-    # said before any work (as sft/dpo do): a curriculum runs for minutes to hours, and its checkpoints,
+    # said before any model work (as sft/dpo do): a curriculum runs for minutes to hours, and its checkpoints,
     # metrics and adapters land there from the first topic on
-    err_console.print(f"{'continuing the run in' if args.resume else 'writing to'} {run.path}")
+    announce = f"{'continuing the run in' if args.resume else 'writing to'} {run.path}"
     try:
-        outcome = run_curriculum(cfg, run, resume=bool(args.resume))
+        outcome = run_curriculum(cfg, run, resume=bool(args.resume), announce=announce)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except (ConfigError, DataValidationError):
