@@ -124,3 +124,18 @@ def test_resume_drops_metrics_rows_of_topics_trained_again(tmp_path: Path) -> No
     rows = run.read_metrics()
     assert [(r["topic"], r["step"]) for r in rows] == [("u/c/done", 1), ("u/c/done", 2), (None, 0)]
     assert run.keep_metrics_of({"u/c/done"}) == 0
+
+
+def test_resume_inside_a_topic_keeps_its_rows_and_replaces_those_logged_again(tmp_path: Path) -> None:
+    """The killed run logged sft steps 1-3 of attempt 0 (checkpoint after 2) and a retry's step 1; the resumed
+    stage continues at step 3: rows 1-2 stay, the old step 3 is replaced, the other attempt's row stays."""
+    run = RunDirectory(tmp_path / "run", "train")
+    for step in (1, 2, 3):
+        run.log_step("sft", "u/c/now", step, {"loss": float(step)}, attempt=0)
+    run.log_step("sft", "u/c/now", 1, {"loss": 9.0}, attempt=1)
+    run.log_step("sft", "u/c/later", 1, {"loss": 1.0}, attempt=0)  # cannot happen, but is not kept if it does
+    assert run.keep_metrics_of(set(), current="u/c/now") == 1
+    run.log_step("sft", "u/c/now", 3, {"loss": 30.0}, attempt=0)
+    run.log_step("sft", "u/c/now", 4, {"loss": 40.0}, attempt=0)
+    rows = [(r["attempt"], r["step"], r["loss"]) for r in run.read_metrics()]
+    assert rows == [(0, 1, 1.0), (0, 2, 2.0), (1, 1, 9.0), (0, 3, 30.0), (0, 4, 40.0)]

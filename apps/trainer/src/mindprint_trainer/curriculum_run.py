@@ -306,7 +306,8 @@ def run_train(args: argparse.Namespace) -> int:
         from mindprint_pipeline.checkpoint import load_state
 
         state = load_state(run.checkpoint_dir)
-        run.keep_metrics_of(set(state.topics) if state is not None else set())  # the retrained topic: no duplicates
+        current = state.current.get("topic") if state is not None and state.current else None
+        run.keep_metrics_of(set(state.topics) if state is not None else set(), current)  # no row logged twice
     else:
         cfg = config_from_args(args)
         run = RunDirectory(new_run_dir(cfg.output_dir, "train"), "train")

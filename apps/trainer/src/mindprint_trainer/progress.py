@@ -74,6 +74,7 @@ class ProgressDisplay:
         # a console given (the 0.1 API): rich progress on it; else the command's reporter (--log-format, --quiet)
         self.reporter = reporter_ or (RichReporter(console) if console is not None else reporter())
         self.topic_started: dict[str, float] = {}
+        self.attempts: dict[str, int] = {}  # the attempt each topic is on (metrics rows carry it)
         self.topic_results: dict[str, Any] = {}
         self.totals: dict[tuple[str, str | None], int] = {}
         self.started: set[tuple[str, str | None]] = set()
@@ -112,7 +113,7 @@ class ProgressDisplay:
             self.start_task(stage, topic, self.totals.get(key))
         self.reporter.step(stage, topic, step, self.totals.get(key), metrics)
         if self.run is not None:
-            self.run.log_step(stage, topic, step, metrics)
+            self.run.log_step(stage, topic, step, metrics, attempt=self.attempts.get(topic) if topic else None)
         self.steps_logged += 1
 
     def finish_task(self, stage: str, topic: str | None) -> None:
@@ -129,6 +130,7 @@ class ProgressDisplay:
     # -- pipeline callback protocol (mindprint_pipeline.PipelineCallback) ------------------------
     def on_topic_start(self, topic_id: str, attempt: int = 0) -> None:
         self.topic_started[topic_id] = time.time()
+        self.attempts[topic_id] = attempt
         retry = f" (retry {attempt})" if attempt else ""
         self.reporter.event("topic_start", f"[cyan]topic[/] {topic_id}{retry}", topic=topic_id, attempt=attempt)
         for stage in self._stages_of(topic_id):

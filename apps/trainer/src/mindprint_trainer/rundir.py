@@ -89,6 +89,8 @@ class RunDirectory:
     started: float = field(default_factory=time.time)
     # The experiment trackers (report_to): fed every row log_step appends, so they hold what metrics.jsonl holds.
     trackers: RunTrackers | None = None
+    # On resume (keep_metrics_of): the (stage, topic, attempt) keys logged since, whose older rows were replaced.
+    _resumed_keys: set[tuple[str, str, int | None]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -115,20 +117,21 @@ class RunDirectory:
         shutil.rmtree(self.path, ignore_errors=True)
         return True
 
-    def keep_metrics_of(self, topics: Collection[str]) -> int:
-        """On resume: drop the metrics rows of topics that are not done (they are trained again, and would be
-        logged twice); rows without a topic stay. Returns how many rows were dropped."""
-        if not self.metrics_path.is_file():
-            return 0
+    def keep_metrics_of(self, topics: Collection[str], current: str | None = None) -> int:
+        """On resume: drop the metrics rows of topics that are neither done nor in progress (``current``, the
+        topic the run was inside); rows without a topic stay. The topic in progress keeps its rows: a resume
+        continues its stages from their step checkpoints, and each row a resumed stage logs again replaces the
+        old ones from that step on (:meth:`log_step`), so the curve has every step once. Returns the rows dropped."""
+        self._resumed_keys = set()
         kept: list[str] = []
         dropped = 0
-        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+        for line in self._metric_lines():
             try:
                 topic = json.loads(line).get("topic")
             except (json.JSONDecodeError, AttributeError):
                 dropped += 1  # a row cut by the kill
                 continue
-            if topic is None or topic in topics:
+            if topic is None or topic in topics or topic == current:
                 kept.append(line)
             else:
                 dropped += 1
@@ -136,11 +139,36 @@ class RunDirectory:
             atomic_write_text(self.metrics_path, "".join(f"{line}\n" for line in kept))
         return dropped
 
+    def _metric_lines(self) -> list[str]:
+        return self.metrics_path.read_text(encoding="utf-8").splitlines() if self.metrics_path.is_file() else []
+
+    def _replace_from(self, stage: str, topic: str, attempt: int | None, step: int) -> None:
+        """The first row a resumed stage logs: drop the rows of the same stage, topic and attempt from ``step`` on
+        (the killed run logged them after its last checkpoint; the resumed run logs them again)."""
+        def superseded(line: str) -> bool:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                return False
+            return (row.get("stage") == stage and row.get("topic") == topic and row.get("attempt", attempt) == attempt
+                    and isinstance(row.get("step"), int) and row["step"] >= step)
+
+        lines = self._metric_lines()
+        kept = [line for line in lines if not superseded(line)]
+        if len(kept) != len(lines):
+            atomic_write_text(self.metrics_path, "".join(f"{line}\n" for line in kept))
+
     def write_config(self, yaml_text: str) -> Path:
         return _readable(atomic_write_text(self.path / CONFIG, yaml_text))
 
-    def log_step(self, stage: str, topic: str | None, step: int, metrics: Mapping[str, Any]) -> None:
+    def log_step(self, stage: str, topic: str | None, step: int, metrics: Mapping[str, Any],
+                 attempt: int | None = None) -> None:
+        if self._resumed_keys is not None and topic is not None and (stage, topic, attempt) not in self._resumed_keys:
+            self._resumed_keys.add((stage, topic, attempt))
+            self._replace_from(stage, topic, attempt, step)
         row: dict[str, Any] = {"stage": stage, "topic": topic, "step": step}
+        if attempt is not None:
+            row["attempt"] = attempt
         for key, value in metrics.items():
             if key in row:
                 continue

@@ -46,7 +46,7 @@ def known_trackers() -> list[str]:
 
 
 # The columns of a metrics.jsonl row that locate it rather than measure something.
-ROW_KEYS = ("stage", "topic", "step", "timestamp")
+ROW_KEYS = ("stage", "topic", "attempt", "step", "timestamp")
 
 
 def row_metrics(row: Mapping[str, Any]) -> tuple[dict[str, float], int]:
