@@ -94,3 +94,16 @@ def test_resume_gives_the_same_result(full_run: tuple[PipelineResult, Recorder, 
         assert a.voice == pytest.approx(b.voice, abs=1e-6), a.topic_id
         assert a.sft_loss == pytest.approx(b.sft_loss, rel=1e-4), a.topic_id
         assert a.dpo_loss == pytest.approx(b.dpo_loss, rel=1e-4), a.topic_id
+
+
+def test_a_loaded_curriculum_is_taken_as_is_and_not_with_data(backend: Backend, tiny_model_dir: Path,
+                                                                tmp_path: Path) -> None:
+    """``train_curriculum(curriculum=...)`` trains what :meth:`load_data` read; data passed beside it is refused."""
+    from mindprint_interfaces import ConfigError
+
+    pipeline = DPOPipeline(config=fast_config(tiny_model_dir, tmp_path / "out"), backend=backend)
+    curriculum = pipeline.load_data()
+    with pytest.raises(ConfigError, match="either the data or a loaded curriculum"):
+        pipeline.train_curriculum(str(tmp_path / "other.jsonl"), curriculum=curriculum)
+    result = pipeline.train_curriculum(curriculum=curriculum, stop_after_topics=1)
+    assert not result.completed and result.pending_topics == [t.id for t in curriculum.topics[1:]]

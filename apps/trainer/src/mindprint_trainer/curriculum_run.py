@@ -187,7 +187,6 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
     ``announce`` is printed once every input was validated, before any model work: a refused run prints only
     its error line (and leaves no run directory), an accepted one says where it writes from the start."""
     from mindprint_pipeline.config import PipelineConfig
-    from mindprint_pipeline.curriculum import load_curriculum
     from mindprint_pipeline.pipeline import DPOPipeline
 
     console = console or err_console
@@ -209,8 +208,8 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
     display.totals = progress_totals(cfg, files, pipeline_cfg, (sft_in, prefs_in))
     stop = StopRequest()
     pipeline = DPOPipeline(config=pipeline_cfg, backend=backend, callbacks=[display, stop])  # reads the markers
+    curriculum = pipeline.load_data(sft_in, prefs_in, quiz_in)  # every data error (file:line), before any model work
     if announce is not None:
-        load_curriculum(sft_in, prefs_in, pipeline_cfg.data_dir, quiz_in)  # every data error (file:line), no model
         console.print(announce)
     base_facts: dict[str, Any] = {"backend": backend.name, "device": backend.device_manager.device,
                                   "dtype": backend.device_manager.dtype, "model": cfg.model.path,
@@ -224,7 +223,7 @@ def run_curriculum(cfg: TrainerConfig, run: RunDirectory, *, resume: bool = Fals
 
     try:
         with display, graceful_sigint(stop, announce=lambda msg: console.print(f"[yellow]{msg}[/]")):
-            result = pipeline.train_curriculum(sft_in, prefs_in, quiz_data=quiz_in, resume=resume)
+            result = pipeline.train_curriculum(curriculum=curriculum, resume=resume)
     except KeyboardInterrupt:
         raise interrupted() from None
     if stop.requested and not result.completed:

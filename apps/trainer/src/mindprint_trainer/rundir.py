@@ -136,11 +136,14 @@ class RunDirectory:
             else:
                 dropped += 1
         if dropped:
-            atomic_write_text(self.metrics_path, "".join(f"{line}\n" for line in kept))
+            self._write_metric_lines(kept)
         return dropped
 
     def _metric_lines(self) -> list[str]:
         return self.metrics_path.read_text(encoding="utf-8").splitlines() if self.metrics_path.is_file() else []
+
+    def _write_metric_lines(self, lines: Sequence[str]) -> None:
+        atomic_write_text(self.metrics_path, "".join(f"{line}\n" for line in lines))
 
     def _replace_from(self, stage: str, topic: str, attempt: int | None, step: int) -> None:
         """The first row a resumed stage logs: drop the rows of the same stage, topic and attempt from ``step`` on
@@ -156,7 +159,7 @@ class RunDirectory:
         lines = self._metric_lines()
         kept = [line for line in lines if not superseded(line)]
         if len(kept) != len(lines):
-            atomic_write_text(self.metrics_path, "".join(f"{line}\n" for line in kept))
+            self._write_metric_lines(kept)
 
     def write_config(self, yaml_text: str) -> Path:
         return _readable(atomic_write_text(self.path / CONFIG, yaml_text))

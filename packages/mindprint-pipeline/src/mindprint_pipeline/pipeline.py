@@ -186,9 +186,11 @@ class DPOPipeline:
     def train_curriculum(self, sft_data: RecordsInput | None = None, preference_data: RecordsInput | None = None,
                          *, quiz_data: RecordsInput | None = None, resume: bool = False,
                          resume_from_checkpoint: str | Path | None = None,
-                         stop_after_topics: int | None = None) -> PipelineResult:
+                         stop_after_topics: int | None = None, curriculum: Curriculum | None = None) -> PipelineResult:
         """Train every unit, chapter and topic in order and return the result.
 
+        ``curriculum`` is one :meth:`load_data` returned already (a caller that validated the data before
+        any model work, so it is not read twice); the data arguments are then left out.
         ``resume=True`` continues from ``checkpoint_dir`` (a fresh start when it holds no
         checkpoint); ``resume_from_checkpoint=dir`` continues from that directory (which must hold
         one). ``stop_after_topics=n`` stops cleanly after n topics were trained in this call and
@@ -197,7 +199,11 @@ class DPOPipeline:
         """
         if stop_after_topics is not None and stop_after_topics < 1:
             raise ConfigError(f"stop_after_topics: must be >= 1, got {stop_after_topics}", key="stop_after_topics")
-        curriculum = self.load_data(sft_data, preference_data, quiz_data)
+        if curriculum is None:
+            curriculum = self.load_data(sft_data, preference_data, quiz_data)
+        elif sft_data is not None or preference_data is not None or quiz_data is not None:
+            raise ConfigError("train_curriculum: pass either the data or a loaded curriculum, not both",
+                              key="curriculum")
         session = self._start_session(curriculum, resume=resume, resume_from_checkpoint=resume_from_checkpoint)
         session.stop_after = stop_after_topics
         completed = False
