@@ -181,6 +181,10 @@ class SFTConfig(TrainConfigBase):
 
     completion_only_loss: bool = setting(True, "loss on the completion tokens only (false: on the prompt too)",
                                          hf="completion_only_loss")
+    packing: bool = setting(
+        False, "pack whole examples into rows of max_length tokens (best-fit decreasing, TRL's 'bfd'), padding-free: "
+               "positions restart and attention stops at each example's boundary, so every example's loss is its "
+               "unpacked loss; per_device_batch_size then counts packed rows", hf="packing")
 
 
 @dataclass(frozen=True)

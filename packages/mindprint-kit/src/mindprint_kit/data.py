@@ -24,6 +24,8 @@ from mindprint_interfaces.data import (
 )
 from mindprint_interfaces.protocols import Tokenizer
 
+from .packing import PackedExample, pack_examples
+
 E = TypeVar("E")
 
 
@@ -36,22 +38,30 @@ class Prepared(Generic[E]):
     dropped: int
     longest_line: int = 0  # the longest over-long record (0: none): its line and length in characters
     longest_chars: int = 0
+    packed_from: int = 0  # packing: the number of examples packed into ``examples`` (0: not packed)
 
     @property
     def stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = {"num_examples": len(self.examples), "truncated": self.truncated,
+        stats: dict[str, Any] = {"num_examples": self.packed_from or len(self.examples), "truncated": self.truncated,
                                  "dropped": self.dropped}
+        if self.packed_from:
+            stats["packed_sequences"] = len(self.examples)
         if self.longest_line:
             stats.update(truncated_longest_line=self.longest_line, truncated_longest_chars=self.longest_chars)
         return stats
 
 
 def prepare_sft(tokenizer: Tokenizer, data: Sequence[Mapping[str, Any]], config: SFTConfig,
-                source: str) -> Prepared[TokenizedExample]:
+                source: str) -> Prepared[TokenizedExample] | Prepared[PackedExample]:
+    """The tokenized examples, or with ``config.packing`` the rows they pack into (:mod:`.packing`)."""
     tokenized = tokenize_sft(tokenizer, as_sft_examples(data, source), max_length=config.max_length,
                              truncation=config.truncation, completion_only_loss=config.completion_only_loss,
                              source=source)
-    return Prepared(list(tokenized.examples), tokenized.truncated, len(tokenized.dropped), tokenized.longest_line,
+    examples = list(tokenized.examples)
+    if config.packing and examples:
+        return Prepared(pack_examples(examples, config.max_length), tokenized.truncated, len(tokenized.dropped),
+                        tokenized.longest_line, tokenized.longest_chars, packed_from=len(examples))
+    return Prepared(examples, tokenized.truncated, len(tokenized.dropped), tokenized.longest_line,
                     tokenized.longest_chars)
 
 

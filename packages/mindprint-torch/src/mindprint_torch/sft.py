@@ -4,6 +4,11 @@ TRL receives a pre-tokenized dataset with ``input_ids`` and ``labels`` (-100 on 
 loss). With a ``labels`` column TRL uses the labels as given (a ``completion_mask`` column would be
 ignored unless ``completion_only_loss=True``). Examples are truncated by the data layer *before*
 TRL, so TRL's own truncation/dropping never changes what ``samples_trained`` reports.
+
+With ``packing`` the rows are the kit's packed rows (:mod:`mindprint_kit.packing`, TRL's ``bfd`` bins) with
+their ``seq_lengths``, and TRL runs its padding-free path: its collator restarts ``position_ids`` per example
+and masks each example's first label; transformers' attention masks (sdpa, eager, flash) then see the packed
+sequence in the position ids and keep attention inside each example.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from mindprint_interfaces import SFTConfig
 from mindprint_interfaces.data import TokenizedExample
 from mindprint_interfaces.protocols import TrainerCallback
 from mindprint_kit.data import Prepared, prepare_sft
+from mindprint_kit.packing import PackedExample
 
 from .callbacks import FiniteLossMixin, ProgressBridge
 from .compact_head import CompactHeadMixin
@@ -33,10 +39,13 @@ class _SFTTrainer(FiniteLossMixin, CompactHeadMixin, PlannedOrder, SFTTrainer):
 
 
 def trl_sft_config(config: SFTConfig, model: PyTorchModel) -> Any:
+    args = common_args(config, model)
+    if config.packing:
+        args["max_length"] = None  # the rows are packed to max_length already (TRL refuses it with padding_free)
     return TRLSFTConfig(
-        **common_args(config, model),
-        packing=False,
-        padding_free=False,
+        **args,
+        packing=False,  # the kit packs (the same rows as MLX); TRL's padding-free collator runs them
+        padding_free=config.packing,
         shuffle_dataset=False,
         dataset_num_proc=None,
         completion_only_loss=None,  # irrelevant: our dataset carries explicit labels
@@ -52,16 +61,21 @@ class PyTorchSFTTrainer(PyTorchTrainerBase[SFTConfig]):
                  callbacks: Sequence[TrainerCallback] = ()) -> None:
         super().__init__(model, SFTConfig.coerce(config), callbacks)
 
-    def _prepare(self, data: Sequence[Mapping[str, Any]], source: str) -> Prepared[TokenizedExample]:
+    def _prepare(self, data: Sequence[Mapping[str, Any]],
+                 source: str) -> Prepared[TokenizedExample] | Prepared[PackedExample]:
         return prepare_sft(self._model.tokenizer, data, self.config, source)
 
-    def _dataset(self, prepared: Prepared[TokenizedExample]) -> Any:
+    def _dataset(self, prepared: Prepared[TokenizedExample] | Prepared[PackedExample]) -> Any:
         from datasets import Dataset
 
-        return Dataset.from_dict({
+        columns: dict[str, list[list[int]]] = {
             "input_ids": [list(e.input_ids) for e in prepared.examples],
             "labels": [list(e.labels) for e in prepared.examples],
-        })
+        }
+        if prepared.packed_from:
+            columns["seq_lengths"] = [list(e.seq_lengths) for e in prepared.examples
+                                      if isinstance(e, PackedExample)]
+        return Dataset.from_dict(columns)
 
     def _build(self, dataset: Any, bridge: ProgressBridge) -> Any:
         return _SFTTrainer(
