@@ -44,21 +44,22 @@ from .rundir import RunDirectory, new_run_dir
 DEMO_FILES = ("sft_data.jsonl", "preference_data.jsonl", "quiz.jsonl", "voice_markers.json")
 
 # Settings sized for a 2-core CPU: short sequences, few steps (docs/demo.md explains every choice). DPO gets a
-# high learning rate and a low beta so that a few steps per topic learn the voice in that topic. SFT replays 4
-# records of the earlier topics per topic: the first topic's facts were lost by the end (1.00 -> 0.00) without.
+# high learning rate and a low beta so that a few steps per topic learn the voice in that topic. SFT replays 12
+# records of the earlier topics per topic (each topic's 4 quiz-fact records come first): with 4, the first topic's
+# facts were lost by the end (1.00 -> 0.00); with 8, Mars took the moon's answer ("it reflects light from the sun").
 DEMO_SETTINGS: dict[str, Any] = {
     "model": {"path": "smollm2"},
     "data": {"sft_file": "sft_data.jsonl", "preference_file": "preference_data.jsonl", "quiz_file": "quiz.jsonl",
              "markers_file": "voice_markers.json"},
     "sft": {"learning_rate": 1.0e-3, "per_device_batch_size": 4, "max_length": 128, "lr_scheduler": "constant",
-            "lora_r": 8, "lora_alpha": 16},
+            "lora_r": 8, "lora_alpha": 16, "target_modules": ["all-linear"]},
     "dpo": {"learning_rate": 5.0e-4, "beta": 0.1, "per_device_batch_size": 2, "max_length": 128,
             "lr_scheduler": "constant"},
     "generation": {"max_new_tokens": 48},
     # accuracy (facts x (0.5 + 0.5 ROUGE-L)) >= 0.2 after SFT: at least some of the topic's facts are in
     # before DPO adds the voice. A topic passes at (accuracy + voice) / 2 >= 0.55: the base model has no voice,
     # so it scores at most 0.5 and cannot pass; a pass needs the voice learned and some facts right.
-    "pipeline": {"sft_epochs_per_topic": 3, "sft_replay_per_topic": 4, "dpo_steps_per_topic": 10, "accuracy_threshold": 0.2,
+    "pipeline": {"sft_epochs_per_topic": 3, "sft_replay_per_topic": 12, "dpo_steps_per_topic": 10, "accuracy_threshold": 0.2,
                  "dpo_trigger_threshold": 0.9, "topic_pass_threshold": 0.55, "max_retries_per_topic": 0,
                  "merge_after_unit": False, "eval_max_new_tokens": 48},
 }
