@@ -253,8 +253,11 @@ def probe_swap(p: Probe, kills: int) -> None:
 
 # -- 2. kills during training with a checkpoint every step, then resume --------------------------------------
 
+STEPS = 6  # the killed-and-resumed runs' optimizer steps (a checkpoint after each)
+
+
 def sft_args(backend: str, model: Path, data: Path, *extra: str) -> list[str]:
-    return ["sft", "-b", backend, "-m", str(model), "-d", str(data), "--set", "sft.max_steps=6",
+    return ["sft", "-b", backend, "-m", str(model), "-d", str(data), "--set", f"sft.max_steps={STEPS}",
             "--set", "sft.save_steps=1", "--set", "sft.per_device_batch_size=2", "--set", "sft.seed=7",
             "--set", "sft.max_length=64", *extra]
 
@@ -278,10 +281,12 @@ def probe_kill_resume(p: Probe, backend: str, kills: int) -> Path | None:
         with err.open("wb") as f:
             proc = subprocess.Popen(command(*sft_args(backend, p.tiny, data), "-o", str(out)),
                                     stdout=subprocess.DEVNULL, stderr=f, cwd=root, env=_env())
-        while proc.poll() is None and "step 1/" not in err.read_text(errors="replace"):
-            time.sleep(0.05)
-        # a random moment of the training and saving the reference run took (steps and checkpoints)
-        time.sleep(p.rng.uniform(0.0, 1.0) * max(0.5, _train_seconds(ref.stderr)))
+        # a random moment inside the training: after a random step's line (1..5 of 6), within the time one
+        # step and its checkpoint take (a kill timed from the start alone mostly landed after the last step)
+        at = p.rng.randint(1, STEPS - 1)
+        while proc.poll() is None and f"step {at}/" not in err.read_text(errors="replace"):
+            time.sleep(0.01)
+        time.sleep(p.rng.uniform(0.0, 1.0) * _train_seconds(ref.stderr) / STEPS)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             killed += 1
