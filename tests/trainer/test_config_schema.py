@@ -138,7 +138,7 @@ DEMO = {"sft": {"learning_rate": 1e-3, "num_epochs": 3.0, "per_device_batch_size
                 "loss_type": "sigmoid", "lr_scheduler": "constant", "lora_r": 8, "lora_alpha": 16.0},
         "knobs": {"accuracy_threshold": 0.2, "dpo_trigger_threshold": 0.9, "topic_pass_threshold": 0.55,
                   "max_retries_per_topic": 0, "merge_after_unit": False, "eval_max_new_tokens": 48,
-                  "sft_replay_per_topic": 4}}
+                  "sft_replay_per_topic": 12}}
 
 
 @pytest.mark.parametrize(("which", "expected"), [("train", TRAIN), ("demo", DEMO)])
