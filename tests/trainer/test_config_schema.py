@@ -133,7 +133,7 @@ TRAIN = {"sft": {"learning_rate": 2e-4, "num_epochs": 3.0, "per_device_batch_siz
          "knobs": {"accuracy_threshold": 0.5, "dpo_trigger_threshold": 0.8, "topic_pass_threshold": 0.6,
                    "max_retries_per_topic": 1, "merge_after_unit": True, "eval_max_new_tokens": 64}}
 DEMO = {"sft": {"learning_rate": 1e-3, "num_epochs": 3.0, "per_device_batch_size": 4, "max_length": 128,
-                "lr_scheduler": "constant", "lora_r": 8, "lora_alpha": 16.0},
+                "lr_scheduler": "constant", "lora_r": 8, "lora_alpha": 16.0, "target_modules": ("all-linear",)},
         "dpo": {"learning_rate": 5e-4, "max_steps": 10, "per_device_batch_size": 2, "max_length": 128, "beta": 0.1,
                 "loss_type": "sigmoid", "lr_scheduler": "constant", "lora_r": 8, "lora_alpha": 16.0},
         "knobs": {"accuracy_threshold": 0.2, "dpo_trigger_threshold": 0.9, "topic_pass_threshold": 0.55,
