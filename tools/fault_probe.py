@@ -273,7 +273,7 @@ def probe_kill_resume(p: Probe, backend: str, kills: int) -> Path | None:
               f"{shorten(ref.stderr[-300:])}", False)
         return None
     want = tensors(ref_run / "adapters" / "sft" / "adapter_model.safetensors")
-    killed = matched = resumed_ok = finished = 0
+    killed = matched = resumed_ok = finished = before_first = 0
     left: list[str] = []
     for k in range(kills):
         out, res_out = root / f"kill{k}", root / f"resumed{k}"
@@ -297,10 +297,16 @@ def probe_kill_resume(p: Probe, backend: str, kills: int) -> Path | None:
         res = cli(root, *sft_args(backend, p.tiny, data), "--resume", str(run), "-o", str(res_out))
         done = only_run(res_out)
         final = done / "adapters" / "sft" if res.code == 0 and done is not None else None
-        if final is None and res.code == 2 and "no complete checkpoint" in res.stderr and \
-                (run / "adapters" / "sft").is_dir():
+        refused = final is None and res.code == 2 and "no complete checkpoint" in res.stderr
+        if refused and (run / "adapters" / "sft").is_dir():
             final = run / "adapters" / "sft"  # killed after training (the checkpoints are gone, the adapter saved)
             finished += 1
+        elif refused and _last_step(err.read_text(errors="replace")) <= 1:
+            # killed while the first checkpoint (step 1) was being written: nothing complete to resume from, and
+            # the refusal is the right answer; from step 2 on a complete checkpoint-1 exists and must resume
+            before_first += 1
+            left += [str(x.relative_to(root)) for x in leftovers(run)]
+            continue
         if final is not None:
             resumed_ok += 1
             got = tensors(final / "adapter_model.safetensors")
@@ -308,14 +314,22 @@ def probe_kill_resume(p: Probe, backend: str, kills: int) -> Path | None:
         else:
             left.append(f"resume {k}: exit {res.code} {shorten(' '.join(error_lines(res.stderr)))}")
         left += [str(x.relative_to(root)) for x in leftovers(run) + leftovers(res_out)]
-    ok = resumed_ok == kills and matched == kills and not left
+    ok = resumed_ok + before_first == kills and matched == resumed_ok and not left
     p.add(backend, "kill -9 during sft (checkpoint every step) + --resume",
-          "every resume succeeds (or the run had saved its final adapter), final adapter == uninterrupted run "
+          "every resume succeeds (or the run had saved its final adapter, or was killed before its first "
+          "checkpoint was complete and resume refuses), final adapter == uninterrupted run "
           "bit for bit, no temporaries left",
           f"{kills} runs, {killed} killed ({finished} after training: final adapter kept, resume refused with "
-          f"'no complete checkpoint'); resumed or complete {resumed_ok}/{kills}, bit-identical {matched}/{kills}, "
+          f"'no complete checkpoint'; {before_first} during the first checkpoint's write: resume refused, nothing "
+          f"complete to continue); resumed or complete {resumed_ok}/{kills}, bit-identical {matched}/{resumed_ok}, "
           f"leftovers/failures: {left or 0}", ok)
     return ref_run / "adapters" / "sft"
+
+
+def _last_step(stderr: str) -> int:
+    """The last ``step N/`` a killed run printed (0 when none)."""
+    steps = [int(m) for m in re.findall(r"step (\d+)/", stderr)]
+    return max(steps, default=0)
 
 
 def _train_seconds(stderr: str) -> float:
