@@ -1,14 +1,42 @@
-"""Shared fixtures: the tiny random Llama (fast tests) and the real SmolLM2 directory (slow tests)."""
+"""Shared fixtures: the tiny random Llama (fast tests) and the real SmolLM2 directory (slow tests).
+
+Under pytest-xdist (``-n auto`` in pyproject.toml) each worker gets an equal share of the CPUs for the
+in-process thread pools (torch/OpenMP, BLAS), set here before any test module imports a backend: two
+workers with a full-size pool each oversubscribe the cores, and OpenMP's spinning threads then run many
+times slower. The CLI tests' child processes already run with ``OMP_NUM_THREADS=1``.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
+from mindprint_trainer.threads import THREAD_VARIABLES
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
+
+MAX_WORKERS = 4  # beyond that the suite is bound by memory and by the slowest test file, not by cores
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    return max(1, min(MAX_WORKERS, _cpus()))
+
+
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    _share = str(max(1, _cpus() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for _name in THREAD_VARIABLES:
+        os.environ.setdefault(_name, _share)
 
 
 @pytest.fixture(scope="session")
