@@ -266,7 +266,8 @@ CURVE_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-@pytest.mark.slow  # ~15-35 s per method on the tiny model (2 cores); 1-3 min per method on SmolLM2
+# ~15-35 s per method on the tiny model (2 cores; in the fast suite, so CI checks the curves of every method);
+# 1-3 min per method on SmolLM2 (the weights_dir param marked slow)
 @pytest.mark.parametrize("variant", list(CURVE_METHODS))
 def test_ten_step_loss_curves_agree(torch_backend: Backend, mlx_backend: Backend, weights_dir: Path,
                                     random_adapter_dir: Path, tmp_path: Path, variant: str) -> None:
