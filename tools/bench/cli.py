@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / "benchmarks"
 
 
+MERGED_RUN_KEYS = ("date", "loadavg_start", "loadavg_end", "jobs_run_this_time", "git_commit", "machine")
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mindprint bench", description="Training speed and memory of each mindprint "
                                 "backend against the library a user would otherwise use (see benchmarks/RESULTS.md).")
@@ -278,12 +280,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "jobs_run_this_time": [j.name for j in jobs],
     }
-    if previous and (args.only or args.job):
-        meta["merged_with"] = previous.get("meta", {}).get("date")
+    # A run of some jobs merges into the earlier results: the header stays the earlier run's and this run is
+    # listed under merged_runs (which rows came from which commit, date and machine load).
+    header = meta
+    if previous and (args.only or args.job) and previous.get("meta"):
+        header = dict(previous["meta"])
+        header["merged_runs"] = list(header.get("merged_runs", []))
 
     def write() -> None:
         meta["loadavg_end"] = load_average()
-        results: dict[str, Any] = {"meta": meta, "jobs": job_results, "interleaved": pair_results}
+        if header is not meta:
+            header["merged_runs"] = [*header["merged_runs"][:len(previous["meta"].get("merged_runs", []))],
+                                     {k: meta.get(k) for k in MERGED_RUN_KEYS}]
+        results: dict[str, Any] = {"meta": header, "jobs": job_results, "interleaved": pair_results}
         results["comparisons"] = build_comparisons(job_results, pair_results)
         results["memory"] = build_memory_checks(job_results)
         notes = out_dir / "NOTES.md"
@@ -322,8 +331,7 @@ def rerender(out_dir: Path, merge_from: Sequence[Path] = ()) -> int:
         results["jobs"].update(other["jobs"])
         results.setdefault("interleaved", {}).update(other.get("interleaved", {}))
         meta = other["meta"]
-        results["meta"].setdefault("merged_runs", []).append(
-            {k: meta.get(k) for k in ("date", "loadavg_start", "loadavg_end", "jobs_run_this_time", "git_commit")})
+        results["meta"].setdefault("merged_runs", []).append({k: meta.get(k) for k in MERGED_RUN_KEYS})
     results["comparisons"] = build_comparisons(results["jobs"], results.get("interleaved", {}))
     results["memory"] = build_memory_checks(results["jobs"])
     notes = out_dir / "NOTES.md"

@@ -172,7 +172,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"- machine: {meta['machine']}; load average at start {meta['loadavg_start']}, at end {meta['loadavg_end']}",
         f"- commit `{meta['git_commit']}`, {meta['date']}",
         *(f"- merged from a later run: commit `{m.get('git_commit')}`, {m.get('date')}, jobs "
-          f"{', '.join(m.get('jobs_run_this_time') or [])}" for m in meta.get("merged_runs", [])),
+          f"{', '.join(m.get('jobs_run_this_time') or [])}"
+          + (f" ({m['machine']}; load average {m.get('loadavg_start')} -> {m.get('loadavg_end')})"
+             if m.get("machine") else "") for m in meta.get("merged_runs", [])),
         "",
         "## Speed",
         "",
