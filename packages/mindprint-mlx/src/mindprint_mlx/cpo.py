@@ -27,7 +27,7 @@ from mindprint_interfaces.protocols import TrainerCallback
 
 from .losses import cpo_per_example_loss, token_logprobs
 from .model import MLXModel
-from .orpo import PairTrainerBase, _reward_metrics, mean_ce
+from .orpo import PairTrainerBase, _reward_metrics
 
 
 class MLXCPOTrainer(PairTrainerBase[CPOConfig]):
@@ -43,7 +43,8 @@ class MLXCPOTrainer(PairTrainerBase[CPOConfig]):
         if cfg.loss_type in ("ipo", "simpo"):
             logps = logps / mask.sum(axis=1)
         chosen, rejected = logps[:b], logps[b:]
-        nll = mean_ce(logits[:b], completion[:b]) if cfg.cpo_alpha != 0 else mx.array(0.0)
+        # the chosen completions' token-mean cross-entropy, from the log-probs above (one log-softmax pass)
+        nll = -per_token[:b].sum() / mx.maximum(mask[:b].sum(), 1.0) if cfg.cpo_alpha != 0 else mx.array(0.0)
         losses = cpo_per_example_loss(cfg.loss_type, cfg.beta, cfg.label_smoothing, cfg.simpo_gamma, chosen, rejected)
         loss = losses.mean() + cfg.cpo_alpha * nll
         return loss, {**_reward_metrics(cfg.beta, chosen, rejected, logits, b, last=True),

@@ -50,12 +50,6 @@ def pair_rows(pairs: Sequence[TokenizedPair], pad_id: int) -> tuple[Any, list[in
             mx.array(right_pad(rows, IGNORE_INDEX)))
 
 
-def mean_ce(logits: Any, labels: Any) -> Any:
-    """torch ``CrossEntropyLoss()`` on shifted logits/labels: token mean over the labelled positions."""
-    logps, mask = token_logprobs(logits, labels)
-    return -logps.sum() / mx.maximum(mask.sum(), 1.0)
-
-
 class PairTrainerBase(MLXTrainerBase[C]):
     """ORPO and CPO: pairs, one padded forward per micro-batch, the micro-batch's mean loss, per-micro-batch metrics."""
 
@@ -113,10 +107,14 @@ class MLXORPOTrainer(PairTrainerBase[ORPOConfig]):
 
     def _loss(self, logits: Any, completion: Any, full: Any, b: int) -> tuple[Any, dict[str, Any]]:
         beta = self.config.beta
-        per_token, mask = token_logprobs(logits, completion)
-        avg = per_token.sum(axis=1) / mask.sum(axis=1)
+        # one log-softmax over every real position serves both terms: the completion tokens' log-probs are the
+        # full sequence's at the completion positions (the same targets there)
+        per_token_full, full_mask = token_logprobs(logits, full)
+        mask = (completion[:, 1:] != IGNORE_INDEX).astype(mx.float32)
+        avg = (per_token_full * mask).sum(axis=1) / mask.sum(axis=1)
         chosen, rejected = avg[:b], avg[b:]
-        nll = mean_ce(logits[:b], full[:b])  # TRL 1.16: the whole chosen sequence, prompt included
+        # TRL 1.16: the token mean over the whole chosen sequence, prompt included (torch CrossEntropyLoss)
+        nll = -per_token_full[:b].sum() / mx.maximum(full_mask[:b].sum(), 1.0)
         losses, ratio, log_odds = orpo_odds(beta, chosen, rejected)
         loss = nll - losses.mean()
         metrics = {**_reward_metrics(beta, chosen, rejected, logits, b, last=False),
