@@ -104,7 +104,10 @@ def _selected(args: argparse.Namespace) -> list[JobDef]:
             continue
         if any(s in job.name for s in args.skip):
             continue
-        if (args.smoke or args.no_refblas) and job.full_only and job.name not in args.job:
+        # full_only jobs stay out of --smoke and --no-refblas runs unless --job names them; with --smoke an --only
+        # match selects them too (`--smoke --only sftmix`)
+        chosen = job.name in args.job or (args.smoke and any(sub in job.name for sub in args.only))
+        if (args.smoke or args.no_refblas) and job.full_only and not chosen:
             continue
         jobs.append(job)
     return jobs
