@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,10 @@ def _selected(args: argparse.Namespace) -> list[JobDef]:
             continue
         if any(s in job.name for s in args.skip):
             continue
-        if (args.smoke or args.no_refblas) and job.full_only and job.name not in args.job:
+        # full_only jobs stay out of --smoke and --no-refblas runs unless --job names them; with --smoke an --only
+        # match selects them too (`--smoke --only sftmix`)
+        chosen = job.name in args.job or (args.smoke and any(sub in job.name for sub in args.only))
+        if (args.smoke or args.no_refblas) and job.full_only and not chosen:
             continue
         jobs.append(job)
     return jobs
@@ -115,7 +119,8 @@ def _spec(job: JobDef, args: argparse.Namespace, model_dir: str, work_dir: Path)
     return JobSpec(
         name=job.name, backend=job.backend, task=job.task, side=job.side, variant=job.variant, model_dir=model_dir,
         work_dir=str(work_dir), steps=args.steps, warmup=args.warmup, batch_size=args.batch_size * job.batch_factor,
-        max_length=args.max_length, lr=args.lr_sft if job.task == "sft" else args.lr_dpo, beta=args.beta,
+        max_length=int(job.options.get("max_length", args.max_length)),
+        lr=args.lr_sft if job.task == "sft" else args.lr_dpo, beta=args.beta,
         seed=args.seed, eval_n=args.eval_n, threads=args.threads, amortise_over=args.amortise_over,
         options=dict(job.options),
     )
@@ -273,6 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "beta": args.beta, "seed": args.seed, "threads": args.threads, "eval_n": args.eval_n,
         "amortise_over": args.amortise_over, "rounds": args.rounds, "interleave": args.interleave, "lora_r": 8, "lora_alpha": 16.0,
         "data": {"sft_records": data.NUM_SFT, "preference_pairs": data.NUM_PAIRS, "seed": data.SEED,
+                 "sftmix_records": data.NUM_SFT_MIX,
                  "token_stats": _token_stats(model_dir, args)},
         "machine": f"{_cpu_name()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
                    f"Python {platform.python_version()}",
@@ -348,11 +354,15 @@ def _token_stats(model_dir: str, args: argparse.Namespace) -> dict[str, Any]:
 
     from . import data
     from .common import JobSpec, prepare
+    from .jobs import SFT_MIX
 
+    hf = AutoTokenizer.from_pretrained(model_dir)
     spec = JobSpec(name="stats", backend="torch", task="sft", side="peer", variant="stats", model_dir=model_dir,
                    work_dir="", max_length=args.max_length)
-    prep = prepare(spec, AutoTokenizer.from_pretrained(model_dir))
-    return data.token_stats(prep.sft, prep.pairs)
+    prep = prepare(spec, hf)
+    mix_length = int(SFT_MIX["max_length"])
+    mix = prepare(replace(spec, max_length=mix_length, options=dict(SFT_MIX)), hf)
+    return data.token_stats(prep.sft, prep.pairs, mix.sft, mix_length)
 
 
 __all__ = ["build_parser", "main"]

@@ -110,11 +110,19 @@ def prepare(spec: JobSpec, hf_tokenizer: Any | None = None) -> Prepared:
 
         hf_tokenizer = AutoTokenizer.from_pretrained(spec.model_dir)
     tok = HFTokenizer(hf_tokenizer)
-    sft_records = data.sft_records()
+    sft_records = data.sft_mix_records() if spec.options.get("data") == "sft_mix" else data.sft_records()
     pref_records = data.preference_records()
     sft = tokenize_sft(tok, as_sft_examples(sft_records), max_length=spec.max_length).examples
     pairs = tokenize_preferences(tok, as_preference_pairs(pref_records), max_length=spec.max_length).examples
     return Prepared(tok, sft_records, pref_records, sft, pairs)
+
+
+def sequences_per_packed_row(examples: Sequence[TokenizedExample], max_length: int) -> float:
+    """How many of these examples a packed row (``mindprint_kit.packing``, TRL's bfd bins) holds on average.
+    Packing keeps every token, so B rows carry the real tokens of ``B x`` this many sequences on average."""
+    from mindprint_kit.packing import pack_examples
+
+    return len(examples) / len(pack_examples(examples, max_length))
 
 
 def sft_loss_terms(example: TokenizedExample) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .baton import Baton
-from .common import JobSpec, prepare
+from .common import JobSpec, prepare, sequences_per_packed_row
 from .measure import StepClock, hwm_mb, load_average, rss_mb, ru_maxrss_mb
 
 
@@ -26,6 +26,26 @@ def _preload_blas(result: dict[str, Any]) -> None:
     from mindprint_mlx.blas import preload_fast_blas
 
     result["blas"] = preload_fast_blas() or "bundled reference BLAS (no optimised BLAS found)"
+
+
+def _match_packed_rows(spec: JobSpec, prep: Any, result: dict[str, Any]) -> None:
+    """The length-mix rows (#19): a packed job's batch is B packed rows; an unpacked peer (``match_packed_rows``)
+    gets the number of sequences that carries the same real tokens on average. Both are stated in the notes."""
+    if not (spec.options.get("packing") or spec.options.get("match_packed_rows")):
+        return
+    per_row = sequences_per_packed_row(prep.sft, spec.max_length)
+    rows = spec.batch_size
+    result["sequences_per_packed_row"] = per_row
+    if spec.options.get("packing"):
+        result["packed_rows_per_step"] = rows
+        result["sequences_per_step"] = rows * per_row
+        result["notes"].append(f"packed: {rows} rows of <= {spec.max_length} tokens per step "
+                               f"({rows * per_row:.1f} sequences on average)")
+        return
+    spec.batch_size = max(1, round(rows * per_row))
+    result["batch_size"] = result["sequences_per_step"] = spec.sequences_per_step
+    result["notes"].append(f"unpacked: {spec.batch_size} sequences per step = the real tokens of {rows} packed rows "
+                           f"of <= {spec.max_length} tokens on average ({per_row:.2f} sequences per row)")
 
 
 def execute(spec: JobSpec) -> dict[str, Any]:
@@ -59,6 +79,7 @@ def _execute(spec: JobSpec, baton: Baton | None) -> dict[str, Any]:
 
             hf_tokenizer = AutoTokenizer.from_pretrained(spec.model_dir)
         prep = prepare(spec, hf_tokenizer)
+        _match_packed_rows(spec, prep, result)
         result["rss_after_imports_mb"] = rss_mb()
         if spec.side == "mindprint":
             from . import mindprint_side

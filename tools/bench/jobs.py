@@ -22,8 +22,17 @@ class JobDef:
     requires: tuple[str, ...]
     batch_factor: int = 1  # x the base batch size (the 2B-sequence SFT runs for the memory comparison)
     options: dict[str, Any] = field(default_factory=dict)
-    full_only: bool = False  # skipped in --smoke (slow, adds nothing to a plumbing check)
+    full_only: bool = False  # skipped in a plain --smoke run (slow, or tested on its own: tests/bench/test_sftmix.py)
 
+
+# The realistic length mix (#19): data.sft_mix_records() at max length 1024. A packed step is the bench's batch
+# size in packed rows (<= 1024 tokens each); an unpacked peer gets the number of sequences that carries the same
+# real tokens on average (``match_packed_rows``: batch x sequences per packed row, computed in the job from the
+# tokenized set, recorded in its notes). full_only: the plain smoke test skips them; tests/bench/test_sftmix.py runs
+# them on their own.
+SFT_MIX: dict[str, Any] = {"data": "sft_mix", "max_length": 1024}
+_PACKED = {**SFT_MIX, "packing": True}
+_MATCHED = {**SFT_MIX, "match_packed_rows": True}
 
 JOBS: tuple[JobDef, ...] = (
     JobDef("torch-sft-mindprint", "torch", "sft", "mindprint", "mindprint", "mindprint (torch)", ("mindprint_torch",)),
@@ -70,6 +79,20 @@ JOBS: tuple[JobDef, ...] = (
            ("mindprint_mlx", "mlx_lm")),
     JobDef("mlx-orpo-mlx_lm_lora", "mlx", "orpo", "peer", "mlx_lm_lora_openblas", "mlx-lm-lora ORPO (same OpenBLAS)",
            ("mlx_lm_lora",), options={"blas": "openblas"}),
+    JobDef("torch-sftmix-mindprint", "torch", "sft", "mindprint", "mindprint_packed",
+           "mindprint (torch), packing=True (B rows of <= 1024 tokens)", ("mindprint_torch",), options=_PACKED, full_only=True),
+    JobDef("torch-sftmix-trl-packed", "torch", "sft", "peer", "trl_packed",
+           "TRL SFTTrainer, packing=True (bfd; B rows of <= 1024 tokens)", ("trl", "peft"), options=_PACKED,
+           full_only=True),
+    JobDef("torch-sftmix-trl-paddingfree", "torch", "sft", "peer", "trl_paddingfree",
+           "TRL SFTTrainer, padding_free=True, unpacked (sequences matched to B packed rows' tokens)",
+           ("trl", "peft"), options={**_MATCHED, "padding_free": True}, full_only=True),
+    JobDef("mlx-sftmix-mindprint", "mlx", "sft", "mindprint", "mindprint_packed",
+           "mindprint (mlx), packing=True (B rows of <= 1024 tokens)", ("mindprint_mlx", "mlx_lm"), options=_PACKED,
+           full_only=True),
+    JobDef("mlx-sftmix-mlx_lm", "mlx", "sft", "peer", "mlx_lm_openblas",
+           "mlx-lm tuner (same OpenBLAS), unpacked (sequences matched to B packed rows' tokens)", ("mlx_lm",),
+           options={**_MATCHED, "blas": "openblas"}, full_only=True),
 )
 
 
@@ -80,6 +103,7 @@ class Comparison:
     mindprint: str
     peer: str
     target: float | None  # peer time / mindprint time must be >= target
+    per_token: bool = False  # judged on tokens/s (mindprint / peer): the two sides' steps carry different tokens
 
 
 COMPARISONS: tuple[Comparison, ...] = (
@@ -99,6 +123,12 @@ COMPARISONS: tuple[Comparison, ...] = (
     Comparison("torch_orpo", "torch ORPO vs TRL", "torch-orpo-mindprint", "torch-orpo-trl", 1.0),
     Comparison("torch_kto", "torch KTO vs TRL", "torch-kto-mindprint", "torch-kto-trl", 1.0),
     Comparison("mlx_orpo", "MLX ORPO vs mlx-lm-lora", "mlx-orpo-mindprint", "mlx-orpo-mlx_lm_lora", 1.5),
+    Comparison("torch_sftmix_packed", "torch SFT length mix, packed vs TRL packed", "torch-sftmix-mindprint",
+               "torch-sftmix-trl-packed", 1.3, per_token=True),
+    Comparison("torch_sftmix_paddingfree", "torch SFT length mix, packed vs TRL padding-free",
+               "torch-sftmix-mindprint", "torch-sftmix-trl-paddingfree", None, per_token=True),
+    Comparison("mlx_sftmix", "MLX SFT length mix, packed vs mlx-lm", "mlx-sftmix-mindprint", "mlx-sftmix-mlx_lm",
+               2.0, per_token=True),
 )
 
 # DPO peak memory must stay <= 1.1x the SFT peak with the same number of sequences per step.

@@ -105,7 +105,9 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any])
     result["rss_before_setup_mb"] = rss_mb()
     clock.setup()
     if spec.task == "sft":
-        trainer = backend.create_sft_trainer(model, SFTConfig(**common), callbacks=[hook])
+        # packing: per_device_batch_size counts packed rows (the length-mix rows, #19)
+        sft_cfg = SFTConfig(**common, packing=bool(spec.options.get("packing", False)))
+        trainer = backend.create_sft_trainer(model, sft_cfg, callbacks=[hook])
     elif spec.task == "dpo":
         # mindprint's own default unless the job overrides it (precompute_ref_log_probs is on by default)
         overrides = {k: spec.options[k] for k in ("precompute_ref_log_probs",) if k in spec.options}

@@ -5,7 +5,9 @@ from the shared data layer's tokens, so both sides train on identical ids and ma
 index of the first completion token). Optimiser: ``mlx.optimizers.AdamW`` with weight decay 0 and
 bias correction on (what mindprint uses; mlx-lm's default Adam has no bias correction, which
 would change the maths, not the cost). mlx-lm does not clip gradients, so clipping is off on
-every side (``max_grad_norm=0``).
+every side (``max_grad_norm=0``). The length-mix row (#19) runs unpacked (mlx-lm cannot pack; its
+``iterate_batches`` sorts by length and pads each batch to a multiple of 32) with the number of sequences per
+step that carries the packed rows' real tokens (set in :mod:`.job`); the tokens counted are the real lengths.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ on the pairs unpaired by TRL's own ``unpair_preference_dataset``), LoRA through 
 reference: the adapter-disabled base), every other setting as for DPO.
 
 SFT: ``SFTTrainer`` on the pre-tokenized ``input_ids``/``labels`` dataset produced by the shared
-data layer (the exact tokens mindprint trains on). DPO: ``DPOTrainer`` on the prompt/chosen/
+data layer (the exact tokens mindprint trains on); the length-mix rows (#19) set ``packing=True`` (TRL's own bfd
+packing and padding-free collator) or ``padding_free=True`` unpacked, the collator's token count is then the
+flattened row's length (real tokens only). DPO: ``DPOTrainer`` on the prompt/chosen/
 rejected *text* in conversational form (TRL always re-tokenizes; its real per-step token counts
 are recorded from its collator). LoRA through ``peft_config``, so the reference is the adapter-
 disabled policy (the base) unless ``precompute_ref_log_probs=True``. The adapter starts from the kit's initial
@@ -26,6 +28,8 @@ def _counting_collator(collator: Any, clock: StepClock) -> Any:
         batch = collator(examples)
         if "attention_mask" in batch:
             clock.tokens.append(int(batch["attention_mask"].sum()))
+        elif "position_ids" in batch:  # padding-free (packed or not): one row of real tokens, no padding
+            clock.tokens.append(int(batch["input_ids"].numel()))
         else:  # ORPO: chosen_/rejected_attention_mask; KTO: completion_ (+ KL_completion_) over prompt + completion
             clock.tokens.append(sum(int(v.sum()) for k, v in batch.items()
                                     if k.endswith("attention_mask") and not k.startswith("prompt")))
@@ -112,7 +116,12 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, hf_tokenizer: Any, resu
     trainer: Any
     if spec.task == "sft":
         ds = Dataset.from_list([{"input_ids": list(e.input_ids), "labels": list(e.labels)} for e in prep.sft])
-        cfg: Any = TRLSFTConfig(**_common_args(spec, out_dir), packing=False)
+        # the length-mix rows (#19): TRL packs itself (bfd, padding-free collator), or runs unpacked padding-free
+        packing, padding_free = bool(spec.options.get("packing")), bool(spec.options.get("padding_free"))
+        args = _common_args(spec, out_dir)
+        if padding_free and not packing:
+            args["max_length"] = None  # TRL refuses it unpacked; the data layer truncated to spec.max_length already
+        cfg: Any = TRLSFTConfig(**args, packing=packing, packing_strategy="bfd", padding_free=padding_free)
         trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=hf_tokenizer,
                                  peft_config=lora, callbacks=[_timing_callback(clock)])
     else:

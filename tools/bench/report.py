@@ -47,7 +47,8 @@ def build_comparisons(jobs: dict[str, dict[str, Any]],
     for c in COMPARISONS:
         mp, peer, paired = sides(c, jobs, interleaved or {})
         row: dict[str, Any] = {"key": c.key, "title": c.title, "mindprint": c.mindprint, "peer": c.peer,
-                               "target": c.target, "measured": "interleaved" if paired else "separate runs"}
+                               "target": c.target, "measured": "interleaved" if paired else "separate runs",
+                               "judged_on": "tokens/s" if c.per_token else "s/step"}
         problems = [f"{name}: {(j or {}).get('error') or (j or {}).get('skipped') or 'not run yet'}"
                     for name, j in ((c.mindprint, mp), (c.peer, peer)) if j is None or not j.get("ok")]
         if problems:
@@ -57,11 +58,18 @@ def build_comparisons(jobs: dict[str, dict[str, Any]],
             continue
         assert mp is not None and peer is not None
         key = _eval_key(mp["task"])
+        step_ratio = _div(peer["sec_per_step_median"], mp["sec_per_step_median"])
+        per_token = _div(mp["tokens_per_s"], peer["tokens_per_s"])
         row.update({
-            "ratio": _div(peer["sec_per_step_median"], mp["sec_per_step_median"]),
+            # per_token rows (the length mix): a packed step and an unpacked peer's step carry different tokens,
+            # so the judged ratio is tokens/s; the s/step ratio is kept as ratio_step
+            "ratio": per_token if c.per_token else step_ratio,
+            "ratio_step": step_ratio,
             "ratio_mean": _div(peer["sec_per_step"], mp["sec_per_step"]),
-            "ratio_per_token": _div(mp["tokens_per_s"], peer["tokens_per_s"]),
-            "ratio_amortised": _div(peer["amortised_sec_per_step"], mp["amortised_sec_per_step"]),
+            "ratio_per_token": per_token,
+            "ratio_amortised": _div(_div(mp["tokens_per_step"], mp["amortised_sec_per_step"]),
+                                    _div(peer["tokens_per_step"], peer["amortised_sec_per_step"])) if c.per_token
+            else _div(peer["amortised_sec_per_step"], mp["amortised_sec_per_step"]),
             "eval_after_mindprint": mp.get("eval_after", {}).get(key),
             "eval_after_peer": peer.get("eval_after", {}).get(key),
             "eval_before_mindprint": mp.get("eval_before"),
@@ -69,7 +77,7 @@ def build_comparisons(jobs: dict[str, dict[str, Any]],
             "peak_rss_ratio": _div(mp["peak_rss_mb"], peer["peak_rss_mb"]),
             "rounds": len(mp.get("rounds") or [None]),
         })
-        if paired:
+        if paired and not c.per_token:  # step i of the two sides is not the same work in a per_token row
             row["ratio_paired_steps"] = paired_step_ratio(mp, peer)
         ratio = row["ratio"]
         if c.target is None:
@@ -147,6 +155,31 @@ def _variant_lines(jobs: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _length_mix_lines(meta: dict[str, Any]) -> list[str]:
+    """How the length-mix rows (#19) are measured, with the mix's real token statistics."""
+    stats = meta.get("data", {}).get("token_stats", {})
+    seq, loss, rows = (stats.get(k) for k in ("sftmix_sequence_tokens", "sftmix_loss_tokens", "sftmix_packed_rows"))
+    if not (seq and loss and rows):
+        return []
+    return ["", (
+        f"Length mix (the `sftmix` rows, #19): {seq['n']} SFT records (`tools/bench/data.py: sft_mix_records`) whose "
+        f"completion lengths follow a log-normal clipped to 16-940 tokens (completion + end-of-turn tokens: "
+        f"{loss['min']}-{loss['max']}, median {loss['median']}, mean {loss['mean']}; whole sequences {seq['min']}-"
+        f"{seq['max']}, median {seq['median']}), max length {rows['max_length']}. Packed "
+        f"(TRL's bfd bins, the same on every packed side) they make {rows['rows']} rows of mean "
+        f"{rows['row_tokens']['mean']} tokens ({rows['sequences_per_row']} sequences per row, fill {rows['fill']}). "
+        "A packed step is the batch size in rows: mindprint runs the rows through TRL's padding-free collator "
+        "(torch) or one block-diagonal-masked sequence per row (MLX); TRL packed gets the unpacked examples with "
+        "`packing=True` (its own bfd packing and padding-free collator). The unpacked peers — TRL "
+        "`padding_free=True` without packing (a batch flattened into one row) and mlx-lm (which cannot pack; "
+        "it pads each length-sorted batch to a multiple of 32) — get batch x sequences per row sequences per step "
+        "(rounded; in each job's notes), the same real tokens per step on average. Their steps still carry "
+        "different token counts, so these rows are judged on tokens/s: real tokens only, counted per step from "
+        "each side's batches (mindprint: the trainers' `num_tokens`; TRL: its collator's attention mask, or the "
+        "flattened row's length when padding-free; mlx-lm: the batch's sequence lengths), summed over the timed "
+        "steps and divided by their time; the amortised ratio is per token too.")]
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     jobs: dict[str, dict[str, Any]] = results["jobs"]
@@ -200,9 +233,14 @@ def render_markdown(results: dict[str, Any]) -> str:
         mark = {"met": " ✅", "missed": " ❌", "info": ""}[row["status"]]
         how = (f"interleaved, {row['rounds']} round(s); per-step ratio {_f(row.get('ratio_paired_steps'), 2)}x"
                if row.get("measured") == "interleaved" else f"separate runs, {row.get('rounds', 1)} round(s)")
+        judged = ""
+        if row.get("judged_on") == "tokens/s":
+            how = how.split(";")[0] + f"; judged on tokens/s (s/step ratio {_f(row.get('ratio_step'), 2)}x)"
+            judged = " (tokens/s)"
         lines.append(
             f"| {row['title']} | {mp['label']} | {peer['label']} | {how} | "
-            f"{_pair(mp['sec_per_step_median'], peer['sec_per_step_median'])} | **{_f(row['ratio'], 2)}x**{mark} | {target} | "
+            f"{_pair(mp['sec_per_step_median'], peer['sec_per_step_median'])} | **{_f(row['ratio'], 2)}x**{judged}{mark} | "
+            f"{target} | "
             f"{_f(row['ratio_per_token'], 2)}x | {_f(row['ratio_amortised'], 2)}x | "
             f"{_pair(mp['one_off_s'], peer['one_off_s'], 1)} | {_pair(mp['peak_rss_mb'], peer['peak_rss_mb'], 0)} | "
             f"{_pair(row['eval_after_mindprint'], row['eval_after_peer'], 4)} |")
@@ -213,6 +251,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "after the run; every side starts from the same initial adapter (the kit's draw of PEFT's initialisation for "
         "the run's seed, set before the timed steps), and training losses still differ step by step because each "
         "raw library orders batches its own way)."),
+        *_length_mix_lines(meta),
         "",
         "## DPO peak memory vs SFT with the same number of sequences per step",
         "",
