@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / "benchmarks"
 
 
-MERGED_RUN_KEYS = ("date", "loadavg_start", "loadavg_end", "jobs_run_this_time", "git_commit", "machine")
+MERGED_RUN_KEYS = ("date", "loadavg_start", "loadavg_end", "jobs_run_this_time", "git_commit", "machine", "steps",
+                   "warmup")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mindprint bench", description="Training speed and memory of each mindprint "

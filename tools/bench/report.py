@@ -207,7 +207,10 @@ def render_markdown(results: dict[str, Any]) -> str:
         *(f"- merged from a later run: commit `{m.get('git_commit')}`, {m.get('date')}, jobs "
           f"{', '.join(m.get('jobs_run_this_time') or [])}"
           + (f" ({m['machine']}; load average {m.get('loadavg_start')} -> {m.get('loadavg_end')})"
-             if m.get("machine") else "") for m in meta.get("merged_runs", [])),
+             if m.get("machine") else "")
+          + (f"; {m['warmup']} warm-up + {m['steps']} timed steps"
+             if m.get("steps") is not None and (m.get("steps"), m.get("warmup")) != (meta["steps"], meta["warmup"])
+             else "") for m in meta.get("merged_runs", [])),
         "",
         "## Speed",
         "",
