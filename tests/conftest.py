@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mindprint_trainer.threads import THREAD_VARIABLES
+from mindprint_trainer.threads import THREAD_VARIABLES, _available_cpus
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
@@ -22,19 +22,12 @@ sys.path.insert(0, str(ROOT / "tools"))
 MAX_WORKERS = 4  # beyond that the suite is bound by memory and by the slowest test file, not by cores
 
 
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
-
-
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    return max(1, min(MAX_WORKERS, _cpus()))
+    return max(1, min(MAX_WORKERS, _available_cpus()))
 
 
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
-    _share = str(max(1, _cpus() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    _share = str(max(1, _available_cpus() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
     for _name in THREAD_VARIABLES:
         os.environ.setdefault(_name, _share)
 

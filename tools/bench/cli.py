@@ -39,6 +39,7 @@ DEFAULT_OUT = ROOT / "benchmarks"
 MERGED_RUN_KEYS = ("date", "loadavg_start", "loadavg_end", "jobs_run_this_time", "git_commit", "machine", "steps",
                    "warmup")
 
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mindprint bench", description="Training speed and memory of each mindprint "
                                 "backend against the library a user would otherwise use (see benchmarks/RESULTS.md).")
@@ -290,15 +291,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A run of some jobs merges into the earlier results: the header stays the earlier run's and this run is
     # listed under merged_runs (which rows came from which commit, date and machine load).
     header = meta
+    earlier_runs: list[dict[str, Any]] = []
     if previous and (args.only or args.job) and previous.get("meta"):
         header = dict(previous["meta"])
-        header["merged_runs"] = list(header.get("merged_runs", []))
+        earlier_runs = list(header.get("merged_runs", []))
 
     def write() -> None:
         meta["loadavg_end"] = load_average()
         if header is not meta:
-            header["merged_runs"] = [*header["merged_runs"][:len(previous["meta"].get("merged_runs", []))],
-                                     {k: meta.get(k) for k in MERGED_RUN_KEYS}]
+            header["merged_runs"] = [*earlier_runs, {k: meta.get(k) for k in MERGED_RUN_KEYS}]
         results: dict[str, Any] = {"meta": header, "jobs": job_results, "interleaved": pair_results}
         results["comparisons"] = build_comparisons(job_results, pair_results)
         results["memory"] = build_memory_checks(job_results)
