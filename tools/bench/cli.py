@@ -5,6 +5,7 @@ Usage (from the repository root)::
     uv run --group bench python -m tools.bench                 # full run on SmolLM2 -> benchmarks/
     uv run --group bench python -m tools.bench --only mlx-dpo  # a subset, merged into benchmarks/results.json
     uv run python -m tools.bench --smoke --out-dir /tmp/b      # 2 steps on a tiny model (the test does this)
+    uv run --group bench python -m tools.bench --device cuda --quick   # a GPU host: SFT + DPO comparisons, bf16
 
 ``main(argv)`` is the entry point the ``mindprint bench`` command calls.
 """
@@ -36,7 +37,18 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / "benchmarks"
 
 
-MERGED_RUN_KEYS = ("date", "loadavg_start", "loadavg_end", "jobs_run_this_time", "git_commit", "machine", "steps",
+# --device: what changes with the device (the rest of the code path is the same). Accelerators: bf16 and a batch of
+# 8 (SFT sequences / DPO pairs), no thread set-up (the thread pools do not do the work there).
+DEVICE_SETTINGS: dict[str, dict[str, Any]] = {
+    "cpu": {"dtype": "float32", "batch_size": 2, "threads": True},
+    "cuda": {"dtype": "bfloat16", "batch_size": 8, "threads": False},
+    "mps": {"dtype": "bfloat16", "batch_size": 8, "threads": False},
+}
+# --quick: the SFT and DPO comparison of each backend (the ones that exist on the device), few steps
+QUICK_COMPARISONS = ("torch_sft", "torch_dpo_defaults", "mlx_sft", "mlx_dpo")
+QUICK_STEPS, QUICK_WARMUP = 8, 2
+
+MERGED_RUN_KEYS = ("device", "date", "loadavg_start", "loadavg_end", "jobs_run_this_time", "git_commit", "machine", "steps",
                    "warmup")
 
 
@@ -45,9 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
                                 "backend against the library a user would otherwise use (see benchmarks/RESULTS.md).")
     p.add_argument("--model", help="HF model directory (default: SmolLM2-135M-Instruct via tools/smollm2.py; "
                    "--smoke: a tiny random Llama)")
-    p.add_argument("--steps", type=int, default=20, help="timed steps per job (default 20)")
-    p.add_argument("--warmup", type=int, default=2, help="warm-up steps excluded from timing (default 2)")
-    p.add_argument("--batch-size", type=int, default=2, help="SFT sequences / DPO pairs per step (default 2)")
+    p.add_argument("--steps", type=int, help=f"timed steps per job (default 20; --quick {QUICK_STEPS})")
+    p.add_argument("--warmup", type=int, help=f"warm-up steps excluded from timing (default 2; --quick {QUICK_WARMUP})")
+    p.add_argument("--batch-size", type=int, help="SFT sequences / DPO pairs per step (default 2 on cpu, 8 on cuda/mps)")
+    p.add_argument("--device", choices=tuple(DEVICE_SETTINGS), default="cpu",
+                   help="where the jobs train (default cpu). cuda/mps: bf16, batch 8, no thread set-up; torch jobs on "
+                        "that device, MLX jobs on Metal for mps and skipped for cuda")
+    p.add_argument("--quick", action="store_true",
+                   help=f"only the SFT and DPO comparisons of each backend, {QUICK_WARMUP} warm-up + {QUICK_STEPS} "
+                        "timed steps (the GPU check: `--device cuda --quick`)")
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--lr-sft", type=float, default=2e-4)
     p.add_argument("--lr-dpo", type=float, default=1e-4)
@@ -110,6 +128,9 @@ def _selected(args: argparse.Namespace) -> list[JobDef]:
             continue
         # full_only jobs stay out of --smoke and --no-refblas runs unless --job names them; with --smoke an --only
         # match selects them too (`--smoke --only sftmix`)
+        if args.quick and not any(job.name in (c.mindprint, c.peer) for c in COMPARISONS
+                                  if c.key in QUICK_COMPARISONS):
+            continue
         chosen = job.name in args.job or (args.smoke and any(sub in job.name for sub in args.only))
         if (args.smoke or args.no_refblas) and job.full_only and not chosen:
             continue
@@ -123,13 +144,14 @@ def _spec(job: JobDef, args: argparse.Namespace, model_dir: str, work_dir: Path)
         work_dir=str(work_dir), steps=args.steps, warmup=args.warmup, batch_size=args.batch_size * job.batch_factor,
         max_length=int(job.options.get("max_length", args.max_length)),
         lr=args.lr_sft if job.task == "sft" else args.lr_dpo, beta=args.beta,
-        seed=args.seed, eval_n=args.eval_n, threads=args.threads, amortise_over=args.amortise_over,
+        seed=args.seed, eval_n=args.eval_n, threads=args.threads if DEVICE_SETTINGS[args.device]["threads"] else 0,
+        amortise_over=args.amortise_over, device=args.device, dtype=DEVICE_SETTINGS[args.device]["dtype"],
         options=dict(job.options),
     )
 
 
 def _env(spec: JobSpec) -> dict[str, str]:
-    env = {**os.environ, **thread_env(spec.threads), "TOKENIZERS_PARALLELISM": "false",
+    env = {**os.environ, **(thread_env(spec.threads) if spec.threads else {}), "TOKENIZERS_PARALLELISM": "false",
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     if spec.side == "peer" and spec.backend == "mlx" and spec.options.get("blas") != "openblas":
@@ -145,7 +167,7 @@ def run_jobs(batch: Sequence[tuple[JobDef, JobSpec]], work_dir: Path, timeout: f
     argv: list[str] = []
     runnable: list[tuple[JobDef, JobSpec]] = []
     for job, spec in batch:
-        reason = missing_requirement(job)
+        reason = missing_requirement(job) or unsupported_on_device(job, spec.device)
         if reason is not None:
             results[job.name] = {"name": job.name, "ok": False, "skipped": reason}
             continue
@@ -196,6 +218,26 @@ def run_pair(first: tuple[JobDef, JobSpec], second: tuple[JobDef, JobSpec], work
         return [f.result()[0] for f in futures]
 
 
+def unsupported_on_device(job: JobDef, device: str) -> str | None:
+    """Why a job does not run on ``--device`` (MLX has no CUDA device), or None."""
+    if job.backend == "mlx" and device == "cuda":
+        return "--device cuda: MLX has no CUDA device (the MLX rows run with --device cpu, or mps for Metal)"
+    return None
+
+
+def check_device(device: str) -> None:
+    """Refuse an accelerator this host does not have, before any job starts (SystemExit with the reason).
+    Only the device asked for is probed: on ``cpu`` nothing is imported."""
+    if device == "cpu":
+        return
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch.cuda.is_available() is False on this host")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise SystemExit("--device mps: torch.backends.mps.is_available() is False on this host")
+
+
 def interleaved_pairs(jobs: Sequence[JobDef]) -> list[Comparison]:
     """The comparisons whose two jobs are both selected (each runs as one interleaved pair)."""
     names = {j.name for j in jobs}
@@ -204,6 +246,14 @@ def interleaved_pairs(jobs: Sequence[JobDef]) -> list[Comparison]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(argv) if argv is not None else None)
+    check_device(args.device)
+    settings = DEVICE_SETTINGS[args.device]
+    if args.batch_size is None:
+        args.batch_size = settings["batch_size"]
+    if args.steps is None:
+        args.steps = QUICK_STEPS if args.quick else 20
+    if args.warmup is None:
+        args.warmup = QUICK_WARMUP if args.quick else 2
     if args.smoke:
         args.steps, args.warmup, args.eval_n = 1, 1, min(args.eval_n, 4)
         if args.parallel == 1:
@@ -277,7 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model": model_dir if args.model or args.smoke else "SmolLM2-135M-Instruct (fp32, tools/smollm2.py)",
         "model_dir": model_dir, "smoke": args.smoke, "steps": args.steps, "warmup": args.warmup,
         "batch_size": args.batch_size, "max_length": args.max_length, "lr_sft": args.lr_sft, "lr_dpo": args.lr_dpo,
-        "beta": args.beta, "seed": args.seed, "threads": args.threads, "eval_n": args.eval_n,
+        "beta": args.beta, "seed": args.seed, "threads": args.threads if settings["threads"] else None,
+        "device": args.device, "dtype": settings["dtype"], "quick": args.quick, "eval_n": args.eval_n,
         "amortise_over": args.amortise_over, "rounds": args.rounds, "interleave": args.interleave, "lora_r": 8, "lora_alpha": 16.0,
         "data": {"sft_records": data.NUM_SFT, "preference_pairs": data.NUM_PAIRS, "seed": data.SEED,
                  "sftmix_records": data.NUM_SFT_MIX,

@@ -65,6 +65,8 @@ class JobSpec:
     eval_n: int = 16
     threads: int = 2
     amortise_over: int = 100
+    device: str = "cpu"  # --device: cpu | cuda | mps (MLX: mps = Metal)
+    dtype: str = "float32"  # the run's dtype (bf16 on accelerators); a job's options["dtype"] overrides it
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -147,6 +149,11 @@ def ref_summary(reference: Sequence[tuple[float, float]]) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------------------- torch side
+def _device(model: Any) -> Any:
+    """The torch device the model's weights are on (cpu, or cuda/mps with ``--device``)."""
+    return next(model.parameters()).device
+
+
 def torch_sft_eval(model: Any, examples: Sequence[TokenizedExample]) -> float:
     """Token-mean completion cross-entropy of a transformers/PEFT model (one example per forward)."""
     import torch
@@ -156,8 +163,8 @@ def torch_sft_eval(model: Any, examples: Sequence[TokenizedExample]) -> float:
     model.eval()
     with torch.no_grad():
         for ex in examples:
-            ids = torch.tensor([list(ex.input_ids)])
-            labels = torch.tensor(list(ex.labels[1:]))
+            ids = torch.tensor([list(ex.input_ids)], device=_device(model))
+            labels = torch.tensor(list(ex.labels[1:]), device=ids.device)
             logits = model(input_ids=ids).logits[0, :-1].float()
             total += float(torch.nn.functional.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="sum"))
             count += int((labels != IGNORE_INDEX).sum())
@@ -176,9 +183,9 @@ def torch_pair_logps(model: Any, pairs: Sequence[TokenizedPair]) -> list[tuple[f
             sums: list[float] = []
             for completion in (p.chosen_ids, p.rejected_ids):
                 ids = list(p.prompt_ids) + list(completion)
-                logits = model(input_ids=torch.tensor([ids])).logits[0, :-1].float()
+                logits = model(input_ids=torch.tensor([ids], device=_device(model))).logits[0, :-1].float()
                 logp = torch.log_softmax(logits, dim=-1)
-                targets = torch.tensor(ids[1:])
+                targets = torch.tensor(ids[1:], device=logits.device)
                 token_lp = logp.gather(-1, targets[:, None])[:, 0]
                 sums.append(float(token_lp[len(p.prompt_ids) - 1:].sum()))
             out.append((sums[0], sums[1]))

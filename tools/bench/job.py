@@ -18,7 +18,7 @@ from typing import Any
 
 from .baton import Baton
 from .common import JobSpec, prepare, sequences_per_packed_row
-from .measure import StepClock, hwm_mb, load_average, rss_mb, ru_maxrss_mb
+from .measure import StepClock, device_peak_mb, hwm_mb, load_average, rss_mb, ru_maxrss_mb
 
 
 def _preload_blas(result: dict[str, Any]) -> None:
@@ -64,6 +64,7 @@ def _execute(spec: JobSpec, baton: Baton | None) -> dict[str, Any]:
                               "variant": spec.variant, "ok": False, "pid": os.getpid(), "notes": [],
                               "threads_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
                               "loadavg_start": load_average(), "batch_size": spec.batch_size,
+                              "device": spec.device, "dtype": spec.options.get("dtype", spec.dtype),
                               "sequences_per_step": spec.sequences_per_step}
     clock = StepClock(warmup=spec.warmup, baton=baton)
     t0 = time.perf_counter()
@@ -73,6 +74,9 @@ def _execute(spec: JobSpec, baton: Baton | None) -> dict[str, Any]:
                 _preload_blas(result)
             else:
                 result["blas"] = "bundled reference BLAS (as installed)"
+            import mlx.core as mx  # after the BLAS preload
+
+            mx.set_default_device(mx.gpu if spec.device == "mps" else mx.cpu)  # mindprint's: its device manager
         hf_tokenizer = None
         if spec.backend == "torch":
             from transformers import AutoTokenizer
@@ -101,6 +105,8 @@ def _execute(spec: JobSpec, baton: Baton | None) -> dict[str, Any]:
             raise ValueError(f"unknown variant {spec.variant!r}")
         result["train_peak_rss_mb"] = hwm_mb()
         result["peak_rss_mb"] = ru_maxrss_mb()
+        if spec.device != "cpu":
+            result["device_peak_mb"], result["device_peak_measure"] = device_peak_mb(spec.backend, spec.device)
         summary = clock.summary(spec.amortise_over)
         result.update(summary)
         n = summary["steps_recorded"]

@@ -82,6 +82,21 @@ def ru_maxrss_mb() -> float:
     return round(raw / (1024 * 1024) if sys.platform == "darwin" else raw / 1024, 1)
 
 
+def device_peak_mb(backend: str, device: str) -> tuple[float | None, str]:
+    """Accelerator memory of this process and what it is: the allocator's peak on CUDA
+    (``torch.cuda.max_memory_allocated``) and MLX (``mx.get_peak_memory``); MPS has no peak counter, so torch on
+    MPS reports ``torch.mps.driver_allocated_memory`` at the end. Only called for ``--device cuda|mps``."""
+    if backend == "mlx":
+        import mlx.core as mx
+
+        return round(mx.get_peak_memory() / 2**20, 1), "mx.get_peak_memory"
+    import torch
+
+    if device == "cuda":
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1), "torch.cuda.max_memory_allocated"
+    return round(torch.mps.driver_allocated_memory() / 2**20, 1), "torch.mps.driver_allocated_memory (at the end)"
+
+
 @dataclass
 class StepClock:
     """Collects the timestamps of the timing model above. ``step()`` is called at the end of each step."""

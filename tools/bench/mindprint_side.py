@@ -61,7 +61,8 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any])
     if spec.backend == "torch":
         import torch
 
-        torch.set_num_threads(spec.threads)
+        if spec.threads:  # 0 on accelerators: the thread set-up is skipped
+            torch.set_num_threads(spec.threads)
         import mindprint_torch
 
         versions["mindprint_torch"] = mindprint_torch.__version__
@@ -70,8 +71,10 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any])
 
         versions["mindprint_mlx"] = mindprint_mlx.__version__
     result["library"] = versions
-    dtype = spec.options.get("dtype", "float32")
-    backend = create_backend(backend_name, device="cpu", dtype=dtype, seed=spec.seed)
+    dtype = spec.options.get("dtype", spec.dtype)
+    # the bench's device name as the backend's device manager takes it: torch cpu/cuda/mps, MLX cpu or Metal
+    device = spec.device if spec.backend == "torch" else ("metal" if spec.device == "mps" else spec.device)
+    backend = create_backend(backend_name, device=device, dtype=dtype, seed=spec.seed)
     if spec.backend == "mlx":
         try:
             from mindprint_mlx.blas import loaded_library

@@ -65,6 +65,18 @@ def set_initial_weights(model: Any, seed: int) -> None:
     mx.eval(model.parameters())
 
 
+def load_model(spec: JobSpec) -> Any:
+    """``mlx_lm.load`` with the config overrides, in the run's dtype (``--device mps``: bf16 on Metal, which is
+    MLX's default device there; on the CPU the fp32 weights as loaded)."""
+    import mlx.core as mx
+    from mlx_lm import load
+
+    model, _tok = load(spec.model_dir, model_config=model_config(spec.model_dir))
+    if spec.dtype != "float32":
+        model.set_dtype(getattr(mx, spec.dtype))
+    return model
+
+
 def adamw(spec: JobSpec) -> Any:
     import mlx.optimizers as optim
 
@@ -74,7 +86,6 @@ def adamw(spec: JobSpec) -> Any:
 def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any]) -> None:
     import mlx.core as mx
     import numpy as np
-    from mlx_lm import load
     from mlx_lm.tuner import trainer as tuner
     from mlx_lm.tuner.callbacks import TrainingCallback
     from mlx_lm.tuner.utils import linear_to_lora_layers
@@ -83,7 +94,7 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any])
     mx.random.seed(spec.seed)
     np.random.seed(spec.seed)
     t = time.perf_counter()
-    model, _tok = load(spec.model_dir, model_config=model_config(spec.model_dir))
+    model = load_model(spec)
     result["load_s"] = time.perf_counter() - t
     eval_sft = prep.sft[: spec.eval_n]
     result["eval_before"] = {"loss": mlx_sft_eval(model, eval_sft)}

@@ -24,7 +24,7 @@ from typing import Any
 
 from .common import JobSpec, Prepared, dpo_eval, mlx_pair_logps, ref_summary
 from .measure import StepClock, reset_peak_rss, rss_mb
-from .raw_mlx_lm import adamw, lora_config, model_config, set_initial_weights
+from .raw_mlx_lm import adamw, load_model, lora_config, set_initial_weights
 
 
 class _Pairs:
@@ -58,14 +58,13 @@ def _policy(spec: JobSpec, prep: Prepared, result: dict[str, Any]) -> tuple[Any,
     """The model loaded as mlx_lm_lora.train does, seeded; the fixed-set reference log-probs before training."""
     import mlx.core as mx
     import numpy as np
-    from mlx_lm import load
 
     result["library"] = {"mlx_lm_lora": version("mlx-lm-lora"), "mlx_lm": version("mlx-lm"), "mlx": version("mlx")}
     _cpu_shim(result)
     mx.random.seed(spec.seed)
     np.random.seed(spec.seed)
     t = time.perf_counter()
-    model, _tok = load(spec.model_dir, model_config=model_config(spec.model_dir))
+    model = load_model(spec)
     result["load_s"] = time.perf_counter() - t
     eval_pairs = list(prep.pairs[: spec.eval_n])
     ref = mlx_pair_logps(model, eval_pairs)
@@ -132,14 +131,13 @@ def _counted(clock: StepClock, batches: Iterator[Any]) -> Iterator[Any]:
 
 
 def run(spec: JobSpec, prep: Prepared, clock: StepClock, result: dict[str, Any]) -> None:
-    from mlx_lm import load
     from mlx_lm_lora.trainer import dpo_trainer
 
     model, eval_pairs, ref = _policy(spec, prep, result)
     reset_peak_rss()
     result["rss_before_setup_mb"] = rss_mb()
     clock.setup()
-    ref_model, _ = load(spec.model_dir, model_config=model_config(spec.model_dir))  # as load_reference_model
+    ref_model = load_model(spec)  # as load_reference_model
     ref_model.freeze()
     _add_lora(model, spec)
     original_batches: Any = dpo_trainer.iterate_dpo_batches

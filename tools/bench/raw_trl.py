@@ -67,12 +67,12 @@ def _common_args(spec: JobSpec, out_dir: str) -> dict[str, Any]:
         "save_strategy": "no",
         "eval_strategy": "no",
         "report_to": [],
-        "bf16": False,
+        "bf16": spec.dtype == "bfloat16",  # --device cuda|mps: bf16 (the model is loaded in bf16 too)
         "fp16": False,
         "gradient_checkpointing": False,
         "seed": spec.seed,
         "data_seed": spec.seed,
-        "use_cpu": True,
+        "use_cpu": spec.device == "cpu",  # on cuda/mps the Trainer places the model itself
         "dataloader_num_workers": 0,
         "disable_tqdm": True,
         "max_length": spec.max_length,
@@ -92,14 +92,17 @@ def run(spec: JobSpec, prep: Prepared, clock: StepClock, hf_tokenizer: Any, resu
     from trl.trainer.sft_config import SFTConfig as TRLSFTConfig
     from trl.trainer.sft_trainer import SFTTrainer
 
-    torch.set_num_threads(spec.threads)
+    if spec.threads:  # 0 on accelerators: the thread set-up is skipped
+        torch.set_num_threads(spec.threads)
     torch.manual_seed(spec.seed)
     result["library"] = {"trl": trl.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
                          "torch": torch.__version__}
     import time
 
     t = time.perf_counter()
-    model = AutoModelForCausalLM.from_pretrained(spec.model_dir, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(spec.model_dir, dtype=getattr(torch, spec.dtype))
+    if spec.device != "cpu":
+        model.to(spec.device)  # where the Trainer would put it, so the fixed-set check runs there too
     result["load_s"] = time.perf_counter() - t
     eval_sft = prep.sft[: spec.eval_n]
     eval_pairs = prep.pairs[: spec.eval_n]

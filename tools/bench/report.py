@@ -190,11 +190,14 @@ def render_markdown(results: dict[str, Any]) -> str:
         "Raw numbers: [results.json](results.json)."),
         "",
         (f"- model: `{meta['model']}`; LoRA r={meta['lora_r']} alpha={meta['lora_alpha']} dropout 0 on "
-        "q/k/v/o_proj; fp32; gradient checkpointing off; no eval, no checkpoint saving during training"),
+        f"q/k/v/o_proj; {meta.get('dtype', 'float32')} on {meta.get('device', 'cpu')}"
+        f"{' (--quick: the SFT and DPO comparisons only)' if meta.get('quick') else ''}; gradient checkpointing off; "
+        "no eval, no checkpoint saving during training"),
         (f"- batch {meta['batch_size']} (SFT sequences / DPO pairs), max length {meta['max_length']}, "
         f"{meta['warmup']} warm-up + {meta['steps']} timed steps, constant LR (SFT {meta['lr_sft']}, DPO "
         f"{meta['lr_dpo']}), beta {meta['beta']}, no gradient clipping, AdamW (wd 0, bias correction), seed {meta['seed']}"),
-        f"- {meta['threads']} threads per job (torch.set_num_threads + OMP/OpenBLAS env); each job in its own process",
+        (f"- {meta['threads']} threads per job (torch.set_num_threads + OMP/OpenBLAS env); each job in its own process"
+         if meta.get("threads") else "- no thread set-up (accelerator run); each job in its own process"),
         (f"- {meta.get('rounds', 1)} rounds, the job order reversed every other round; each job's timed steps "
          "pooled over the rounds" if meta.get("rounds", 1) > 1 else
          "- 1 round per job unless a row says otherwise (jobs in the listed order)"),
@@ -298,6 +301,8 @@ def render_markdown(results: dict[str, Any]) -> str:
             notes.append("tokens/s estimated from mean sequence length")
         if j.get("blas"):
             notes.append(f"BLAS: {j['blas']}")
+        if j.get("device_peak_measure"):
+            notes.append(f"peak device memory {_f(j.get('device_peak_mb'), 0)} MB ({j['device_peak_measure']})")
         lines.append(
             f"| {jd.name} | {_f(j['sec_per_step'])} ({_f(j['sec_per_step_median'])}) | {_f(j['tokens_per_s'], 0)} | "
             f"{_f(j['tokens_per_step'], 0)} | {_f(j['one_off_s'], 1)} | {_f(j['first_step_s'], 2)} | "
