@@ -31,7 +31,7 @@ from .baton import Baton, make_pipes, pass_on_behalf
 from .common import JobSpec
 from .jobs import COMPARISONS, JOBS, Comparison, JobDef, missing_requirement
 from .measure import combine_rounds, load_average, thread_env
-from .report import build_comparisons, build_memory_checks, render_markdown
+from .report import build_comparisons, build_efficiency, build_memory_checks, render_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / "benchmarks"
@@ -238,6 +238,23 @@ def check_device(device: str) -> None:
         raise SystemExit("--device mps: torch.backends.mps.is_available() is False on this host")
 
 
+def probe_throughput(backend: str, args: argparse.Namespace, model_dir: str, work_dir: Path,
+                     tokens: int) -> dict[str, Any]:
+    """The machine's matmul throughput for ``backend`` (tools/bench/flops.py), in a process set up as that
+    backend's jobs are (run_jobs: same environment and threads; MLX with mindprint-mlx's BLAS preload)."""
+    from .flops import PROBE_TASK
+
+    job = JobDef(f"{backend}-matmul-throughput", backend, PROBE_TASK, "probe", "matmul", "matmul throughput",
+                 ("torch",) if backend == "torch" else ("mlx",))
+    spec = _spec(job, args, model_dir, work_dir)
+    spec.options = {"tokens": tokens}
+    spec.warmup, spec.steps = (1, 3) if args.smoke else (2, 7)
+    result = run_jobs([(job, spec)], work_dir, args.timeout)[0]
+    result["date"] = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    result["git_commit"] = _git_commit()
+    return result
+
+
 def interleaved_pairs(jobs: Sequence[JobDef]) -> list[Comparison]:
     """The comparisons whose two jobs are both selected (each runs as one interleaved pair)."""
     names = {j.name for j in jobs}
@@ -347,11 +364,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         header = dict(previous["meta"])
         earlier_runs = list(header.get("merged_runs", []))
 
+    # The machine's matmul throughput (#19 point 4), once per run and backend, before the jobs, on a typical
+    # step's tokens: batch x the SFT set's mean sequence length.
+    throughput: dict[str, Any] = dict(previous.get("throughput", {}))
+    step_tokens = max(1, round(args.batch_size * meta["data"]["token_stats"]["sft_sequence_tokens"]["mean"]))
+    for backend in ("torch", "mlx"):
+        if any(j.backend == backend and unsupported_on_device(j, args.device) is None for j in jobs):
+            throughput[backend] = probe_throughput(backend, args, model_dir, work_dir, step_tokens)
+            t = throughput[backend]
+            status = f"{t['flops_per_s'] / 1e9:.1f} GFLOP/s" if t.get("ok") else \
+                f"FAILED: {t.get('skipped') or t.get('error')}"
+            print(f"  {backend} matmul throughput ({step_tokens} tokens): {status}", flush=True)
+
     def write() -> None:
         meta["loadavg_end"] = load_average()
         if header is not meta:
             header["merged_runs"] = [*earlier_runs, {k: meta.get(k) for k in MERGED_RUN_KEYS}]
-        results: dict[str, Any] = {"meta": header, "jobs": job_results, "interleaved": pair_results}
+        results: dict[str, Any] = {"meta": header, "jobs": job_results, "interleaved": pair_results,
+                                   "throughput": throughput}
+        results["efficiency"] = build_efficiency(job_results, throughput)
         results["comparisons"] = build_comparisons(job_results, pair_results)
         results["memory"] = build_memory_checks(job_results)
         notes = out_dir / "NOTES.md"
@@ -389,10 +420,13 @@ def rerender(out_dir: Path, merge_from: Sequence[Path] = ()) -> int:
         other = json.loads(Path(other_path).read_text())
         results["jobs"].update(other["jobs"])
         results.setdefault("interleaved", {}).update(other.get("interleaved", {}))
+        for backend, probe in (other.get("throughput") or {}).items():  # an earlier file may have none
+            results.setdefault("throughput", {}).setdefault(backend, probe)
         meta = other["meta"]
         results["meta"].setdefault("merged_runs", []).append({k: meta.get(k) for k in MERGED_RUN_KEYS})
     results["comparisons"] = build_comparisons(results["jobs"], results.get("interleaved", {}))
     results["memory"] = build_memory_checks(results["jobs"])
+    results["efficiency"] = build_efficiency(results["jobs"], results.get("throughput") or {})
     notes = out_dir / "NOTES.md"
     if notes.is_file():
         results["analysis"] = notes.read_text()

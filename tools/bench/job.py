@@ -48,7 +48,25 @@ def _match_packed_rows(spec: JobSpec, prep: Any, result: dict[str, Any]) -> None
                            f"of <= {spec.max_length} tokens on average ({per_row:.2f} sequences per row)")
 
 
+def _probe(spec: JobSpec) -> dict[str, Any]:
+    """The machine's matmul throughput (:func:`tools.bench.flops.measure`), as a row that never raises."""
+    from .flops import measure
+
+    t0 = time.perf_counter()
+    try:
+        result = measure(spec)
+    except BaseException as exc:  # noqa: BLE001 - reported, the bench goes on
+        result = {"name": spec.name, "backend": spec.backend, "ok": False, "error": f"{type(exc).__name__}: {exc}",
+                  "traceback": traceback.format_exc()}
+    result["wall_s"] = time.perf_counter() - t0
+    return result
+
+
 def execute(spec: JobSpec) -> dict[str, Any]:
+    from .flops import PROBE_TASK
+
+    if spec.task == PROBE_TASK:
+        return _probe(spec)
     baton = Baton.from_env()
     if baton is not None and not baton.first:
         baton.wait()  # the partner job goes first: imports, load, set-up and its first step
@@ -119,6 +137,9 @@ def _execute(spec: JobSpec, baton: Baton | None) -> dict[str, Any]:
             result["tokens_exact"] = False
             result["tokens_per_step"] = prep.mean_sequence_tokens(spec.task) * spec.sequences_per_step
             result["tokens_per_s"] = result["tokens_per_step"] / summary["sec_per_step"]
+        from .flops import job_flops_for
+
+        result["flops"] = job_flops_for(spec, prep)  # per real token; the report x tokens/s / machine throughput
         losses = [x for x in clock.losses if x is not None and math.isfinite(x)]
         result["train_loss_history"] = clock.losses
         result["train_loss_last"] = losses[-1] if losses else None

@@ -6,6 +6,7 @@ import math
 import statistics
 from typing import Any
 
+from .flops import GOALS
 from .jobs import COMPARISONS, JOBS, MEMORY_CHECKS, VARIANTS, Comparison
 from .measure import timed_steps
 
@@ -110,6 +111,70 @@ def build_memory_checks(jobs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]
         row["status"] = "met" if row["ratio"] is not None and row["ratio"] <= target else "missed"
         out.append(row)
     return out
+
+
+def build_efficiency(jobs: dict[str, dict[str, Any]], throughput: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each job's achieved FLOP/s (its counted FLOPs per real token, ``tools.bench.flops.job_flops``, x its measured
+    tokens/s) as a fraction of its backend's matmul throughput measured in the same run; "not measured" when the
+    results lack the throughput (files from before #19.4) or the job its FLOP count."""
+    out: list[dict[str, Any]] = []
+    for jd in JOBS:
+        j = jobs.get(jd.name)
+        if j is None or not j.get("ok"):
+            continue
+        probe = throughput.get(jd.backend) or {}
+        row: dict[str, Any] = {"job": jd.name, "backend": jd.backend, "goal": GOALS.get(jd.backend)}
+        per_token = _num((j.get("flops") or {}).get("per_token"))
+        achieved = per_token * j["tokens_per_s"] if per_token is not None and _num(j.get("tokens_per_s")) else None
+        row["achieved_flops_per_s"] = achieved
+        peak = _num(probe.get("flops_per_s")) if probe.get("ok") else None
+        if achieved is None or peak is None:
+            row["status"] = "not measured"
+            row["reason"] = ("no matmul throughput in these results" + (f" ({probe.get('skipped') or probe.get('error')})"
+                             if probe.get("skipped") or probe.get("error") else "")) if peak is None \
+                else "the job has no FLOP count (an older result)"
+            out.append(row)
+            continue
+        row.update({"throughput_flops_per_s": peak, "fraction": achieved / peak})
+        row["status"] = "met" if row["goal"] is not None and row["fraction"] >= row["goal"] else "missed"
+        out.append(row)
+    return out
+
+
+def _efficiency_lines(results: dict[str, Any]) -> list[str]:
+    throughput: dict[str, Any] = results.get("throughput") or {}
+    lines = [
+        "",
+        "## How close to the machine's matmul limit (#19 point 4)",
+        "",
+        ("Machine throughput: the model's own matmul shapes (each decoder-layer linear and the LM head, m = a typical "
+         "step's tokens) timed in a process set up as the jobs are (same threads; MLX with mindprint-mlx's OpenBLAS), "
+         "FLOP/s = 2mkn / median time, weighted by how often each shape runs in a forward pass. A job's FLOP/s = its "
+         "counted FLOPs per real token x its tokens/s: 4 x the decoder linears' weights (forward + input gradient; "
+         "the base is frozen) + 4 x hidden x vocab on the scored positions; no attention scores, LoRA matrices or "
+         "reference pass (tools/bench/flops.py). Goal: >= 70 % (torch), >= 60 % (MLX)."),
+        "",
+    ]
+    for backend in ("torch", "mlx"):
+        t = throughput.get(backend)
+        if not t:
+            lines.append(f"- {backend}: matmul throughput not measured (not in these results)")
+        elif not t.get("ok"):
+            lines.append(f"- {backend}: matmul throughput not measured ({t.get('skipped') or t.get('error')})")
+        else:
+            shapes = ", ".join(f"{name} {_f(sh['flops_per_s'] / 1e9, 1)}" for name, sh in t["per_shape"].items())
+            lines.append(f"- {backend}: **{_f(t['flops_per_s'] / 1e9, 1)} GFLOP/s** ({t.get('dtype')} on "
+                         f"{t.get('device')}, m = {t['tokens']} tokens, median of {t['repeats']}; {t.get('library')}"
+                         f"{'; BLAS: ' + t['blas'] if t.get('blas') else ''}; {t.get('date')}); per shape GFLOP/s: "
+                         f"{shapes}")
+    return lines
+
+
+def _fraction_cell(row: dict[str, Any] | None) -> str:
+    if row is None or row["status"] == "not measured":
+        return "not measured"
+    mark = " ✅" if row["status"] == "met" else ""
+    return f"{_f(row['achieved_flops_per_s'] / 1e9, 1)} ({100 * row['fraction']:.0f} %{mark})"
 
 
 def _f(x: Any, digits: int = 3) -> str:
@@ -277,20 +342,24 @@ def render_markdown(results: dict[str, Any]) -> str:
                      f"**{_f(m['ratio'], 2)}x**{mark} | <= {m['target']}x | "
                      f"{_pair(m['dpo_peak_rss_mb'], m['sft_peak_rss_mb'], 0)} |")
     lines += _variant_lines(jobs)
+    lines += _efficiency_lines(results)
+    efficiency = {r["job"]: r for r in results.get("efficiency") or build_efficiency(jobs, results.get("throughput") or {})}
     lines += [
         "",
         "## Every job",
         "",
         ("| job | s/step (median) | tokens/s | tokens/step | one-off s | first step s | peak RSS MB | "
-        "loss before → after (fixed set) | train loss (last 5) | load avg start → end | notes |"),
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "loss before → after (fixed set) | train loss (last 5) | GFLOP/s (fraction of matmul limit) | "
+        "load avg start → end | notes |"),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for jd in JOBS:
         j = jobs.get(jd.name)
         if j is None:
             continue
         if not j.get("ok"):
-            lines.append(f"| {jd.name} | — | — | — | — | — | — | — | — | — | {j.get('skipped') or j.get('error', 'failed')} |")
+            lines.append(f"| {jd.name} | — | — | — | — | — | — | — | — | — | — | "
+                         f"{j.get('skipped') or j.get('error', 'failed')} |")
             continue
         key = _eval_key(j["task"])
         before = j.get("eval_before", {})
@@ -307,7 +376,8 @@ def render_markdown(results: dict[str, Any]) -> str:
             f"| {jd.name} | {_f(j['sec_per_step'])} ({_f(j['sec_per_step_median'])}) | {_f(j['tokens_per_s'], 0)} | "
             f"{_f(j['tokens_per_step'], 0)} | {_f(j['one_off_s'], 1)} | {_f(j['first_step_s'], 2)} | "
             f"{_f(j['peak_rss_mb'], 0)} | {before_s} → {_f(j.get('eval_after', {}).get(key), 4)} | "
-            f"{_f(j.get('train_loss_last5_mean'), 4)} | {_load(j.get('loadavg_start'))} → {_load(j.get('loadavg_end'))} | "
+            f"{_f(j.get('train_loss_last5_mean'), 4)} | {_fraction_cell(efficiency.get(jd.name))} | "
+            f"{_load(j.get('loadavg_start'))} → {_load(j.get('loadavg_end'))} | "
             f"{'; '.join(notes)} |")
     analysis = results.get("analysis")
     if analysis:
