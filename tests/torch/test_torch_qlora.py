@@ -42,6 +42,26 @@ def test_formats_load_quantized_and_differ(backend: TorchBackend, tiny_model_dir
     assert gaps["int8"] < min(gaps["nf4"], gaps["fp4"])
 
 
+def test_quantized_load_releases_the_checkpoint_mapping(backend: TorchBackend, tiny_model_dir: Path) -> None:
+    """The full-precision checkpoint is not left memory-mapped next to the 4-bit model (it would stay resident:
+    every page was read to quantize), while a full-precision load does map it (zero-copy): the check can fail."""
+    checkpoint = str((tiny_model_dir / "model.safetensors").resolve())
+
+    def mapped() -> bool:
+        return checkpoint in Path("/proc/self/maps").read_text()
+
+    full = backend.load_model(tiny_model_dir)
+    assert mapped(), "a full-precision load maps the checkpoint (safetensors zero-copy)"
+    del full
+    import gc
+
+    gc.collect()
+    quantized = backend.load_model(tiny_model_dir, quantization={"bits": 4})
+    gc.collect()
+    assert not mapped()
+    assert logps(quantized)  # and the copied weights still serve the model
+
+
 def test_qlora_sft_dpo_save_reload_continue_merge(backend: TorchBackend, tiny_model_dir: Path, tmp_path: Path,
                                                   sft_records: list[dict[str, Any]],
                                                   easy_pairs: list[dict[str, Any]]) -> None:
