@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mindprint_interfaces.memory_plan import KNOWN_SHAPES
+from mindprint_interfaces.memory_plan import KNOWN_SHAPES, ModelShape, PlanRequest, predict
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,14 +110,12 @@ def child(backend_name: str, model_dir: str, length: int, variant: str, dtype: s
     return {"peak": peak, "load_peak": load_peak, "seconds": seconds}
 
 
-def predicted(model_dir: Path, backend: str, length: int, variant: str, dtype: str) -> float:
-    from mindprint_interfaces.memory_plan import ModelShape, PlanRequest, predict
-
+def predicted(shape: ModelShape, backend: str, length: int, variant: str, dtype: str) -> float:
     opts = VARIANTS[variant]
     req = PlanRequest(max_length=length, batch=1, dtype=dtype, backend=backend,
                       quantize_bits=opts.get("quantize"),
                       gradient_checkpointing=bool(opts.get("gradient_checkpointing", False)))
-    return predict(ModelShape.from_directory(model_dir), req).total
+    return predict(shape, req).total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,12 +130,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtypes", nargs="+", default=["float32"],
                    help="float32 by default: on a CPU without AVX512-BF16 bf16 matmuls are emulated (minutes a step)")
     p.add_argument("--write", action="store_true", help="also write benchmarks/memory_plan.md")
+    p.add_argument("--measured", type=Path, default=ROOT / "benchmarks" / "memory_plan.json",
+                   help="measured peaks, one entry per (shape, backend, dtype, tokens, variant); new runs replace "
+                        "their entries, the table covers them all")
+    p.add_argument("--report-only", action="store_true",
+                   help="measure nothing: re-predict the stored measurements (after a planner change)")
     args = p.parse_args(argv)
     if args.child:
         b, m, n, v, d = args.child
         print(json.dumps(child(b, m, int(n), v, d)))
         return 0
-    rows = []
+    store: dict[str, dict[str, Any]] = json.loads(args.measured.read_text()) if args.measured.is_file() else {}
+    if not args.report_only:
+        _measure(args, store)
+    rows = [table_row(entry) for entry in store.values()]
+    rows.sort(key=lambda r: (r[0], r[1], r[2], r[3], r[4]))
+    print(_table(rows))
+    if args.write:
+        _write(rows)
+    return 0
+
+
+def table_row(entry: dict[str, Any]) -> tuple[Any, ...]:
+    """A table row: the stored measurement and today's prediction for it."""
+    shape = ModelShape.from_config(SHAPES[entry["shape"]])
+    pred = predicted(shape, entry["backend"], entry["tokens"], entry["variant"], entry["dtype"])
+    err = (pred - entry["peak"]) / entry["peak"]
+    return (entry["shape"], entry["backend"], entry["dtype"], entry["tokens"], entry["variant"], pred, entry["peak"],
+            err, entry["load_peak"])
+
+
+def _measure(args: argparse.Namespace, store: dict[str, dict[str, Any]]) -> None:
     for shape, dtype in itertools.product(args.shapes, args.dtypes):
         model_dir = build_model(shape, dtype, args.work / f"{shape}-{dtype}")
         for backend, length, variant in itertools.product(args.backends, args.lengths, args.variants):
@@ -148,18 +171,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{shape} {backend} {length} {variant}: FAILED\n{proc.stderr[-2000:]}", file=sys.stderr)
                 continue
             got = json.loads(proc.stdout.strip().splitlines()[-1])
-            pred = predicted(model_dir, backend, length, variant, dtype)
-            err = (pred - got["peak"]) / got["peak"]
-            rows.append((shape, backend, dtype, length, variant, pred, got["peak"], err, got["load_peak"]))
-            print(f"{shape} {backend} {dtype} {length} {variant}: predicted {pred / 2**30:.2f} GiB, measured "
-                  f"{got['peak'] / 2**30:.2f} GiB, error {err:+.1%}, load peak {got['load_peak'] / 2**30:.2f} GiB "
+            entry = {"shape": shape, "backend": backend, "dtype": dtype, "tokens": length, "variant": variant,
+                     **got, "measured_on": time.strftime("%Y-%m-%d")}
+            store[f"{shape}/{backend}/{dtype}/{length}/{variant}"] = entry
+            args.measured.write_text(json.dumps(store, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+            row = table_row(entry)
+            print(f"{shape} {backend} {dtype} {length} {variant}: predicted {row[5] / 2**30:.2f} GiB, measured "
+                  f"{got['peak'] / 2**30:.2f} GiB, error {row[7]:+.1%}, load peak {got['load_peak'] / 2**30:.2f} GiB "
                   f"({got['seconds']:.0f} s)", flush=True)
-            if args.write:
-                _write(rows)
-    print(_table(rows))
-    if args.write:
-        _write(rows)
-    return 0
 
 
 def _table(rows: list[tuple[Any, ...]]) -> str:
@@ -178,8 +197,10 @@ def _write(rows: list[tuple[Any, ...]]) -> None:
         "`uv run python -m tools.plan_calibrate --write`: load, then one SFT step (batch 1, CPU) in a fresh process\n"
         "per row, on random-weight models with the published Qwen2.5 shapes. Measured (training): the peak from the\n"
         "end of loading to the end of the step, model included — MLX `mx.get_peak_memory()`, torch the peak resident\n"
-        "set (VmHWM) over the process's size before loading. Load peak: the same during loading alone. Error =\n"
-        "(predicted - measured) / measured.\n\n"
+        "set (VmHWM) over the process's size before loading. Load peak: the same during loading alone (on torch it\n"
+        "counts the checkpoint's pages mapped while bitsandbytes quantizes: page cache the OS can reclaim). Error =\n"
+        "(predicted - measured) / measured. The measurements are kept in `memory_plan.json` (`--report-only`\n"
+        "re-predicts them after a planner change); bf16 rows are few because this CPU emulates bf16 (3-12 min a step).\n\n"
         f"{_table(rows)}\n\nLargest error over {len(rows)} rows: {worst:.1%}.\n", encoding="utf-8")
 
 

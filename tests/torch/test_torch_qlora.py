@@ -42,9 +42,13 @@ def test_formats_load_quantized_and_differ(backend: TorchBackend, tiny_model_dir
     assert gaps["int8"] < min(gaps["nf4"], gaps["fp4"])
 
 
-def test_quantized_load_releases_the_checkpoint_mapping(backend: TorchBackend, tiny_model_dir: Path) -> None:
+@pytest.mark.parametrize("family", ["llama", "qwen2"])  # qwen2: biases on the quantized q/k/v projections
+def test_quantized_load_releases_the_checkpoint_mapping(backend: TorchBackend, tmp_path: Path, family: str) -> None:
     """The full-precision checkpoint is not left memory-mapped next to the 4-bit model (it would stay resident:
     every page was read to quantize), while a full-precision load does map it (zero-copy): the check can fail."""
+    from tiny_model import build_tiny_family
+
+    tiny_model_dir = build_tiny_family(family, tmp_path / family)
     checkpoint = str((tiny_model_dir / "model.safetensors").resolve())
 
     def mapped() -> bool:

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
           + (", gradient checkpointing" if args.gradient_checkpointing else "") + f" on {args.backend}")
     for name, value in plan.table():
         print(f"  {name:<40} {value:>12}")
-    fits = plan.total <= budget
+    fits = plan.peak <= budget
     print(f"{'fits' if fits else 'does NOT fit'} in {human(budget)}")
     if not fits:
         print("to make it fit, change one of (predicted peak):")

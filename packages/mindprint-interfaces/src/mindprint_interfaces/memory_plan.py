@@ -3,10 +3,11 @@
 The estimate adds up what a LoRA run holds at its peak: the base weights (full precision, or
 quantized with their scales), the LoRA matrices with their gradients and AdamW state (fp32),
 the activations kept for the backward pass (every decoder layer, or with gradient checkpointing
-only each layer's input plus one layer being recomputed), and the logits with their log-softmax
-and gradient (fp32). DPO runs chosen and rejected rows together (twice the rows of SFT; the
-reference log-probs are precomputed, so no reference model is held). The per-token activation
-counts are those of a Llama/Qwen2 decoder layer (attention scores materialised, as on CPU).
+only each layer's input plus one layer being recomputed), and the logits with what the loss keeps
+of them (fp32). DPO runs chosen and rejected rows together (twice the rows of SFT; the reference
+log-probs are precomputed, so no reference model is held). The per-token activation counts are
+those of a Llama/Qwen2 decoder layer; each backend's own differences (fp32 norms and fused
+attention on torch, stored attention probabilities on MLX) are named where they are counted.
 """
 
 from __future__ import annotations
@@ -99,14 +100,24 @@ class PlanRequest:
 
 @dataclass
 class Plan:
-    parts: dict[str, float] = field(default_factory=dict)  # bytes
+    parts: dict[str, float] = field(default_factory=dict)  # bytes, held together at the training peak
+    load: float = 0.0  # bytes held while loading, where that can exceed the training peak (quantize on load)
 
     @property
     def total(self) -> float:
+        """The training peak."""
         return sum(self.parts.values())
 
+    @property
+    def peak(self) -> float:
+        """What the run needs: the training peak, or loading if that holds more."""
+        return max(self.total, self.load)
+
     def table(self) -> list[tuple[str, str]]:
-        return [(k, human(v)) for k, v in self.parts.items()] + [("total (peak)", human(self.total))]
+        rows = [(k, human(v)) for k, v in self.parts.items()] + [("total (training peak)", human(self.total))]
+        if self.load > self.total:
+            rows.append(("loading (quantizing on load)", human(self.load)))
+        return rows
 
 
 def human(n: float) -> str:
@@ -122,38 +133,63 @@ def parse_memory(text: str) -> float:
     return float(t)
 
 
-# Elements kept per token per decoder layer for the backward pass, in units of hidden / intermediate size
-# (norm inputs and outputs, q/k/v/o inputs and outputs, residuals; gate, up, activation, product).
-HIDDEN_SAVED = 10
-INTERMEDIATE_SAVED = 4
+# What the backward pass keeps per token and decoder layer with a frozen base and LoRA adapters, counted from
+# the autograd graph of a Llama/Qwen2 layer and checked against measured peaks (benchmarks/memory_plan.md).
+# A frozen linear keeps nothing (its input gradient needs only the weight); the LoRA matrices keep their input
+# (shared with the norm output) and their rank-r product. Hidden-sized: each RMSNorm's input and output (two
+# norms), the query and the attention output (o_proj's input): 6 x hidden in the activation dtype — except
+# that transformers' RMSNorm computes in fp32, so on torch the norms' 4 tensors are fp32 whatever the dtype.
+# Intermediate-sized: gate and up projections and the SiLU output (3 x intermediate).
+NORM_SAVED = 4
+HIDDEN_SAVED = 2
+INTERMEDIATE_SAVED = 3
+# Copies of the (rows x positions x vocab) logits alive at the peak, fp32: torch (TRL/transformers' loss)
+# holds the logits, their fp32 log-softmax and its gradient; MLX's fused cross-entropy the logits and gradient.
+LOGIT_COPIES = {"pytorch": 3, "mlx": 2}
 
 
 def predict(shape: ModelShape, req: PlanRequest) -> Plan:
+    """Peak bytes by part. Attention: torch's ``scaled_dot_product_attention`` runs fused kernels on CPU and CUDA
+    that keep only a log-sum-exp per row, so no scores are stored; MLX's attention backward keeps the
+    probabilities, one (heads x positions x positions) matrix per layer in the activation dtype."""
     act = DTYPE_BYTES[req.dtype]
+    torch = req.backend == "pytorch"
     rows = req.batch * (2 if req.method == "dpo" else 1)
     tokens = rows * req.max_length
     plan = Plan()
     linear = shape.layers * shape.layer_linear_params
     if req.quantize_bits:
-        per_weight = req.quantize_bits / 8 + (2 * act / req.group_size if req.backend == "mlx" else 4 / 64)
+        per_weight = req.quantize_bits / 8 + (2 * act / req.group_size if not torch else 4 / 64)
         plan.parts["base weights (quantized linears)"] = linear * per_weight
-        emb_bytes = per_weight if req.backend == "mlx" else act
-        plan.parts["embeddings / LM head"] = shape.embedding_params * emb_bytes
+        # bitsandbytes leaves the embeddings unquantized and PEFT's k-bit preparation casts them to fp32;
+        # mlx-lm quantizes them with the linears.
+        plan.parts["embeddings / LM head"] = shape.embedding_params * (4 if torch else per_weight)
+        if not torch:
+            # mlx-lm quantizing a full-precision checkpoint on load holds the whole model in ``dtype`` first
+            # (a directory written by ``mlx_lm.convert -q`` loads at its quantized size); bitsandbytes
+            # quantizes tensor by tensor as transformers loads them.
+            plan.load = shape.params * act
     else:
         plan.parts["base weights"] = linear * act
         plan.parts["embeddings / LM head"] = shape.embedding_params * act
     shapes = shape.linear_shapes()
     lora = shape.layers * sum(req.lora_r * sum(shapes[t]) for t in req.target_modules if t in shapes)
     plan.parts["LoRA weights + grads + AdamW (fp32)"] = lora * 16
-    per_token_layer = (HIDDEN_SAVED * shape.hidden + INTERMEDIATE_SAVED * shape.intermediate
-                       + len(req.target_modules) * req.lora_r) * act
-    scores = rows * shape.heads * req.max_length ** 2 * act * 2  # attention probabilities + their softmax input
+    if torch and req.quantize_bits:
+        # PEFT's k-bit preparation casts the norms to fp32, and an fp32 norm weight makes its output fp32: from
+        # the first norm on, the whole activation stream of a bitsandbytes base is fp32 whatever the dtype.
+        act = 4
+    norm_bytes = 4 if torch else act
+    per_token_layer = (NORM_SAVED * shape.hidden * norm_bytes
+                       + (HIDDEN_SAVED * shape.hidden + INTERMEDIATE_SAVED * shape.intermediate
+                          + len(req.target_modules) * req.lora_r) * act)
+    scores = 0 if torch else rows * shape.heads * req.max_length ** 2 * act
     if req.gradient_checkpointing:
         plan.parts["activations (checkpointed)"] = (shape.layers * tokens * shape.hidden * act
                                                     + tokens * per_token_layer + scores)
     else:
         plan.parts["activations"] = shape.layers * (tokens * per_token_layer + scores)
-    plan.parts["logits + log-softmax + grad (fp32)"] = tokens * shape.vocab * 4 * 3
+    plan.parts["logits + loss (fp32)"] = tokens * shape.vocab * 4 * LOGIT_COPIES.get(req.backend, 3)
     return plan
 
 
@@ -168,7 +204,7 @@ def suggestions(shape: ModelShape, req: PlanRequest, budget: float) -> list[str]
         options.append((f"--batch {max(1, req.batch // 2)} (and gradient_accumulation_steps x2)",
                         _replace(req, batch=max(1, req.batch // 2))))
     options.append((f"--max-length {req.max_length // 2}", _replace(req, max_length=req.max_length // 2)))
-    scored = [(predict(shape, r).total, label) for label, r in options]
+    scored = [(predict(shape, r).peak, label) for label, r in options]
     scored.sort()
     return [f"{label}: {human(total)}" + (" (fits)" if total <= budget else "") for total, label in scored]
 
