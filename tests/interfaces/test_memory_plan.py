@@ -6,15 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mindprint_interfaces.memory_plan import (
-    GIB,
-    KNOWN_SHAPES,
-    ModelShape,
-    PlanRequest,
-    human,
-    parse_memory,
-    predict,
-)
+from mindprint_interfaces.memory_plan import GIB, ModelShape, PlanRequest, parse_memory, predict
 
 QWEN_7B = {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
            "num_key_value_heads": 4, "vocab_size": 152064, "tie_word_embeddings": False}
@@ -68,6 +60,8 @@ def test_predictions_stay_within_the_stated_error_of_the_measured_peaks() -> Non
 def test_quantizing_on_load_counts_when_it_holds_more_than_training() -> None:
     """mlx-lm quantizing a full-precision checkpoint holds the whole model first (measured: 1.91 GiB load peak
     against 0.72 GiB training for the Qwen2.5-0.5B shape in fp32 at 128 tokens); the fit is decided on it."""
+    from mindprint_interfaces.memory_plan import KNOWN_SHAPES, human
+
     shape = ModelShape.from_config(KNOWN_SHAPES["Qwen/Qwen2.5-0.5B-Instruct"])
     short = PlanRequest(max_length=128, batch=1, dtype="float32", backend="mlx", quantize_bits=4)
     plan = predict(shape, short)
