@@ -175,17 +175,16 @@ def predict(shape: ModelShape, req: PlanRequest) -> Plan:
     shapes = shape.linear_shapes()
     lora = shape.layers * sum(req.lora_r * sum(shapes[t]) for t in req.target_modules if t in shapes)
     plan.parts["LoRA weights + grads + AdamW (fp32)"] = lora * 16
-    if torch and req.quantize_bits:
-        # PEFT's k-bit preparation casts the norms to fp32, and an fp32 norm weight makes its output fp32: from
-        # the first norm on, the whole activation stream of a bitsandbytes base is fp32 whatever the dtype.
-        act = 4
-    norm_bytes = 4 if torch else act
+    # PEFT's k-bit preparation casts the norms to fp32, and an fp32 norm weight makes its output fp32: from the
+    # first norm on, the whole activation stream of a bitsandbytes base is fp32 whatever the dtype.
+    stream = 4 if torch and req.quantize_bits else act
+    norm_bytes = 4 if torch else stream
     per_token_layer = (NORM_SAVED * shape.hidden * norm_bytes
                        + (HIDDEN_SAVED * shape.hidden + INTERMEDIATE_SAVED * shape.intermediate
-                          + len(req.target_modules) * req.lora_r) * act)
-    scores = 0 if torch else rows * shape.heads * req.max_length ** 2 * act
+                          + len(req.target_modules) * req.lora_r) * stream)
+    scores = 0 if torch else rows * shape.heads * req.max_length ** 2 * stream
     if req.gradient_checkpointing:
-        plan.parts["activations (checkpointed)"] = (shape.layers * tokens * shape.hidden * act
+        plan.parts["activations (checkpointed)"] = (shape.layers * tokens * shape.hidden * stream
                                                     + tokens * per_token_layer + scores)
     else:
         plan.parts["activations"] = shape.layers * (tokens * per_token_layer + scores)

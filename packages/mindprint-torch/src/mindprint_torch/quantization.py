@@ -60,10 +60,10 @@ def prepare(hf_model: Any) -> Any:
 
 
 def _own_unquantized_weights(hf_model: Any) -> None:
-    """Copy the weights left unquantized (embeddings, norms, LM head) out of the checkpoint's memory map.
+    """Copy the weights left unquantized (embeddings, norms, a quantized layer's bias) out of the checkpoint's map.
 
     transformers loads safetensors zero-copy: a parameter whose dtype did not change on load is a view into the
-    mapped file (biases of quantized layers included). After a quantized load that view keeps the whole checkpoint mapped — every page of it was read
+    mapped file. After a quantized load that view keeps the whole checkpoint mapped — every page of it was read
     to quantize the linears — so the process holds (and reports) the full-precision file next to the 4-bit
     model: 1.8 GiB of 2.6 GiB resident for a Qwen2.5-0.5B-shaped fp32 base. Mapped tensors are the ones whose
     storage cannot be resized; tied parameters are one ``Parameter`` and are copied once.
