@@ -164,3 +164,30 @@ def test_packed_run_is_the_same_on_both_backends(torch_backend: Backend, mlx_bac
                            packing=True)
     assert len(t_curve) == 6 and t_curve[-1] < t_curve[0]
     assert m_curve == pytest.approx(t_curve, rel=2e-3, abs=1e-4), f"torch {t_curve}\nmlx   {m_curve}"
+
+
+def test_mlx_row_cut_into_sub_rows_keeps_every_example_and_its_loss(mlx_backend: Backend, tiny_model_dir: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row runs as sub-rows of whole examples (packed.GROUP_TOKENS); cut small here so every row is cut."""
+    from mindprint_mlx import lean_forward, packed
+
+    model: Any = mlx_backend.load_model(tiny_model_dir)
+    module = model.module
+    module.eval()
+    examples, rows = _rows(mlx_backend, model)
+    limit = 2 * min(len(e.input_ids) for e in examples)
+    monkeypatch.setattr(packed, "GROUP_TOKENS", limit)
+    unpacked = [lean_forward.example_ce(module, e.input_ids, e.labels) for e in examples]
+    bins = bfd_bins([len(e.input_ids) for e in examples], MAX_LENGTH)
+    cut = 0
+    for row, members in zip(rows, bins, strict=True):
+        parts = packed.sub_rows(row)
+        cut += len(parts) > 1
+        assert [t for p in parts for t in p.input_ids] == list(row.input_ids)
+        assert [n for p in parts for n in p.seq_lengths] == list(row.seq_lengths)
+        assert all(len(p.input_ids) <= limit or len(p.seq_lengths) == 1 for p in parts)
+        total, count = packed.packed_ce(module, row)
+        expected = sum(float(unpacked[i][0].item()) for i in members)
+        assert count == sum(unpacked[i][1] for i in members)
+        assert abs(float(total.item()) - expected) <= EXACT * max(1.0, abs(expected)), (total.item(), expected)
+    assert cut, "no row was cut: the test did not exercise sub-rows"

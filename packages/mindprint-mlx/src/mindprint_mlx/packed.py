@@ -9,6 +9,15 @@ embedding sees only the distance between two tokens of the same example, which i
 numerically on the model before training — per-example losses of a packed probe against the unpacked
 forward — and a model for which they do not hold (absolute positions, a layer that ignores the mask) is
 refused naming ``packing``.
+
+A row is not run as one sequence: its examples are grouped, in order, into sub-rows of at most
+:data:`GROUP_TOKENS` tokens (a longer example on its own), and each sub-row runs with its own block mask.
+The maths is the same — attention never crosses an example, so cutting the row between examples changes
+nothing — but the masked attention costs the sum of the sub-rows' squared lengths instead of the whole
+row's: on the bench's long-tailed length mix (1024-token rows) a dense row spent most of its attention on
+pairs of positions the mask then discarded. mlx has no variable-length attention kernel on the CPU, so
+this is how "no attention across example boundaries" is made cheap; a one-example sub-row is plain causal
+attention (mlx-lm's own mask).
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
+from mlx_lm.models.cache import create_attention_mask
 
 from mindprint_interfaces.data import IGNORE_INDEX
 from mindprint_interfaces.errors import ConfigError
@@ -28,6 +38,7 @@ from .lean_forward import lm_head
 from .padded import num_layers
 
 CHECK_TOLERANCE = 1e-4  # absolute, on each probe example's summed cross-entropy (fp32 agrees to ~1e-6)
+GROUP_TOKENS = 256  # longest sub-row of grouped short examples (see the module docstring)
 
 
 def block_mask(seq_lengths: Sequence[int], window: int | None = None) -> Any:
@@ -53,19 +64,53 @@ class PackedMask:
         return keys, values
 
     def make_mask(self, n: int, return_array: bool = False, window_size: int | None = None) -> Any:
+        if len(self.seq_lengths) == 1:  # one example: the mask the model makes without a cache
+            return create_attention_mask(n, 0, return_array=return_array, window_size=window_size)
         window = window_size if window_size is not None and window_size < n else None
         if window not in self._masks:
             self._masks[window] = block_mask(self.seq_lengths, window)
         return self._masks[window]
 
 
+def sub_rows(row: PackedExample, limit: int | None = None) -> list[PackedExample]:
+    """The row cut between examples into runs of consecutive examples of at most ``limit`` (default
+    :data:`GROUP_TOKENS`) tokens each — an example longer than that is a run of its own; together they hold
+    the row's tokens in order."""
+    limit = GROUP_TOKENS if limit is None else limit
+    out: list[PackedExample] = []
+    start = 0
+    lengths: list[int] = []
+    for n in row.seq_lengths:
+        if lengths and sum(lengths) + n > limit:
+            end = start + sum(lengths)
+            out.append(PackedExample(row.input_ids[start:end], row.labels[start:end], tuple(lengths)))
+            start, lengths = end, []
+        lengths.append(n)
+    if lengths:
+        end = start + sum(lengths)
+        out.append(PackedExample(row.input_ids[start:end], row.labels[start:end], tuple(lengths)))
+    return out
+
+
 def packed_ce(module: nn.Module, row: PackedExample) -> tuple[Any, int]:
-    """(summed cross-entropy over the row's loss tokens, number of loss tokens)."""
+    """(summed cross-entropy over the row's loss tokens, number of loss tokens), sub-row by sub-row."""
+    total: Any = mx.array(0.0)
+    count = 0
+    for part in sub_rows(row):
+        ce, n = _sub_row_ce(module, part)
+        if n:
+            total, count = total + ce, count + n
+    return total, count
+
+
+def _sub_row_ce(module: nn.Module, row: PackedExample) -> tuple[Any, int]:
+    """(summed cross-entropy, loss tokens) of one sequence of whole examples, run with their block mask."""
     positions = [t for t in range(len(row.labels) - 1) if row.labels[t + 1] != IGNORE_INDEX]
     if not positions:
         return mx.array(0.0), 0
-    ids = mx.array(list(row.input_ids))[None]
-    masks = PackedMask(row.seq_lengths)
+    # positions after the last one predicting a loss token cannot reach the loss (causal attention)
+    ids = mx.array(list(row.input_ids[:positions[-1] + 1]))[None]
+    masks = PackedMask(_cut(row.seq_lengths, positions[-1] + 1))
     caches = [masks for _ in range(num_layers(module))]
     targets = mx.array([row.labels[t + 1] for t in positions])
     head = lm_head(module)
@@ -75,6 +120,17 @@ def packed_ce(module: nn.Module, row: PackedExample) -> tuple[Any, int]:
         logits = module(ids, cache=caches)[0][mx.array(positions)].astype(mx.float32)
     picked = mx.take_along_axis(logits, targets[:, None], axis=-1).squeeze(-1)
     return -(picked - mx.logsumexp(logits, axis=-1)).sum(), len(positions)
+
+
+def _cut(seq_lengths: Sequence[int], total: int) -> tuple[int, ...]:
+    """The example lengths of a row's first ``total`` tokens."""
+    out: list[int] = []
+    for n in seq_lengths:
+        if total <= 0:
+            break
+        out.append(min(n, total))
+        total -= n
+    return tuple(out)
 
 
 def batch_packed_ce(module: nn.Module, rows: Sequence[PackedExample]) -> tuple[Any, int]:

@@ -6,7 +6,8 @@ step divided by the number of loss tokens in the whole accumulated batch (TRL/HF
 
 Each example runs unpadded with the LM head only on loss positions (:mod:`.lean_forward`) when the
 model's layout allows it; otherwise one padded batched forward. Both give the same numbers. With
-``packing`` each packed row runs as one sequence with its examples' block-diagonal mask (:mod:`.packed`).
+``packing`` each packed row runs as sub-rows of whole examples, each with its examples' block-diagonal mask
+(:mod:`.packed`).
 """
 
 from __future__ import annotations
