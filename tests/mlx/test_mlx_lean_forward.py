@@ -155,3 +155,73 @@ def test_other_layouts_fall_back(tiny: Any) -> None:
     assert not lean_forward.supports_lean_forward(_SoftCappedHead(tiny.module))
     assert lean_forward.lm_head(nn.Linear(2, 2)) is None
     assert not lean_forward.supports_lean_forward(nn.Linear(2, 2))
+
+
+def test_orpo_cpo_lean_scores_equal_the_padded_batch(tiny: Any, preference_records: list[dict[str, Any]]) -> None:
+    """Every sum ORPO/CPO read (completion and whole-row log-probs, the padded logits/* sums, padding included)
+    and the gradients of a loss over them, lean vs TRL's padded batch."""
+    from mindprint_mlx import pair_scores
+
+    _nonzero_adapter(tiny)
+    assert pair_scores.supports_lean_scores(tiny.module, tiny.pad_id)
+    pairs = _pairs(tiny, preference_records[:3]) + [TokenizedPair(prompt_ids=(3, 9), chosen_ids=(17,),
+                                                                  rejected_ids=(5, 6, 7, 8, 9, 10, 11))]
+    for last in (False, True):
+        def loss(fn: Any) -> Any:
+            def inner() -> Any:
+                s = fn()
+                return (s.completion_logps * 0.7).sum() - (s.chosen_full_logps * 1.3).sum()
+            return inner
+
+        lean = pair_scores.lean_scores(tiny.module, pairs, tiny.pad_id, last)
+        padded = pair_scores.padded_scores(tiny.module, pairs, tiny.pad_id, last)
+        assert lean.positions == padded.positions
+        for name in ("completion_logps", "completion_tokens", "chosen_full_logps", "chosen_full_tokens", "logit_sums"):
+            got, want = getattr(lean, name), getattr(padded, name)
+            assert got.tolist() == pytest.approx(want.tolist(), rel=1e-5, abs=1e-5), name
+        # the padding positions count: another padding token moves the padded rows' logit sums, both ways alike
+        other = (tiny.pad_id + 1) % 50
+        lean_other = pair_scores.lean_scores(tiny.module, pairs, other, last)
+        padded_other = pair_scores.padded_scores(tiny.module, pairs, other, last)
+        assert lean_other.logit_sums.tolist() == pytest.approx(padded_other.logit_sums.tolist(), rel=1e-5, abs=1e-5)
+        assert mx.abs(lean_other.logit_sums - lean.logit_sums).max().item() > 1e-3
+        lv, lg = nn.value_and_grad(tiny.module, loss(lambda: pair_scores.lean_scores(tiny.module, pairs, tiny.pad_id,
+                                                                                     last)))()
+        pv, pg = nn.value_and_grad(tiny.module, loss(lambda: pair_scores.padded_scores(tiny.module, pairs,
+                                                                                       tiny.pad_id, last)))()
+        assert lv.item() == pytest.approx(pv.item(), rel=1e-5)
+        for (name, a), (_, b) in zip(tree_flatten(lg), tree_flatten(pg), strict=True):
+            assert mx.allclose(a, b, rtol=1e-4, atol=1e-6).item(), name
+
+
+@pytest.mark.parametrize("method", ["orpo", "cpo"])
+def test_orpo_cpo_runs_match_with_and_without_it(backend: Any, load_tiny: Any, method: str,
+                                                 preference_records: list[dict[str, Any]], tmp_path: Path) -> None:
+    histories = []
+    for lean in (True, False):
+        cfg = {"learning_rate": 5e-3, "max_steps": 3, "per_device_batch_size": 2, "lora_r": 4, "lora_alpha": 8,
+               "output_dir": str(tmp_path / str(lean))}
+        trainer = backend.create_trainer(method, load_tiny(), cfg)
+        assert trainer.lean_scores  # the fast path is taken on this model
+        trainer.lean_scores = lean
+        result = trainer.train(preference_records)
+        assert result.success, result.error_message
+        histories.append(result.metrics["history"])
+    for a, b in zip(*histories, strict=True):
+        for key in ("loss", "nll_loss", "rewards/chosen", "rewards/margins", "logits/chosen", "logits/rejected",
+                    "grad_norm"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), key
+
+
+def test_vocab_mean_logit_of_any_linear_head() -> None:
+    """logits/* come from h . mean(W) + mean(b): read off a plain head, or by the identity rows of any other
+    (a quantized one here) — both equal the mean of the head's real logits."""
+    from mindprint_mlx import pair_scores
+
+    plain = nn.Linear(320, 1000, bias=True)
+    quantized = nn.QuantizedLinear.from_linear(nn.Linear(320, 1000, bias=False), group_size=64, bits=4)
+    hidden = mx.random.normal((5, 320), key=mx.random.key(3))
+    for head in (plain, quantized, nn.Embedding(1000, 320).as_linear):
+        mean_w, mean_b = pair_scores._mean_logit(head, 320)
+        expected = head(hidden).mean(axis=-1)
+        assert mx.allclose(hidden @ mean_w + mean_b, expected, atol=1e-5).item()

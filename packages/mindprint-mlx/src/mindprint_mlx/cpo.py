@@ -25,27 +25,30 @@ import mlx.core as mx
 from mindprint_interfaces import CPOConfig
 from mindprint_interfaces.protocols import TrainerCallback
 
-from .losses import cpo_per_example_loss, token_logprobs
+from .losses import cpo_per_example_loss
 from .model import MLXModel
 from .orpo import PairTrainerBase, _reward_metrics
+from .pair_scores import PairScores
 
 
 class MLXCPOTrainer(PairTrainerBase[CPOConfig]):
     """CPO / SimPO on the shared data layer's pairs; TRL 1.16's losses and metrics; no reference model."""
 
+    last_position = True
+    prompt_nll = False
+
     def __init__(self, model: MLXModel, config: CPOConfig, callbacks: Sequence[TrainerCallback] = ()) -> None:
         super().__init__(model, config, callbacks)
 
-    def _loss(self, logits: Any, completion: Any, full: Any, b: int) -> tuple[Any, dict[str, Any]]:
+    def _loss(self, scores: PairScores, b: int) -> tuple[Any, dict[str, Any]]:
         cfg = self.config
-        per_token, mask = token_logprobs(logits, completion)
-        logps = per_token.sum(axis=1)
+        logps = scores.completion_logps
         if cfg.loss_type in ("ipo", "simpo"):
-            logps = logps / mask.sum(axis=1)
+            logps = logps / scores.completion_tokens
         chosen, rejected = logps[:b], logps[b:]
-        # the chosen completions' token-mean cross-entropy, from the log-probs above (one log-softmax pass)
-        nll = -per_token[:b].sum() / mx.maximum(mask[:b].sum(), 1.0) if cfg.cpo_alpha != 0 else mx.array(0.0)
+        # the chosen completions' token-mean cross-entropy
+        nll = (-scores.completion_logps[:b].sum() / mx.maximum(scores.completion_tokens[:b].sum(), 1.0)
+               if cfg.cpo_alpha != 0 else mx.array(0.0))
         losses = cpo_per_example_loss(cfg.loss_type, cfg.beta, cfg.label_smoothing, cfg.simpo_gamma, chosen, rejected)
         loss = losses.mean() + cfg.cpo_alpha * nll
-        return loss, {**_reward_metrics(cfg.beta, chosen, rejected, logits, b, last=True),
-                      "nll_loss": mx.stop_gradient(nll)}
+        return loss, {**_reward_metrics(cfg.beta, chosen, rejected, scores, b), "nll_loss": mx.stop_gradient(nll)}

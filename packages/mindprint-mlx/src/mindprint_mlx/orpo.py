@@ -3,7 +3,9 @@
 Per micro-batch, as TRL computes it:
 
 * one padded batch ``[prompt + chosen..., prompt + rejected...]`` (right padding, transformers' padding-aware
-  attention mask: :mod:`.padded`);
+  attention mask: :mod:`.padded`) — or, when the model's probe allows it, the same sums from a lean forward
+  (each prompt once, the LM head only where a log-prob is used, padding forward-only for the metrics:
+  :mod:`.pair_scores`);
 * chosen / rejected log-probs = per-token *mean* of the completion-token log-probs;
 * ``log_odds = (c - r) - (log(1 - e^c) - log(1 - e^r))``, ``ratio = log sigmoid(log_odds)``;
 * ``nll_loss`` = token-mean cross-entropy over the chosen sequences' real tokens, *prompt included*
@@ -28,42 +30,40 @@ import mlx.nn as nn
 
 from mindprint_interfaces import ORPOConfig
 from mindprint_interfaces.configs import TrainConfigBase
-from mindprint_interfaces.data import IGNORE_INDEX, TokenizedPair
+from mindprint_interfaces.data import TokenizedPair
 from mindprint_interfaces.protocols import TrainerCallback
 from mindprint_kit.data import Prepared, prepare_preferences
 
-from . import distributed
-from .losses import orpo_odds, token_logprobs
-from .model import MLXModel, right_pad
-from .padded import masked_logits
+from . import distributed, pair_scores
+from .losses import orpo_odds
+from .model import MLXModel
+from .pair_scores import PairScores
 from .training import C, MLXTrainerBase
-
-
-def pair_rows(pairs: Sequence[TokenizedPair], pad_id: int) -> tuple[Any, list[int], Any, Any]:
-    """TRL's concatenated batch: ids (2B, T), real lengths, completion labels (prompt and padding -100) and
-    full-sequence labels (padding -100)."""
-    rows = [list(p.prompt_ids) + list(p.chosen_ids) for p in pairs] + [list(p.prompt_ids) + list(p.rejected_ids)
-                                                                      for p in pairs]
-    completion = ([[IGNORE_INDEX] * len(p.prompt_ids) + list(p.chosen_ids) for p in pairs]
-                  + [[IGNORE_INDEX] * len(p.prompt_ids) + list(p.rejected_ids) for p in pairs])
-    return (mx.array(right_pad(rows, pad_id)), [len(r) for r in rows], mx.array(right_pad(completion, IGNORE_INDEX)),
-            mx.array(right_pad(rows, IGNORE_INDEX)))
 
 
 class PairTrainerBase(MLXTrainerBase[C]):
     """ORPO and CPO: pairs, one padded forward per micro-batch, the micro-batch's mean loss, per-micro-batch metrics."""
 
+    last_position = False  # logits/* count the last padded position (CPO) or not (ORPO)
+    prompt_nll = True  # the loss reads the chosen rows' log-probs over the prompt too (ORPO)
+
     def __init__(self, model: MLXModel, config: C, callbacks: Sequence[TrainerCallback] = ()) -> None:
         super().__init__(model, config, callbacks)
+        # the lean forward fills a prefix cache inside the layers, which a checkpointed layer would fill twice
+        self.lean_scores = (not config.gradient_checkpointing
+                            and pair_scores.supports_lean_scores(model.module, model.pad_id))
 
         def loss_fn(batch: list[TokenizedPair]) -> tuple[Any, dict[str, Any]]:
-            ids, lengths, completion, full = pair_rows(batch, self._model.pad_id)
-            logits = masked_logits(self._model.module, ids, lengths)
-            return self._loss(logits, completion, full, len(batch))
+            if self.lean_scores:
+                scores = pair_scores.lean_scores(self._model.module, batch, self._model.pad_id, self.last_position,
+                                                 self.prompt_nll)
+            else:
+                scores = pair_scores.padded_scores(self._model.module, batch, self._model.pad_id, self.last_position)
+            return self._loss(scores, len(batch))
 
         self._grad_fn = nn.value_and_grad(model.module, loss_fn)
 
-    def _loss(self, logits: Any, completion: Any, full: Any, b: int) -> tuple[Any, dict[str, Any]]:
+    def _loss(self, scores: PairScores, b: int) -> tuple[Any, dict[str, Any]]:
         raise NotImplementedError
 
     def _prepare(self, data: Sequence[Mapping[str, Any]], source: str) -> Prepared[TokenizedPair]:
@@ -88,15 +88,15 @@ class PairTrainerBase(MLXTrainerBase[C]):
         return {k: values[i] / max(values[-1], 1.0) for i, k in enumerate(names)}
 
 
-def _reward_metrics(beta: float, chosen: Any, rejected: Any, logits: Any, b: int, last: bool) -> dict[str, Any]:
-    """TRL's rewards/*, logps/*, logits/* (``last``: include the last position in logits/*, as CPO does)."""
+def _reward_metrics(beta: float, chosen: Any, rejected: Any, scores: PairScores, b: int) -> dict[str, Any]:
+    """TRL's rewards/*, logps/*, logits/* (mean over the rows' padded positions and the vocabulary)."""
     chosen, rejected = mx.stop_gradient(chosen), mx.stop_gradient(rejected)
-    view = mx.stop_gradient(logits if last else logits[:, :-1, :])
     cr, rr = beta * chosen, beta * rejected
+    per_row = mx.stop_gradient(scores.logit_sums) / max(scores.positions, 1)
     return {"rewards/chosen": cr.mean(), "rewards/rejected": rr.mean(),
             "rewards/accuracies": (cr > rr).astype(mx.float32).mean(), "rewards/margins": (cr - rr).mean(),
             "logps/chosen": chosen.mean(), "logps/rejected": rejected.mean(),
-            "logits/chosen": view[:b].mean(), "logits/rejected": view[b:].mean()}
+            "logits/chosen": per_row[:b].mean(), "logits/rejected": per_row[b:].mean()}
 
 
 class MLXORPOTrainer(PairTrainerBase[ORPOConfig]):
@@ -105,19 +105,15 @@ class MLXORPOTrainer(PairTrainerBase[ORPOConfig]):
     def __init__(self, model: MLXModel, config: ORPOConfig, callbacks: Sequence[TrainerCallback] = ()) -> None:
         super().__init__(model, config, callbacks)
 
-    def _loss(self, logits: Any, completion: Any, full: Any, b: int) -> tuple[Any, dict[str, Any]]:
+    def _loss(self, scores: PairScores, b: int) -> tuple[Any, dict[str, Any]]:
         beta = self.config.beta
-        # one log-softmax over every real position serves both terms: the completion tokens' log-probs are the
-        # full sequence's at the completion positions (the same targets there)
-        per_token_full, full_mask = token_logprobs(logits, full)
-        mask = (completion[:, 1:] != IGNORE_INDEX).astype(mx.float32)
-        avg = (per_token_full * mask).sum(axis=1) / mask.sum(axis=1)
+        avg = scores.completion_logps / scores.completion_tokens
         chosen, rejected = avg[:b], avg[b:]
         # TRL 1.16: the token mean over the whole chosen sequence, prompt included (torch CrossEntropyLoss)
-        nll = -per_token_full[:b].sum() / mx.maximum(full_mask[:b].sum(), 1.0)
+        nll = -scores.chosen_full_logps.sum() / mx.maximum(scores.chosen_full_tokens.sum(), 1.0)
         losses, ratio, log_odds = orpo_odds(beta, chosen, rejected)
         loss = nll - losses.mean()
-        metrics = {**_reward_metrics(beta, chosen, rejected, logits, b, last=False),
+        metrics = {**_reward_metrics(beta, chosen, rejected, scores, b),
                    "nll_loss": mx.stop_gradient(nll), "log_odds_ratio": mx.stop_gradient(ratio.mean()),
                    "log_odds_chosen": mx.stop_gradient(log_odds.mean())}
         return loss, metrics
