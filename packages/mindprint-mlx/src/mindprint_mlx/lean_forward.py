@@ -33,7 +33,7 @@ from mlx_lm.models.cache import KVCache
 
 from mindprint_interfaces.data import IGNORE_INDEX, TokenizedPair
 
-from .losses import token_logprobs
+from .losses import target_logps, token_logprobs
 from .model import right_pad
 
 CHECK_TOLERANCE = 1e-3  # absolute, on summed log-probs of a few tokens (fp32 agrees to ~1e-5)
@@ -88,9 +88,7 @@ def _head(module: nn.Module) -> Callable[[Any], Any]:
 def _rows_logps(head: Callable[[Any], Any], hidden: Any, targets: Any) -> tuple[Any, Any]:
     """(sum of log p(target), sum over rows of the vocab-mean logit) for hidden rows predicting ``targets``."""
     logits = head(hidden).astype(mx.float32)
-    picked = mx.take_along_axis(logits, targets[:, None], axis=-1).squeeze(-1)
-    logps = (picked - mx.logsumexp(logits, axis=-1)).sum()
-    return logps, mx.stop_gradient(logits).mean(axis=-1).sum()
+    return target_logps(logits, targets), mx.stop_gradient(logits).mean(axis=-1).sum()
 
 
 def pair_logps(module: nn.Module, pair: TokenizedPair) -> tuple[Any, Any, Any, Any]:

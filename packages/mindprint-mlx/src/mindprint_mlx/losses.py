@@ -27,6 +27,13 @@ def token_logprobs(logits: Any, labels: Any) -> tuple[Any, Any]:
     return logps * maskf, maskf
 
 
+def target_logps(logits: Any, targets: Any) -> Any:
+    """Sum of log p(target) over rows of (N, V) logits, each row predicting its target (no mask)."""
+    logits = logits.astype(mx.float32)
+    picked = mx.take_along_axis(logits, targets[:, None], axis=-1).squeeze(-1)
+    return (picked - mx.logsumexp(logits, axis=-1)).sum()
+
+
 def ce_sum_and_count(logits: Any, labels: Any) -> tuple[Any, Any]:
     """Summed cross-entropy over loss tokens and the number of loss tokens."""
     logps, mask = token_logprobs(logits, labels)

@@ -35,6 +35,7 @@ from mindprint_interfaces.errors import ConfigError
 from mindprint_kit.packing import PackedExample
 
 from .lean_forward import lm_head
+from .losses import target_logps
 from .padded import num_layers
 
 CHECK_TOLERANCE = 1e-4  # absolute, on each probe example's summed cross-entropy (fp32 agrees to ~1e-6)
@@ -77,18 +78,18 @@ def sub_rows(row: PackedExample, limit: int | None = None) -> list[PackedExample
     :data:`GROUP_TOKENS`) tokens each — an example longer than that is a run of its own; together they hold
     the row's tokens in order."""
     limit = GROUP_TOKENS if limit is None else limit
+    groups: list[list[int]] = []
+    for n in row.seq_lengths:
+        if groups and sum(groups[-1]) + n <= limit:
+            groups[-1].append(n)
+        else:
+            groups.append([n])
     out: list[PackedExample] = []
     start = 0
-    lengths: list[int] = []
-    for n in row.seq_lengths:
-        if lengths and sum(lengths) + n > limit:
-            end = start + sum(lengths)
-            out.append(PackedExample(row.input_ids[start:end], row.labels[start:end], tuple(lengths)))
-            start, lengths = end, []
-        lengths.append(n)
-    if lengths:
+    for lengths in groups:
         end = start + sum(lengths)
         out.append(PackedExample(row.input_ids[start:end], row.labels[start:end], tuple(lengths)))
+        start = end
     return out
 
 
@@ -118,8 +119,7 @@ def _sub_row_ce(module: nn.Module, row: PackedExample) -> tuple[Any, int]:
         logits = head(module.model(ids, cache=caches)[0][mx.array(positions)]).astype(mx.float32)
     else:
         logits = module(ids, cache=caches)[0][mx.array(positions)].astype(mx.float32)
-    picked = mx.take_along_axis(logits, targets[:, None], axis=-1).squeeze(-1)
-    return -(picked - mx.logsumexp(logits, axis=-1)).sum(), len(positions)
+    return -target_logps(logits, targets), len(positions)
 
 
 def _cut(seq_lengths: Sequence[int], total: int) -> tuple[int, ...]:

@@ -27,7 +27,7 @@ import mlx.nn as nn
 from mindprint_interfaces.data import IGNORE_INDEX, TokenizedPair
 
 from .lean_forward import PrefixCache, lm_head
-from .losses import token_logprobs
+from .losses import target_logps, token_logprobs
 from .model import right_pad
 from .padded import masked_logits
 
@@ -95,9 +95,7 @@ def _logit_sum(hidden: Any, mean_w: Any, mean_b: Any) -> Any:
 
 def _head_logps(head: Callable[[Any], Any], hidden: Any, targets: Sequence[int]) -> Any:
     """Sum of log p(target) for hidden rows predicting ``targets``."""
-    logits = head(hidden).astype(mx.float32)
-    picked = mx.take_along_axis(logits, mx.array(list(targets))[:, None], axis=-1).squeeze(-1)
-    return (picked - mx.logsumexp(logits, axis=-1)).sum()
+    return target_logps(head(hidden), mx.array(list(targets)))
 
 
 class _PaddingCache(PrefixCache):
